@@ -1,0 +1,3 @@
+from dealertui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Plain data shared by every layer: job states, jobs, stats. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """The job state machine of DESIGN.md ("Job states")."""
+
+    WAITING = "waiting"
+    READY = "ready"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+ALL_STATES: tuple[str, ...] = tuple(s.value for s in JobState)
+#: A child may run once every parent is in one of these states.
+SATISFIED_STATES: tuple[str, ...] = (JobState.SUCCEEDED.value,)
+#: States a job never leaves without an operator.
+TERMINAL_STATES: tuple[str, ...] = (
+    JobState.SUCCEEDED.value,
+    JobState.FAILED.value,
+    JobState.CANCELLED.value,
+)
+#: A job that is neither finished nor blocked: it will run if nothing goes wrong.
+UNFINISHED_STATES: tuple[str, ...] = (
+    JobState.WAITING.value,
+    JobState.READY.value,
+    JobState.RUNNING.value,
+    JobState.RETRYING.value,
+)
+
+DEALER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def is_valid_dealer_id(value: object) -> bool:
+    """True when *value* is a dealer id DESIGN.md allows."""
+    return isinstance(value, str) and DEALER_ID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Dealer:
+    id: str
+    name: str | None
+    created_at: float
+    last_served_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run of one job type for one dealer, as the store holds it."""
+
+    id: int
+    dealer_id: str
+    job_type: str
+    state: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_after: float
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    ready_at: float | None = None
+    locked_by: str | None = None
+    locked_until: float | None = None
+    last_error: str | None = None
+    blocked_reason: str | None = None
+    payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job moved to `running` by a claim, with the attempt it is now on."""
+
+    id: int
+    dealer_id: str
+    job_type: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    ready_at: float | None
+    payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    jobs: list[ClaimedJob]
+    #: jobs that were `ready` while a parent had not succeeded; sent back to waiting
+    dependency_violations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What a worker reports for one job it ran."""
+
+    job_id: int
+    error: str | None = None
+    #: seconds to wait before the next attempt (retry outcomes only)
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    #: ids moved to the outcome's state (others were no longer held by this worker)
+    done: list[int]
+    #: children promoted to ready (success) or blocked (failure)
+    promoted: list[int] = field(default_factory=list)
+    blocked: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What an operator action changed."""
+
+    changed: list[int]
+    followers: list[int] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.changed) + len(self.followers)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    scope: str  # "global" | "dealer" | "type"
+    key: str
+    by: str | None
+    at: float
+    reason: str | None = None
+
+
+def empty_state_counts() -> dict[str, int]:
+    """A by-state mapping with every state present (the JSON contract needs zeros too)."""
+    return dict.fromkeys(ALL_STATES, 0)

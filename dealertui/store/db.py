@@ -1,0 +1,215 @@
+"""Engines, transactions and transient-fault retries for both dialects.
+
+SQLite: WAL, synchronous=NORMAL, busy_timeout, and `BEGIN IMMEDIATE` for every writing
+transaction — a deferred BEGIN that later upgrades to a write fails with SQLITE_BUSY at once,
+without waiting for busy_timeout, so writers must take the lock up front.
+Postgres: asyncpg, pre-ping, so a connection dropped by a restart is replaced, not reused.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from dealertui.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# SQLSTATE classes that mean "try again on a fresh connection": connection exceptions (08),
+# admin/crash shutdown and "cannot connect now" (57P0x), serialization failure and deadlock.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "53300")
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced by `***` (safe for logs and errors)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def describe_url(url: str) -> str:
+    """A short human name for the database: a path for SQLite, a masked URL otherwise."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return u.database or ":memory:"
+    return mask_password(url).replace("+asyncpg", "")
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return seen
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for faults that a retry on a fresh connection can cure."""
+    for e in _chain(exc):
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, sqlite3.OperationalError):
+            msg = str(e).lower()
+            if "locked" in msg or "busy" in msg:
+                return True
+        sqlstate = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        if isinstance(e, ConnectionError | TimeoutError):
+            return True
+        name = type(e).__name__
+        if name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError"} and (
+            type(e).__module__.startswith("asyncpg")
+        ):
+            return True
+    return False
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An AsyncEngine for *url* with the per-dialect settings described above."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the directory for SQLite database {database}: "
+                    f"{exc.strerror or exc}."
+                ) from None
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_size=8
+        )
+        _install_sqlite_hooks(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=8,
+        max_overflow=16,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": 10},
+    )
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's own implicit BEGIN is always DEFERRED).
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("dealertui_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """One engine, two kinds of transaction (read, write), both retried on transient faults."""
+
+    def __init__(self, url: str, *, retry_budget_s: float = 10.0) -> None:
+        self.url = url
+        self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
+        self.engine = create_engine(url)
+        self._write_engine = self.engine.execution_options(dealertui_write=True)
+        self.retry_budget_s = retry_budget_s
+        self.url_description = describe_url(url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _begin(self, write: bool) -> AsyncIterator[AsyncConnection]:
+        engine = self._write_engine if write else self.engine
+        async with engine.begin() as conn:
+            yield conn
+
+    async def run(
+        self,
+        fn: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        write: bool = True,
+        budget_s: float | None = None,
+    ) -> T:
+        """Run *fn* in one transaction; retry the whole transaction on transient faults.
+
+        A fault that outlasts the retry budget, or that is not transient but still means the
+        database cannot be used (unreachable, unwritable, wrong password), becomes
+        StoreUnavailable with one sentence naming the database.
+        """
+        budget = self.retry_budget_s if budget_s is None else budget_s
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                wait=wait_exponential_jitter(initial=0.02, max=1.0, jitter=0.05),
+                stop=stop_after_delay(budget),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._begin(write) as conn:
+                        return await fn(conn)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise self.unavailable(exc) from None
+        except DBAPIError as exc:
+            if is_transient(exc):
+                raise self.unavailable(exc) from None
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying reraises
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """The StoreUnavailable sentence for *exc*, with any password masked."""
+        reason = _reason(exc)
+        secret = make_url(self.url).password
+        if secret:
+            reason = reason.replace(str(secret), "***")
+        return StoreUnavailable(f"cannot use the database {self.url_description}: {reason}.")
+
+
+def _reason(exc: BaseException) -> str:
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror.rstrip(".")
+    root = _chain(exc)[-1]
+    text = str(getattr(exc, "orig", None) or root) or type(root).__name__
+    return text.splitlines()[0].rstrip(".")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for Postgres or :memory:)."""
+    if not is_sqlite(url):
+        return None
+    db = make_url(url).database
+    return None if not db or db == ":memory:" else os.path.abspath(db)

@@ -1,0 +1,238 @@
+"""Statements shared by several transitions: events, promotion, blocking, re-arming.
+
+Every function runs inside the caller's transaction; none commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dealertui.model import JobState
+from dealertui.store.schema import job_events
+
+_SATISFIED = "('succeeded')"
+_DEAD = "('failed', 'cancelled', 'blocked')"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    job_id: int
+    dealer_id: str
+    job_type: str
+    from_state: str | None
+    to_state: str
+    attempt: int | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+async def insert_events(
+    conn: AsyncConnection, events: Sequence[Event], *, at: float, worker: str | None
+) -> None:
+    """Write one job_events row per transition (one executemany round trip)."""
+    if not events:
+        return
+    await conn.execute(
+        insert(job_events),
+        [
+            {
+                "job_id": e.job_id,
+                "dealer_id": e.dealer_id,
+                "job_type": e.job_type,
+                "at": at,
+                "from_state": e.from_state,
+                "to_state": e.to_state,
+                "worker": worker,
+                "attempt": e.attempt,
+                "error": e.error,
+                "message": e.message,
+            }
+            for e in events
+        ],
+    )
+
+
+def _ids(name: str = "ids") -> Any:
+    return bindparam(name, expanding=True)
+
+
+async def lock_rows(conn: AsyncConnection, ids: Iterable[int]) -> None:
+    """On Postgres, lock job rows in id order before reading their parents' states.
+
+    Two transactions that each complete one parent of the same child would otherwise both see
+    the other parent as still running (READ COMMITTED) and neither would promote the child.
+    Locking the child first makes the second one wait and then read a fresh snapshot.
+    SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
+    """
+    id_list = sorted(set(ids))
+    if not id_list or conn.dialect.name == "sqlite":
+        return
+    await conn.execute(
+        text("SELECT id FROM jobs WHERE id IN :ids ORDER BY id FOR UPDATE").bindparams(_ids()),
+        {"ids": id_list},
+    )
+
+
+async def promote_children(
+    conn: AsyncConnection, parent_ids: Sequence[int], *, now: float
+) -> list[Event]:
+    """Move waiting children of *parent_ids* whose parents all succeeded to ready."""
+    if not parent_ids:
+        return []
+    children = (
+        await conn.execute(
+            text(
+                "SELECT DISTINCT child_id FROM job_deps WHERE parent_id IN :ids"
+            ).bindparams(_ids()),
+            {"ids": list(parent_ids)},
+        )
+    ).scalars().all()
+    return await promote_if_satisfied(conn, children, now=now)
+
+
+async def promote_if_satisfied(
+    conn: AsyncConnection, job_ids: Sequence[int], *, now: float
+) -> list[Event]:
+    """Move each waiting job in *job_ids* whose parents all succeeded to ready."""
+    if not job_ids:
+        return []
+    await lock_rows(conn, job_ids)
+    rows = await conn.execute(
+        text(
+            f"""
+            UPDATE jobs SET state = 'ready', ready_at = :now, updated_at = :now,
+                   run_after = CASE WHEN run_after > :now THEN run_after ELSE :now END
+            WHERE id IN :ids AND state = 'waiting'
+              AND NOT EXISTS (
+                SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id
+                WHERE d.child_id = jobs.id AND p.state NOT IN {_SATISFIED})
+            RETURNING id, dealer_id, job_type
+            """
+        ).bindparams(_ids()),
+        {"ids": list(job_ids), "now": now},
+    )
+    return [
+        Event(r.id, r.dealer_id, r.job_type, JobState.WAITING, JobState.READY)
+        for r in rows
+    ]
+
+
+async def descendants(conn: AsyncConnection, root_ids: Sequence[int]) -> list[int]:
+    """Ids of every job reachable from *root_ids* through job_deps (roots excluded)."""
+    if not root_ids:
+        return []
+    rows = await conn.execute(
+        text(
+            """
+            WITH RECURSIVE down(id) AS (
+                SELECT child_id FROM job_deps WHERE parent_id IN :ids
+                UNION
+                SELECT d.child_id FROM job_deps d JOIN down ON d.parent_id = down.id
+            )
+            SELECT id FROM down
+            """
+        ).bindparams(_ids()),
+        {"ids": list(root_ids)},
+    )
+    return [r.id for r in rows]
+
+
+async def block_descendants(
+    conn: AsyncConnection, root_id: int, reason: str, *, now: float
+) -> list[Event]:
+    """Mark every unfinished descendant of *root_id* blocked with *reason*."""
+    below = await descendants(conn, [root_id])
+    if not below:
+        return []
+    await lock_rows(conn, below)
+    rows = await conn.execute(
+        text(
+            """
+            UPDATE jobs SET state = 'blocked', blocked_reason = :reason, updated_at = :now,
+                   ready_at = NULL
+            WHERE id IN :ids AND state IN ('waiting', 'ready', 'retrying')
+            RETURNING id, dealer_id, job_type
+            """
+        ).bindparams(_ids()),
+        {"ids": below, "reason": reason, "now": now},
+    )
+    return [
+        Event(r.id, r.dealer_id, r.job_type, None, JobState.BLOCKED, message=reason)
+        for r in rows
+    ]
+
+
+_BLOCK_DEAD_PARENTED = text(
+    f"""
+    UPDATE jobs SET state = 'blocked', updated_at = :now,
+           blocked_reason = (
+             SELECT 'parent ' || p.job_type || ' #' || p.id || ' is ' || p.state
+             FROM job_deps d JOIN jobs p ON p.id = d.parent_id
+             WHERE d.child_id = jobs.id AND p.state IN {_DEAD}
+             ORDER BY p.id LIMIT 1)
+    WHERE id IN :ids AND state = 'waiting' AND EXISTS (
+        SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id
+        WHERE d.child_id = jobs.id AND p.state IN {_DEAD})
+    RETURNING id
+    """
+).bindparams(_ids())
+
+
+async def rearm(
+    conn: AsyncConnection, job_ids: Sequence[int], *, now: float, message: str
+) -> list[Event]:
+    """Send *job_ids* back to waiting with attempts reset, then to ready or blocked as fits.
+
+    A job some of whose parents are dead (failed, cancelled, blocked, and not re-armed here)
+    goes straight back to blocked; one whose parents all succeeded becomes ready.
+    """
+    if not job_ids:
+        return []
+    await lock_rows(conn, job_ids)
+    before = {
+        r.id: r
+        for r in await conn.execute(
+            text("SELECT id, dealer_id, job_type, state FROM jobs WHERE id IN :ids").bindparams(
+                _ids()
+            ),
+            {"ids": list(job_ids)},
+        )
+    }
+    await conn.execute(
+        text(
+            """
+            UPDATE jobs SET state = 'waiting', attempts = 0, blocked_reason = NULL,
+                   run_after = :now, updated_at = :now, finished_at = NULL, ready_at = NULL,
+                   locked_by = NULL, locked_until = NULL
+            WHERE id IN :ids
+            """
+        ).bindparams(_ids()),
+        {"ids": list(job_ids), "now": now},
+    )
+    # Repeat: a job blocked here makes its own re-armed children dead-parented too.
+    dead_ids: set[int] = set()
+    while True:
+        dead = await conn.execute(
+            _BLOCK_DEAD_PARENTED, {"ids": list(job_ids), "now": now}
+        )
+        newly = {r.id for r in dead}
+        if not newly:
+            break
+        dead_ids |= newly
+    ready_ids = {e.job_id for e in await promote_if_satisfied(conn, job_ids, now=now)}
+    events: list[Event] = []
+    for job_id, row in before.items():
+        to = (
+            JobState.BLOCKED
+            if job_id in dead_ids
+            else JobState.READY
+            if job_id in ready_ids
+            else JobState.WAITING
+        )
+        events.append(Event(job_id, row.dealer_id, row.job_type, row.state, to, message=message))
+    return events

@@ -1,0 +1,1010 @@
+"""JobStore: the one API every front end and the engine use to read and move jobs.
+
+Each public method that changes state is one transaction (retried as a whole on transient
+faults) and writes a job_events row per transition.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dealertui.errors import StoreUnavailable, UsageError
+from dealertui.model import (
+    ActionResult,
+    ClaimResult,
+    CompletionResult,
+    Dealer,
+    Job,
+    JobOutcome,
+    JobState,
+    Pause,
+    empty_state_counts,
+    is_valid_dealer_id,
+)
+from dealertui.store import claims, graphops
+from dealertui.store.db import Database
+from dealertui.store.graphops import Event
+from dealertui.store.schema import (
+    SCHEMA_VERSION,
+    controls,
+    dealers,
+    job_deps,
+    job_events,
+    jobs,
+    meta,
+    metadata,
+    runs,
+    workers,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobTypeRule:
+    """What the store needs to know of a job type to enqueue it."""
+
+    priority: int
+    depends_on: tuple[str, ...] = ()
+    max_attempts: int = 5
+
+
+def _ids(name: str = "ids") -> Any:
+    return bindparam(name, expanding=True)
+
+
+def _job(row: Any) -> Job:
+    return Job(**{k: getattr(row, k) for k in Job.__slots__})
+
+
+class JobStore:
+    """Dealers, jobs and their dependency edges on SQLite or Postgres."""
+
+    def __init__(
+        self,
+        db: Database,
+        rules: Mapping[str, JobTypeRule],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.rules = dict(rules)
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        rules: Mapping[str, JobTypeRule],
+        *,
+        create: bool = True,
+        retry_budget_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> JobStore:
+        """Connect to *url*; create the schema on first use unless *create* is False."""
+        store = cls(Database(url, retry_budget_s=retry_budget_s), rules, clock=clock)
+        try:
+            if create:
+                await store.init_schema()
+            else:
+                await store.check_schema()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    async def init_schema(self) -> bool:
+        """Create every table and index that is missing; True when the schema was new."""
+
+        async def tx(conn: AsyncConnection) -> bool:
+            if conn.dialect.name == "postgresql":
+                # Two workers starting together must not both run CREATE TABLE.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7262001)"))
+            version = await self._read_version(conn)
+            if version is not None:
+                self._check_version(version)
+                return False
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(
+                insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
+            )
+            return True
+
+        return await self.db.run(tx)
+
+    async def check_schema(self) -> None:
+        version = await self.db.run(self._read_version, write=False)
+        if version is None:
+            raise StoreUnavailable(
+                f"the database {self.db.url_description} has no dealertui schema; "
+                "run 'dealertui init-db' first."
+            )
+        self._check_version(version)
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"the database {self.db.url_description} has schema version {version}, newer "
+                f"than this dealertui supports ({SCHEMA_VERSION}); upgrade dealertui."
+            )
+
+    async def _read_version(self, conn: AsyncConnection) -> int | None:
+        has_meta = await conn.run_sync(
+            lambda sync: sync.dialect.has_table(sync, "meta")
+        )
+        if not has_meta:
+            return None
+        value = (
+            await conn.execute(select(meta.c.value).where(meta.c.key == "schema_version"))
+        ).scalar()
+        return int(value) if value is not None else None
+
+    async def schema_version(self) -> int | None:
+        return await self.db.run(self._read_version, write=False)
+
+    # -- dealers ------------------------------------------------------------------------------
+
+    async def add_dealers(self, items: Iterable[tuple[str, str | None]]) -> int:
+        """Add dealers (id, name); an existing id keeps its jobs and takes the new name."""
+        rows = list(items)
+        for dealer_id, _ in rows:
+            if not is_valid_dealer_id(dealer_id):
+                raise UsageError(
+                    f"invalid dealer id {dealer_id!r}: use 1-64 letters, digits, '_', '.' or "
+                    "'-', starting with a letter or digit."
+                )
+        if not rows:
+            return 0
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> int:
+            existing = set(
+                (
+                    await conn.execute(
+                        select(dealers.c.id).where(dealers.c.id.in_([r[0] for r in rows]))
+                    )
+                ).scalars()
+            )
+            new = [
+                {"id": i, "name": n, "created_at": now, "last_served_at": 0.0}
+                for i, n in dict(rows).items()
+                if i not in existing
+            ]
+            if new:
+                await conn.execute(insert(dealers), new)
+            for i, n in rows:
+                if i in existing and n is not None:
+                    await conn.execute(update(dealers).where(dealers.c.id == i).values(name=n))
+            return len(new)
+
+        return await self.db.run(tx)
+
+    async def list_dealers(self) -> list[Dealer]:
+        async def tx(conn: AsyncConnection) -> list[Dealer]:
+            rows = await conn.execute(select(dealers).order_by(dealers.c.id))
+            return [Dealer(r.id, r.name, r.created_at, r.last_served_at or None) for r in rows]
+
+        return await self.db.run(tx, write=False)
+
+    async def dealer_ids(self) -> list[str]:
+        async def tx(conn: AsyncConnection) -> list[str]:
+            return list((await conn.execute(select(dealers.c.id).order_by(dealers.c.id))).scalars())
+
+        return await self.db.run(tx, write=False)
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def _pipeline_types(self, types: Sequence[str] | None) -> list[str]:
+        wanted = list(self.rules) if not types else list(dict.fromkeys(types))
+        unknown = [t for t in wanted if t not in self.rules]
+        if unknown:
+            raise UsageError(
+                f"unknown job type {unknown[0]!r} (known: {', '.join(sorted(self.rules))})."
+            )
+        # parents before children, so each job can link to its in-pipeline parents
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(t: str) -> None:
+            if t in seen:
+                return
+            seen.add(t)
+            for p in sorted(self.rules[t].depends_on, key=lambda x: (self.rules[x].priority, x)):
+                if p in wanted:
+                    visit(p)
+            order.append(t)
+
+        for t in sorted(wanted, key=lambda x: (self.rules[x].priority, x)):
+            visit(t)
+        return order
+
+    async def enqueue(
+        self,
+        dealer_ids: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        payload: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """Enqueue one pipeline per dealer, atomically; returns the new job ids.
+
+        Edges come from the job types' depends_on. A prerequisite type outside the pipeline
+        links to the dealer's latest job of that type when it is unfinished or succeeded;
+        otherwise the job is blocked with the reason "no successful <type> run".
+        """
+        order = self._pipeline_types(types)
+        wanted_dealers = list(dict.fromkeys(dealer_ids))
+        payload_text = json.dumps(payload) if payload is not None else None
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> list[int]:
+            known = set(
+                (
+                    await conn.execute(
+                        select(dealers.c.id).where(dealers.c.id.in_(wanted_dealers))
+                    )
+                ).scalars()
+            )
+            missing = [d for d in wanted_dealers if d not in known]
+            if missing:
+                raise UsageError(
+                    f"unknown dealer {missing[0]!r}; add it with 'dealertui dealers add "
+                    f"{missing[0]}' or list it under [[dealers]] in the config."
+                )
+            external = sorted(
+                {p for t in order for p in self.rules[t].depends_on if p not in order}
+            )
+            latest = await self._latest_jobs(conn, wanted_dealers, external)
+            rows: list[dict[str, Any]] = []
+            parents_of: list[list[tuple[str, int | None, str]]] = []
+            for dealer_id in wanted_dealers:
+                state_in_pipeline: dict[str, str] = {}
+                for t in order:
+                    links: list[tuple[str, int | None, str]] = []
+                    state, reason = JobState.READY.value, None
+                    for p in self.rules[t].depends_on:
+                        if p in order:
+                            links.append(("new", None, p))
+                            pstate = state_in_pipeline[p]
+                            if pstate == JobState.BLOCKED:
+                                state, reason = JobState.BLOCKED.value, f"parent {p} is blocked"
+                            elif state != JobState.BLOCKED:
+                                state = JobState.WAITING.value
+                            continue
+                        found = latest.get((dealer_id, p))
+                        if found is not None and found[1] in (
+                            "waiting", "ready", "running", "retrying", "succeeded"
+                        ):
+                            links.append(("old", found[0], p))
+                            if found[1] != JobState.SUCCEEDED and state != JobState.BLOCKED:
+                                state = JobState.WAITING.value
+                        else:
+                            state, reason = JobState.BLOCKED.value, f"no successful {p} run"
+                    state_in_pipeline[t] = state
+                    rule = self.rules[t]
+                    rows.append(
+                        {
+                            "dealer_id": dealer_id,
+                            "job_type": t,
+                            "state": state,
+                            "priority": rule.priority,
+                            "attempts": 0,
+                            "max_attempts": rule.max_attempts,
+                            "run_after": now,
+                            "created_at": now,
+                            "updated_at": now,
+                            "ready_at": now if state == JobState.READY else None,
+                            "blocked_reason": reason,
+                            "payload": payload_text,
+                        }
+                    )
+                    parents_of.append(links)
+            if not rows:
+                return []
+            result = await conn.execute(
+                insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
+            )
+            new_ids = [r.id for r in result]
+            by_dealer_type = {
+                (row["dealer_id"], row["job_type"]): job_id
+                for row, job_id in zip(rows, new_ids, strict=True)
+            }
+            edges = []
+            for row, job_id, links in zip(rows, new_ids, parents_of, strict=True):
+                for kind, parent_id, ptype in links:
+                    pid = by_dealer_type[(row["dealer_id"], ptype)] if kind == "new" else parent_id
+                    edges.append({"child_id": job_id, "parent_id": pid})
+            if edges:
+                await conn.execute(insert(job_deps), edges)
+            await graphops.insert_events(
+                conn,
+                [
+                    Event(
+                        job_id, row["dealer_id"], row["job_type"], None, row["state"],
+                        message=row["blocked_reason"] or "enqueued",
+                    )
+                    for row, job_id in zip(rows, new_ids, strict=True)
+                ],
+                at=now,
+                worker=None,
+            )
+            return new_ids
+
+        return await self.db.run(tx)
+
+    async def _latest_jobs(
+        self, conn: AsyncConnection, dealer_ids: Sequence[str], types: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[int, str]]:
+        if not types or not dealer_ids:
+            return {}
+        newest = (
+            select(func.max(jobs.c.id))
+            .where(jobs.c.dealer_id.in_(dealer_ids), jobs.c.job_type.in_(types))
+            .group_by(jobs.c.dealer_id, jobs.c.job_type)
+        )
+        rows = await conn.execute(
+            select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
+                jobs.c.id.in_(newest)
+            )
+        )
+        return {(r.dealer_id, r.job_type): (r.id, r.state) for r in rows}
+
+    # -- the worker's side: claim, finish, leases ---------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        per_dealer: int,
+        lease_s: float,
+        max_dealers: int | None = None,
+        active_dealers: Sequence[str] = (),
+        only_dealers: Sequence[str] | None = None,
+    ) -> ClaimResult:
+        """Move up to *limit* due ready jobs to running under a lease held by *worker_id*.
+
+        At most *per_dealer* jobs of one dealer run at once across every worker; at most
+        *max_dealers* dealers beyond *active_dealers* (the worker's own) get new jobs.
+        Paused dealers, types and a global pause are honoured; retries whose time has come are
+        made ready first.
+        """
+        if limit <= 0:
+            return ClaimResult([])
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ClaimResult:
+            paused = await self._paused_keys(conn)
+            events = await claims.promote_due_retries(conn, now)
+            if ("global", "") in paused:
+                await graphops.insert_events(conn, events, at=now, worker=worker_id)
+                return ClaimResult([])
+            claimed, violations = await claims.claim_batch(
+                conn,
+                worker_id=worker_id,
+                limit=limit,
+                per_dealer=per_dealer,
+                lease_until=now + lease_s,
+                now=now,
+                max_dealers=max_dealers,
+                active_dealers=active_dealers,
+                only_dealers=only_dealers,
+                paused_dealers=[k for s, k in paused if s == "dealer"],
+                paused_types=[k for s, k in paused if s == "type"],
+            )
+            events.extend(
+                Event(c.id, c.dealer_id, c.job_type, JobState.READY, JobState.RUNNING, c.attempt)
+                for c in claimed
+            )
+            if violations:
+                events.extend(
+                    Event(v, "", "", JobState.READY, JobState.WAITING,
+                          message="dependency violation: a parent had not succeeded")
+                    for v in violations
+                )
+            await graphops.insert_events(conn, await self._fill(conn, events), at=now,
+                                         worker=worker_id)
+            return ClaimResult(claimed, len(violations))
+
+        return await self.db.run(tx)
+
+    async def _fill(self, conn: AsyncConnection, events: list[Event]) -> list[Event]:
+        """Fill dealer and type of events that only know their job id (rare paths)."""
+        blanks = [e.job_id for e in events if not e.dealer_id]
+        if not blanks:
+            return events
+        rows = await conn.execute(
+            select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type).where(jobs.c.id.in_(blanks))
+        )
+        known = {r.id: (r.dealer_id, r.job_type) for r in rows}
+        out = []
+        for e in events:
+            if not e.dealer_id and e.job_id in known:
+                d, t = known[e.job_id]
+                e = Event(e.job_id, d, t, e.from_state, e.to_state, e.attempt, e.error, e.message)
+            out.append(e)
+        return out
+
+    async def finish(
+        self,
+        worker_id: str,
+        *,
+        succeeded: Sequence[int] = (),
+        failed: Sequence[JobOutcome] = (),
+        retry: Sequence[JobOutcome] = (),
+    ) -> CompletionResult:
+        """Record a batch of outcomes in one transaction.
+
+        *succeeded* jobs become succeeded and their children whose parents all succeeded
+        become ready; *failed* ones fail permanently and block their descendants; *retry* ones
+        wait as `retrying` until now + delay_s, or fail when their attempts are used up.
+        Jobs this worker no longer holds (lease rescued, cancelled) are left alone.
+        """
+        now = self.clock()
+        all_ids = [*succeeded, *(o.job_id for o in failed), *(o.job_id for o in retry)]
+        if not all_ids:
+            return CompletionResult([])
+
+        async def tx(conn: AsyncConnection) -> CompletionResult:
+            await graphops.lock_rows(conn, all_ids)
+            held = {
+                r.id: r
+                for r in await conn.execute(
+                    select(
+                        jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.attempts,
+                        jobs.c.max_attempts,
+                    ).where(
+                        jobs.c.id.in_(all_ids),
+                        jobs.c.state == JobState.RUNNING,
+                        jobs.c.locked_by == worker_id,
+                    )
+                )
+            }
+            events: list[Event] = []
+            ok = [i for i in succeeded if i in held]
+            if ok:
+                await conn.execute(
+                    text(
+                        """
+                        UPDATE jobs SET state = 'succeeded', finished_at = :now,
+                               updated_at = :now, locked_by = NULL, locked_until = NULL,
+                               last_error = NULL
+                        WHERE id IN :ids
+                        """
+                    ).bindparams(_ids()),
+                    {"ids": ok, "now": now},
+                )
+                events += [
+                    Event(i, held[i].dealer_id, held[i].job_type, JobState.RUNNING,
+                          JobState.SUCCEEDED, held[i].attempts)
+                    for i in ok
+                ]
+            retrying, dead = [], list(o for o in failed if o.job_id in held)
+            for o in retry:
+                if o.job_id not in held:
+                    continue
+                if held[o.job_id].attempts < held[o.job_id].max_attempts:
+                    retrying.append(o)
+                else:
+                    dead.append(o)
+            if retrying:
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("jid"))
+                    .values(
+                        state=JobState.RETRYING.value,
+                        run_after=bindparam("run_after"),
+                        last_error=bindparam("err"),
+                        updated_at=now,
+                        finished_at=now,
+                        locked_by=None,
+                        locked_until=None,
+                        ready_at=None,
+                    ),
+                    [
+                        {"jid": o.job_id, "run_after": now + max(o.delay_s, 0.0), "err": o.error}
+                        for o in retrying
+                    ],
+                )
+                events += [
+                    Event(o.job_id, held[o.job_id].dealer_id, held[o.job_id].job_type,
+                          JobState.RUNNING, JobState.RETRYING, held[o.job_id].attempts, o.error,
+                          f"retry in {max(o.delay_s, 0.0):.1f}s")
+                    for o in retrying
+                ]
+            blocked: list[int] = []
+            if dead:
+                fail_events, blocked = await self._fail_held(
+                    conn, [(o.job_id, o.error) for o in dead], held, now
+                )
+                events += fail_events
+            promoted = await graphops.promote_children(conn, ok, now=now)
+            events += promoted
+            await graphops.insert_events(conn, events, at=now, worker=worker_id)
+            return CompletionResult(
+                done=[*ok, *(o.job_id for o in retrying), *(o.job_id for o in dead)],
+                promoted=[e.job_id for e in promoted],
+                blocked=blocked,
+                failed=[o.job_id for o in dead],
+            )
+
+        return await self.db.run(tx)
+
+    async def _fail_held(
+        self,
+        conn: AsyncConnection,
+        outcomes: Sequence[tuple[int, str | None]],
+        held: Mapping[int, Any],
+        now: float,
+    ) -> tuple[list[Event], list[int]]:
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("jid"))
+            .values(
+                state=JobState.FAILED.value,
+                last_error=bindparam("err"),
+                updated_at=now,
+                finished_at=now,
+                locked_by=None,
+                locked_until=None,
+                ready_at=None,
+            ),
+            [{"jid": jid, "err": err} for jid, err in outcomes],
+        )
+        events: list[Event] = []
+        blocked: list[int] = []
+        for jid, err in outcomes:
+            h = held[jid]
+            events.append(
+                Event(jid, h.dealer_id, h.job_type, JobState.RUNNING, JobState.FAILED,
+                      h.attempts, err)
+            )
+            below = await graphops.block_descendants(
+                conn, jid, f"{h.job_type} #{jid} failed", now=now
+            )
+            events += below
+            blocked += [e.job_id for e in below]
+        return events, blocked
+
+    async def complete(self, worker_id: str, job_ids: Sequence[int]) -> CompletionResult:
+        """Mark held jobs succeeded and promote their children (batch)."""
+        return await self.finish(worker_id, succeeded=job_ids)
+
+    async def fail(self, worker_id: str, outcomes: Sequence[JobOutcome]) -> CompletionResult:
+        """Fail held jobs permanently and block their descendants (batch)."""
+        return await self.finish(worker_id, failed=outcomes)
+
+    async def schedule_retry(
+        self, worker_id: str, outcomes: Sequence[JobOutcome]
+    ) -> CompletionResult:
+        """Send held jobs to `retrying` until now + delay_s (failed when attempts are used)."""
+        return await self.finish(worker_id, retry=outcomes)
+
+    async def extend_leases(self, worker_id: str, lease_s: float) -> int:
+        """Push the lease of every job *worker_id* runs to now + lease_s; heartbeat the worker.
+
+        Not written to job_events: a lease extension is not a transition, and one row per job
+        per heartbeat would drown the audit trail.
+        """
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.state == JobState.RUNNING, jobs.c.locked_by == worker_id)
+                .values(locked_until=now + lease_s)
+            )
+            await conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
+            )
+            return result.rowcount or 0
+
+        return await self.db.run(tx)
+
+    async def rescue_expired(
+        self, *, older_than_s: float | None = None, worker_id: str | None = None
+    ) -> ActionResult:
+        """Take back running jobs whose lease expired (or that started > older_than_s ago).
+
+        The attempt they were on counts: a job with attempts left is ready again, one without
+        fails and blocks its descendants.
+        """
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ActionResult:
+            cond = "locked_until < :now"
+            params: dict[str, Any] = {"now": now}
+            if older_than_s is not None:
+                cond = f"({cond} OR started_at < :cutoff)"
+                params["cutoff"] = now - older_than_s
+            lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, dealer_id, job_type, attempts, max_attempts, locked_by "
+                        f"FROM jobs WHERE state = 'running' AND {cond} ORDER BY id{lock}"
+                    ),
+                    params,
+                )
+            ).all()
+            held = {r.id: r for r in rows}
+            again = [r.id for r in rows if r.attempts < r.max_attempts]
+            exhausted = [r.id for r in rows if r.attempts >= r.max_attempts]
+            events: list[Event] = []
+            if again:
+                await conn.execute(
+                    text(
+                        """
+                        UPDATE jobs SET state = 'ready', ready_at = :now, run_after = :now,
+                               updated_at = :now, locked_by = NULL, locked_until = NULL,
+                               last_error = 'lease expired'
+                        WHERE id IN :ids
+                        """
+                    ).bindparams(_ids()),
+                    {"ids": again, "now": now},
+                )
+                events += [
+                    Event(i, held[i].dealer_id, held[i].job_type, JobState.RUNNING,
+                          JobState.READY, held[i].attempts, "lease expired",
+                          f"lease of {held[i].locked_by} expired")
+                    for i in again
+                ]
+            followers: list[int] = []
+            if exhausted:
+                fail_events, followers = await self._fail_held(
+                    conn,
+                    [(i, "lease expired; no attempts left") for i in exhausted],
+                    held,
+                    now,
+                )
+                events += fail_events
+            await graphops.insert_events(conn, events, at=now, worker=worker_id)
+            return ActionResult(changed=again + exhausted, followers=followers)
+
+        return await self.db.run(tx)
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    async def retry(
+        self,
+        *,
+        job_ids: Sequence[int] | None = None,
+        dealer_id: str | None = None,
+        job_type: str | None = None,
+        all_failed: bool = False,
+        by: str | None = None,
+    ) -> ActionResult:
+        """Operator retry: failed/blocked jobs back to ready or waiting, attempts reset.
+
+        Explicit job ids may also be cancelled jobs. Blocked descendants of the retried jobs
+        follow them. A job blocked for lack of a prerequisite run is linked again to the
+        dealer's latest job of that type.
+        """
+        if job_ids is None and dealer_id is None and job_type is None and not all_failed:
+            raise UsageError("retry needs --job ID, --dealer ID, --type T or --all-failed.")
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ActionResult:
+            q = select(jobs.c.id)
+            if job_ids is not None:
+                q = q.where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.state.in_(["failed", "blocked", "cancelled"]),
+                )
+            else:
+                q = q.where(jobs.c.state.in_(["failed", "blocked"]))
+            if dealer_id is not None:
+                q = q.where(jobs.c.dealer_id == dealer_id)
+            if job_type is not None:
+                q = q.where(jobs.c.job_type == job_type)
+            targets = list((await conn.execute(q.order_by(jobs.c.id))).scalars())
+            if not targets:
+                return ActionResult([])
+            below = await graphops.descendants(conn, targets)
+            target_set = set(targets)
+            followers = list(
+                (
+                    await conn.execute(
+                        select(jobs.c.id).where(
+                            jobs.c.id.in_(below), jobs.c.state == JobState.BLOCKED
+                        )
+                    )
+                ).scalars()
+            ) if below else []
+            followers = [f for f in followers if f not in target_set]
+            everyone = targets + followers
+            await self._relink_prerequisites(conn, everyone)
+            events = await graphops.rearm(conn, everyone, now=now, message="operator retry")
+            await graphops.insert_events(conn, events, at=now, worker=by)
+            return ActionResult(changed=targets, followers=followers)
+
+        return await self.db.run(tx)
+
+    async def _relink_prerequisites(self, conn: AsyncConnection, job_ids: Sequence[int]) -> None:
+        """Give jobs that were blocked for lack of a prerequisite run an edge to one, if any."""
+        rows = (
+            await conn.execute(
+                select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type).where(
+                    jobs.c.id.in_(list(job_ids)), jobs.c.blocked_reason.like("no successful %")
+                )
+            )
+        ).all()
+        if not rows:
+            return
+        have = {
+            (r.child_id, r.job_type)
+            for r in await conn.execute(
+                select(job_deps.c.child_id, jobs.c.job_type)
+                .join(jobs, jobs.c.id == job_deps.c.parent_id)
+                .where(job_deps.c.child_id.in_([r.id for r in rows]))
+            )
+        }
+        wanted_types = sorted(
+            {p for r in rows if r.job_type in self.rules for p in self.rules[r.job_type].depends_on}
+        )
+        latest = await self._latest_jobs(conn, sorted({r.dealer_id for r in rows}), wanted_types)
+        edges = []
+        for r in rows:
+            rule = self.rules.get(r.job_type)
+            for p in rule.depends_on if rule else ():
+                found = latest.get((r.dealer_id, p))
+                if (r.id, p) in have or found is None:
+                    continue
+                edges.append({"child_id": r.id, "parent_id": found[0]})
+        if edges:
+            await conn.execute(insert(job_deps), edges)
+
+    async def cancel(self, job_ids: Sequence[int], *, by: str | None = None) -> ActionResult:
+        """Cancel jobs in any state but succeeded; their waiting descendants become blocked."""
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ActionResult:
+            await graphops.lock_rows(conn, job_ids)
+            rows = (
+                await conn.execute(
+                    select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
+                        jobs.c.id.in_(list(job_ids)),
+                        jobs.c.state.not_in(["succeeded", "cancelled"]),
+                    )
+                )
+            ).all()
+            if not rows:
+                return ActionResult([])
+            ids = [r.id for r in rows]
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(
+                    state=JobState.CANCELLED.value, updated_at=now, finished_at=now,
+                    locked_by=None, locked_until=None, ready_at=None,
+                )
+            )
+            events = [
+                Event(r.id, r.dealer_id, r.job_type, r.state, JobState.CANCELLED,
+                      message="operator cancel")
+                for r in rows
+            ]
+            followers: list[int] = []
+            for r in rows:
+                below = await graphops.block_descendants(
+                    conn, r.id, f"{r.job_type} #{r.id} cancelled", now=now
+                )
+                events += below
+                followers += [e.job_id for e in below]
+            await graphops.insert_events(conn, events, at=now, worker=by)
+            return ActionResult(changed=ids, followers=followers)
+
+        return await self.db.run(tx)
+
+    async def set_paused(
+        self,
+        paused: bool,
+        *,
+        dealer_id: str | None = None,
+        job_type: str | None = None,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Pause or resume a dealer, a job type, both, or (neither) everything."""
+        keys: list[tuple[str, str]] = []
+        if dealer_id is not None:
+            keys.append(("dealer", dealer_id))
+        if job_type is not None:
+            keys.append(("type", job_type))
+        if not keys:
+            keys.append(("global", ""))
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> None:
+            for scope, key in keys:
+                await conn.execute(
+                    controls.delete().where(controls.c.scope == scope, controls.c.key == key)
+                )
+                if paused:
+                    await conn.execute(
+                        insert(controls).values(
+                            scope=scope, key=key, paused=1, by=by, at=now, reason=reason
+                        )
+                    )
+
+        await self.db.run(tx)
+
+    async def pauses(self) -> list[Pause]:
+        async def tx(conn: AsyncConnection) -> list[Pause]:
+            rows = await conn.execute(
+                select(controls).where(controls.c.paused == 1).order_by(
+                    controls.c.scope, controls.c.key
+                )
+            )
+            return [Pause(r.scope, r.key, r.by, r.at, r.reason) for r in rows]
+
+        return await self.db.run(tx, write=False)
+
+    async def _paused_keys(self, conn: AsyncConnection) -> set[tuple[str, str]]:
+        rows = await conn.execute(
+            select(controls.c.scope, controls.c.key).where(controls.c.paused == 1)
+        )
+        return {(r.scope, r.key) for r in rows}
+
+    # -- workers and runs -----------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, *, host: str, pid: int, kind: str) -> None:
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> None:
+            await conn.execute(workers.delete().where(workers.c.id == worker_id))
+            await conn.execute(
+                insert(workers).values(
+                    id=worker_id, host=host, pid=pid, kind=kind, started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+        await self.db.run(tx)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(stopped_at=now)
+            )
+
+        await self.db.run(tx)
+
+    async def record_run(
+        self, worker_id: str, kind: str, started_at: float, stats: Mapping[str, Any]
+    ) -> None:
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> None:
+            await conn.execute(
+                insert(runs).values(
+                    worker_id=worker_id, kind=kind, started_at=started_at, finished_at=now,
+                    stats=json.dumps(dict(stats)),
+                )
+            )
+
+        await self.db.run(tx)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async def tx(conn: AsyncConnection) -> Job | None:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+            return _job(row) if row else None
+
+        return await self.db.run(tx, write=False)
+
+    async def list_jobs(
+        self,
+        *,
+        dealer_id: str | None = None,
+        states: Sequence[str] | None = None,
+        job_ids: Sequence[int] | None = None,
+    ) -> list[Job]:
+        async def tx(conn: AsyncConnection) -> list[Job]:
+            q = select(jobs).order_by(jobs.c.id)
+            if dealer_id is not None:
+                q = q.where(jobs.c.dealer_id == dealer_id)
+            if states is not None:
+                q = q.where(jobs.c.state.in_(list(states)))
+            if job_ids is not None:
+                q = q.where(jobs.c.id.in_(list(job_ids)))
+            return [_job(r) for r in await conn.execute(q)]
+
+        return await self.db.run(tx, write=False)
+
+    async def edges(self, *, dealer_id: str | None = None) -> list[tuple[int, int]]:
+        """Dependency edges as (parent_id, child_id)."""
+
+        async def tx(conn: AsyncConnection) -> list[tuple[int, int]]:
+            q = select(job_deps.c.parent_id, job_deps.c.child_id)
+            if dealer_id is not None:
+                q = q.join(jobs, jobs.c.id == job_deps.c.child_id).where(
+                    jobs.c.dealer_id == dealer_id
+                )
+            return [(r.parent_id, r.child_id) for r in await conn.execute(q)]
+
+        return await self.db.run(tx, write=False)
+
+    async def job_events(self, job_id: int) -> list[dict[str, Any]]:
+        async def tx(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = await conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+        return await self.db.run(tx, write=False)
+
+    async def status(self) -> dict[str, Any]:
+        """Counts by state, by job type and by dealer, pauses and workers (the JSON contract)."""
+
+        async def tx(conn: AsyncConnection) -> dict[str, Any]:
+            by_state = empty_state_counts()
+            by_type: dict[str, dict[str, int]] = {t: empty_state_counts() for t in self.rules}
+            by_dealer: dict[str, dict[str, int]] = {
+                d: empty_state_counts()
+                for d in (await conn.execute(select(dealers.c.id).order_by(dealers.c.id))).scalars()
+            }
+            rows = await conn.execute(
+                select(jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, func.count()).group_by(
+                    jobs.c.dealer_id, jobs.c.job_type, jobs.c.state
+                )
+            )
+            for dealer_id, job_type, state, n in rows:
+                if state not in by_state:
+                    continue
+                by_state[state] += n
+                by_type.setdefault(job_type, empty_state_counts())[state] += n
+                by_dealer.setdefault(dealer_id, empty_state_counts())[state] += n
+            pauses = await conn.execute(select(controls).where(controls.c.paused == 1))
+            paused: dict[str, Any] = {"global": False, "dealers": [], "types": []}
+            for p in pauses:
+                if p.scope == "global":
+                    paused["global"] = True
+                else:
+                    paused["dealers" if p.scope == "dealer" else "types"].append(p.key)
+            worker_rows = await conn.execute(
+                select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
+            )
+            running_by = dict(
+                (
+                    await conn.execute(
+                        select(jobs.c.locked_by, func.count())
+                        .where(jobs.c.state == JobState.RUNNING)
+                        .group_by(jobs.c.locked_by)
+                    )
+                ).all()
+            )
+            return {
+                "total": sum(by_state.values()),
+                "by_state": by_state,
+                "by_type": by_type,
+                "by_dealer": by_dealer,
+                "paused": {k: sorted(v) if isinstance(v, list) else v for k, v in paused.items()},
+                "workers": [
+                    {
+                        "id": w.id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "kind": w.kind,
+                        "started_at": w.started_at,
+                        "heartbeat_at": w.heartbeat_at,
+                        "running": running_by.get(w.id, 0),
+                    }
+                    for w in worker_rows
+                ],
+            }
+
+        return await self.db.run(tx, write=False)
+

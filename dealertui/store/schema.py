@@ -1,0 +1,177 @@
+"""Tables of the job store (SQLAlchemy Core), shared by SQLite and Postgres.
+
+Times are float seconds since the epoch, passed in from Python: both dialects compare them the
+same way, and tests can freeze the clock without touching the database's own `now()`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+#: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# BIGINT on Postgres, but SQLite only aliases rowid for the exact type INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+dealers = Table(
+    "dealers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text),
+    Column("created_at", Float, nullable=False),
+    # round-robin: dealers with ready jobs are served least recently served first
+    Column("last_served_at", Float, nullable=False, server_default=text("0")),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), ForeignKey("dealers.id"), nullable=False),
+    Column("job_type", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_after", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # when the job last became ready: ready -> started latency is measured from here
+    Column("ready_at", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("locked_by", String(128)),
+    Column("locked_until", Float),
+    Column("last_error", Text),
+    Column("blocked_reason", Text),
+    Column("payload", Text),
+    Index(
+        "ix_jobs_ready",
+        "priority",
+        "id",
+        sqlite_where=text("state = 'ready'"),
+        postgresql_where=text("state = 'ready'"),
+    ),
+    Index(
+        "ix_jobs_due_retry",
+        "run_after",
+        sqlite_where=text("state = 'retrying'"),
+        postgresql_where=text("state = 'retrying'"),
+    ),
+    Index(
+        "ix_jobs_running_lease",
+        "locked_until",
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+    Index(
+        "ix_jobs_running_dealer",
+        "dealer_id",
+        "locked_by",
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+    Index("ix_jobs_dealer_type", "dealer_id", "job_type", "id"),
+    Index("ix_jobs_state_type", "state", "job_type"),
+)
+
+job_deps = Table(
+    "job_deps",
+    metadata,
+    Column("child_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("parent_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    # children of a job: the primary key covers parents of a job
+    Index("ix_job_deps_parent", "parent_id", "child_id"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, nullable=False),
+    Column("dealer_id", String(64), nullable=False),
+    Column("job_type", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("worker", String(128)),
+    Column("attempt", Integer),
+    Column("error", Text),
+    Column("message", Text),
+    Index("ix_job_events_job", "job_id", "id"),
+    Index("ix_job_events_at", "at"),
+)
+
+controls = Table(
+    "controls",
+    metadata,
+    # scope: 'global' (key ''), 'dealer' (key = dealer id) or 'type' (key = job type)
+    Column("scope", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("paused", Integer, nullable=False),
+    Column("by", Text),
+    Column("at", Float, nullable=False),
+    Column("reason", Text),
+)
+
+breakers = Table(
+    "breakers",
+    metadata,
+    # key: 'type:<job_type>' or 'dealer:<dealer_id>:<job_type>'
+    Column("key", String(160), primary_key=True),
+    Column("dealer_id", String(64)),
+    Column("job_type", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # closed | open | half_open
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("window_started_at", Float),
+    Column("opened_at", Float),
+    Column("half_open_at", Float),
+    Column("trials", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", Float, nullable=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # worker | run-once | console
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    # one row per engine run (run-once, worker, console), so `status` can show the last ones
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("worker_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("stats", Text),
+)
