@@ -1,6 +1,44 @@
 """The job store: the only package with SQL in it."""
 
-from dealertui.store.db import Database, mask_password
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dealertui.store.db import Database, describe_url, mask_password
 from dealertui.store.jobstore import JobStore, JobTypeRule
 
-__all__ = ["Database", "JobStore", "JobTypeRule", "mask_password"]
+if TYPE_CHECKING:
+    from dealertui.config import Config
+
+__all__ = [
+    "Database",
+    "JobStore",
+    "JobTypeRule",
+    "describe_database",
+    "mask_password",
+    "open_store",
+    "rules_from_config",
+]
+
+
+async def open_store(config: Config, *, create: bool = True) -> JobStore:
+    """Open the configured database (schema created on first use) with the config's dealers."""
+    store = await JobStore.open(config.database_url, rules_from_config(config), create=create)
+    if config.dealers:
+        try:
+            await store.add_dealers([(d.id, d.name) for d in config.dealers])
+        except BaseException:
+            await store.close()
+            raise
+    return store
+
+
+def rules_from_config(config: Config) -> dict[str, JobTypeRule]:
+    return {
+        name: JobTypeRule(jt.priority, tuple(jt.depends_on), jt.retry.max_attempts)
+        for name, jt in config.job_types.items()
+    }
+
+
+def describe_database(url: str) -> str:
+    return describe_url(url)

@@ -1,0 +1,245 @@
+"""Command line: parse arguments, pick a front end, print results. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from dealertui import __version__
+from dealertui.config import Config, load_config
+from dealertui.errors import DealertuiError, UsageError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """'15m' -> 900.0; accepts s, m, h, d or a bare number of seconds."""
+    m = _DURATION.match(value)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: use a number with s, m, h or d, such as 15m"
+        )
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dealertui",
+        description="Operations console and headless runner for per-dealer job pipelines.",
+    )
+    p.add_argument("--version", action="version", version=f"dealertui {__version__}")
+    p.add_argument("--config", metavar="PATH", help="config file (default: search order)")
+    p.add_argument("--database-url", metavar="URL", help="overrides the config's database URL")
+    p.add_argument("--read-only", action="store_true", help="console: refuse every action")
+    p.add_argument("--demo", action="store_true", help="console on a fresh demo database")
+    p.add_argument("--run-once", action="store_true", help="process ready jobs, then exit")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="--run-once: at most N jobs")
+    p.add_argument("--max-dealers", type=positive_int, metavar="N")
+    p.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N")
+    p.add_argument("--dealer", action="append", metavar="ID", dest="run_dealers")
+    p.add_argument("--json", action="store_true", dest="run_json", help="--run-once: JSON out")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("init-db", help="create the schema (also done on first use)")
+
+    dealers = sub.add_parser("dealers", help="add or list dealers")
+    dsub = dealers.add_subparsers(dest="dealers_command", metavar="add|list", required=True)
+    add = dsub.add_parser("add", help="add a dealer")
+    add.add_argument("dealer_id", metavar="ID")
+    add.add_argument("--name")
+    dlist = dsub.add_parser("list", help="list dealers")
+    dlist.add_argument("--json", action="store_true")
+
+    enq = sub.add_parser("enqueue", help="enqueue a pipeline per dealer")
+    who = enq.add_mutually_exclusive_group(required=True)
+    who.add_argument("--dealer", action="append", metavar="ID", dest="dealers")
+    who.add_argument("--all-dealers", action="store_true")
+    enq.add_argument("--type", action="append", metavar="T", dest="types")
+
+    st = sub.add_parser("status", help="counts by state, job type and dealer")
+    st.add_argument("--json", action="store_true")
+
+    rt = sub.add_parser("retry", help="retry failed or blocked jobs")
+    rwhat = rt.add_mutually_exclusive_group(required=True)
+    rwhat.add_argument("--job", type=positive_int, action="append", metavar="ID", dest="jobs")
+    rwhat.add_argument("--dealer", metavar="ID")
+    rwhat.add_argument("--type", metavar="T")
+    rwhat.add_argument("--all-failed", action="store_true")
+
+    cn = sub.add_parser("cancel", help="cancel a job")
+    cn.add_argument("--job", type=positive_int, action="append", metavar="ID", dest="jobs",
+                    required=True)
+
+    for name in ("pause", "resume"):
+        pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
+        pr.add_argument("--dealer", metavar="ID")
+        pr.add_argument("--type", metavar="T")
+        if name == "pause":
+            pr.add_argument("--reason")
+
+    rs = sub.add_parser("reset-stuck", help="rescue running jobs whose worker is gone")
+    rs.add_argument("--older-than", type=parse_duration, metavar="DURATION",
+                    help="also rescue jobs running longer than this (e.g. 15m)")
+    return p
+
+
+async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]]) -> int:
+    from dealertui.engine.actions import Operator
+    from dealertui.store import open_store
+
+    store = await open_store(config)
+    try:
+        return await fn(Operator(store, config))
+    finally:
+        await store.close()
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+async def cmd_init_db(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.store import describe_database, open_store
+
+    store = await open_store(config)
+    await store.close()
+    _out(f"database ready: {describe_database(config.database_url)}")
+    return 0
+
+
+async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        if args.dealers_command == "add":
+            added = await op.add_dealers([(args.dealer_id, args.name)])
+            _out(f"{'added' if added else 'updated'} dealer {args.dealer_id}")
+            return 0
+        rows = await op.store.list_dealers()
+        if getattr(args, "json", False):
+            _out(json.dumps([{"id": d.id, "name": d.name} for d in rows], indent=2))
+        else:
+            for d in rows:
+                _out(f"{d.id}\t{d.name or ''}")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        ids = await op.enqueue(args.dealers or (), all_dealers=args.all_dealers,
+                               types=args.types)
+        jobs = await op.store.list_jobs(job_ids=ids) if len(ids) <= 50 else []
+        blocked = [j for j in jobs if j.state == "blocked"]
+        _out(f"enqueued {len(ids)} jobs")
+        for j in blocked:
+            _out(f"  job {j.id} ({j.dealer_id} {j.job_type}) is blocked: {j.blocked_reason}")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        status = await op.store.status()
+        if args.json:
+            _out(json.dumps(status, indent=2, sort_keys=False))
+        else:
+            from dealertui.headless import print_status
+
+            print_status(status, config)
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        res = await op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
+                             all_failed=args.all_failed)
+        _out(f"retried {len(res.changed)} jobs; {len(res.followers)} blocked descendants follow")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_cancel(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        res = await op.cancel(args.jobs)
+        _out(f"cancelled {len(res.changed)} jobs; {len(res.followers)} descendants blocked")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
+    paused = args.command == "pause"
+
+    async def run(op: Any) -> int:
+        await op.set_paused(paused, dealer_id=args.dealer, job_type=args.type,
+                            reason=getattr(args, "reason", None))
+        what = " and ".join(
+            x for x in (args.dealer and f"dealer {args.dealer}",
+                        args.type and f"job type {args.type}") if x
+        ) or "everything"
+        _out(f"{'paused' if paused else 'resumed'} {what}")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_reset_stuck(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        res = await op.reset_stuck(args.older_than)
+        _out(f"rescued {len(res.changed)} stuck jobs; {len(res.followers)} descendants blocked")
+        return 0
+
+    return await _with_operator(config, run)
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
+    "init-db": cmd_init_db,
+    "dealers": cmd_dealers,
+    "enqueue": cmd_enqueue,
+    "status": cmd_status,
+    "retry": cmd_retry,
+    "cancel": cmd_cancel,
+    "pause": cmd_pause,
+    "resume": cmd_pause,
+    "reset-stuck": cmd_reset_stuck,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, database_url=args.database_url)
+        if args.command is None:
+            if args.run_once:
+                raise UsageError("--run-once is not built yet (it lands with the engine).")
+            print("dealertui: the console is not built yet; try 'dealertui status'.",
+                  file=sys.stderr)
+            return 0
+        return anyio.run(COMMANDS[args.command], config, args)
+    except DealertuiError as exc:
+        print(f"dealertui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

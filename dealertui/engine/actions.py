@@ -1,0 +1,132 @@
+"""Operator actions, written once and called by the CLI and the console alike.
+
+Each action validates what the operator named (dealer ids, job types, job ids) against the
+config and the store, then makes exactly one store call, so every action is one transaction.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Sequence
+
+from dealertui.config import Config
+from dealertui.errors import UsageError
+from dealertui.model import ActionResult, is_valid_dealer_id
+from dealertui.store import JobStore
+
+
+def operator_identity() -> str:
+    """Who acts: OS user and host, as the audit trail records it."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers): fall back to the uid
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Operator:
+    """The actions an operator can take, with the checks that keep them sane."""
+
+    def __init__(self, store: JobStore, config: Config, who: str | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.who = who or operator_identity()
+
+    def _check_types(self, types: Sequence[str] | None) -> None:
+        for t in types or ():
+            if t not in self.config.job_types:
+                known = ", ".join(self.config.job_types)
+                raise UsageError(f"unknown job type {t!r} (known: {known}).")
+
+    async def _check_dealers(self, dealer_ids: Sequence[str]) -> None:
+        for d in dealer_ids:
+            if not is_valid_dealer_id(d):
+                raise UsageError(
+                    f"invalid dealer id {d!r}: use 1-64 letters, digits, '_', '.' or '-', "
+                    "starting with a letter or digit."
+                )
+        known = set(await self.store.dealer_ids())
+        for d in dealer_ids:
+            if d not in known:
+                raise UsageError(
+                    f"unknown dealer {d!r}; add it with 'dealertui dealers add {d}'."
+                )
+
+    async def add_dealers(self, items: Sequence[tuple[str, str | None]]) -> int:
+        return await self.store.add_dealers(items)
+
+    async def enqueue(
+        self,
+        dealer_ids: Sequence[str] = (),
+        *,
+        all_dealers: bool = False,
+        types: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Enqueue a pipeline for each dealer named (or every dealer); returns new job ids."""
+        self._check_types(types)
+        if all_dealers:
+            dealer_ids = await self.store.dealer_ids()
+            if not dealer_ids:
+                raise UsageError(
+                    "there are no dealers yet; add one with 'dealertui dealers add ID'."
+                )
+        elif not dealer_ids:
+            raise UsageError("enqueue needs --dealer ID or --all-dealers.")
+        else:
+            await self._check_dealers(dealer_ids)
+        return await self.store.enqueue(dealer_ids, types or None)
+
+    async def retry(
+        self,
+        *,
+        job_ids: Sequence[int] | None = None,
+        dealer_id: str | None = None,
+        job_type: str | None = None,
+        all_failed: bool = False,
+    ) -> ActionResult:
+        """Retry failed/blocked jobs (their blocked descendants follow)."""
+        self._check_types([job_type] if job_type else None)
+        if dealer_id is not None:
+            await self._check_dealers([dealer_id])
+        if job_ids:
+            await self._check_jobs(job_ids)
+        return await self.store.retry(
+            job_ids=job_ids or None,
+            dealer_id=dealer_id,
+            job_type=job_type,
+            all_failed=all_failed,
+            by=self.who,
+        )
+
+    async def _check_jobs(self, job_ids: Sequence[int]) -> None:
+        found = {j.id for j in await self.store.list_jobs(job_ids=job_ids)}
+        for i in job_ids:
+            if i not in found:
+                raise UsageError(f"there is no job {i}.")
+
+    async def cancel(self, job_ids: Sequence[int]) -> ActionResult:
+        """Cancel jobs (any state but succeeded); their waiting descendants become blocked."""
+        await self._check_jobs(job_ids)
+        return await self.store.cancel(job_ids, by=self.who)
+
+    async def set_paused(
+        self,
+        paused: bool,
+        *,
+        dealer_id: str | None = None,
+        job_type: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Pause or resume a dealer, a job type, or everything (neither given)."""
+        self._check_types([job_type] if job_type else None)
+        if dealer_id is not None:
+            await self._check_dealers([dealer_id])
+        await self.store.set_paused(
+            paused, dealer_id=dealer_id, job_type=job_type, by=self.who, reason=reason
+        )
+
+    async def reset_stuck(self, older_than_s: float | None = None) -> ActionResult:
+        """Rescue running jobs whose lease expired, or that started more than older_than_s ago."""
+        return await self.store.rescue_expired(older_than_s=older_than_s, worker_id=self.who)
