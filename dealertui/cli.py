@@ -15,6 +15,8 @@ from dealertui import __version__
 from dealertui.config import Config, load_config
 from dealertui.errors import DealertuiError, UsageError
 
+# A person at a prompt wants an answer soon; workers ride out longer outages.
+CLI_RETRY_BUDGET_S = 3.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -94,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "pause":
             pr.add_argument("--reason")
 
+    gr = sub.add_parser("graph", help="print the dependency graph")
+    gr.add_argument("--dealer", metavar="ID")
+
+    bn = sub.add_parser("bench", help="measure throughput with no-op handlers")
+    bn.add_argument("--dealers", type=positive_int, default=2500, metavar="N")
+    bn.add_argument("--max-dealers", type=positive_int, default=500, metavar="N")
+    bn.add_argument("--max-jobs-per-dealer", type=positive_int, default=2, metavar="N")
+    bn.add_argument("--database-url", dest="bench_database_url", metavar="URL",
+                    help="a server to bench on (a scratch database is created and dropped)")
+    bn.add_argument("--json", action="store_true")
+
     rs = sub.add_parser("reset-stuck", help="rescue running jobs whose worker is gone")
     rs.add_argument("--older-than", type=parse_duration, metavar="DURATION",
                     help="also rescue jobs running longer than this (e.g. 15m)")
@@ -104,7 +117,7 @@ async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]]) -> i
     from dealertui.engine.actions import Operator
     from dealertui.store import open_store
 
-    store = await open_store(config)
+    store = await open_store(config, retry_budget_s=CLI_RETRY_BUDGET_S)
     try:
         return await fn(Operator(store, config))
     finally:
@@ -118,7 +131,7 @@ def _out(text: str = "") -> None:
 async def cmd_init_db(config: Config, args: argparse.Namespace) -> int:
     from dealertui.store import describe_database, open_store
 
-    store = await open_store(config)
+    store = await open_store(config, retry_budget_s=CLI_RETRY_BUDGET_S)
     await store.close()
     _out(f"database ready: {describe_database(config.database_url)}")
     return 0
@@ -213,6 +226,36 @@ async def cmd_reset_stuck(config: Config, args: argparse.Namespace) -> int:
     return await _with_operator(config, run)
 
 
+async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
+    async def run(op: Any) -> int:
+        from dealertui.engine import graph
+
+        if args.dealer is not None:
+            await op.check_dealers([args.dealer])
+        drawing = graph.render(await graph.build(op.store, config, args.dealer))
+        _out(drawing)
+        return 0
+
+    return await _with_operator(config, run)
+
+
+async def cmd_bench(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.config import normalize_database_url
+    from dealertui.headless import bench
+
+    url = args.bench_database_url
+    if url is not None:
+        url = normalize_database_url(url, "--database-url")
+    return await bench(
+        config,
+        dealers=args.dealers,
+        max_dealers=args.max_dealers,
+        max_jobs_per_dealer=args.max_jobs_per_dealer,
+        database_url=url,
+        json_out=args.json,
+    )
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "init-db": cmd_init_db,
     "dealers": cmd_dealers,
@@ -223,6 +266,8 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "pause": cmd_pause,
     "resume": cmd_pause,
     "reset-stuck": cmd_reset_stuck,
+    "graph": cmd_graph,
+    "bench": cmd_bench,
 }
 
 
@@ -233,7 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
             if args.run_once:
-                raise UsageError("--run-once is not built yet (it lands with the engine).")
+                from dealertui.headless import run_once
+
+                return anyio.run(
+                    lambda: run_once(
+                        config,
+                        limit=args.limit,
+                        max_dealers=args.max_dealers,
+                        max_jobs_per_dealer=args.max_jobs_per_dealer,
+                        dealers=args.run_dealers,
+                        json_out=args.run_json,
+                    )
+                )
             print("dealertui: the console is not built yet; try 'dealertui status'.",
                   file=sys.stderr)
             return 0

@@ -28,7 +28,6 @@ ENV_CONFIG = "DEALERTUI_CONFIG"
 ENV_DATABASE_URL = "DEALERTUI_DATABASE_URL"
 JOB_TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-EXEC_PLACEHOLDERS = ("dealer_id", "job_type", "job_id", "attempt")
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ def normalize_database_url(url: str, source_desc: str) -> str:
         raise ConfigError(f"{shown} is not a database URL (try sqlite:///dealertui.db).")
     if scheme.lower() in ("sqlite", "sqlite+aiosqlite"):
         if rest and not rest.startswith("/"):  # sqlite://x.db: a host, not a path
-            raise ConfigError(f"{shown} needs 3 slashes before a relative path, 4 before /.")
+            raise ConfigError(f"{shown} has no path (use sqlite:///rel.db or sqlite:////abs.db).")
         return "sqlite+aiosqlite://" + rest
     if scheme.lower() in ("postgresql", "postgres", "postgresql+asyncpg"):
         return "postgresql+asyncpg://" + rest
@@ -267,7 +266,7 @@ def _load_file(source: Path) -> Config:
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not valid UTF-8"
+        reason = "it is not valid UTF-8" if isinstance(exc, ValueError) else exc.strerror or exc
         raise ConfigError(f"{source}: cannot read the config file: {reason}.") from None
     try:
         data = tomllib.loads(text)
@@ -398,7 +397,7 @@ def _policy(table: _Table, cls: type, defaults: Any) -> Any:
     """A dataclass of positive numbers (`*_jitter_s` may be 0), each defaulting to `defaults`."""
     values = {}
     for f in fields(cls):
-        kind = "an integer" if f.type == "int" else "a finite number"
+        kind = "an integer" if f.type in ("int", int) else "a finite number"
         zero_ok = f.name.endswith("jitter_s")
         values[f.name] = table.number(f.name, kind, getattr(defaults, f.name), zero_ok)
     return cls(**values)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from dealertui.config import Config
-from dealertui.model import ALL_STATES
+from dealertui.model import ALL_STATES, ProcessingStats
 
 _STATE_STYLE = {
     "waiting": "dim",
@@ -74,3 +76,173 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         f"\n  {w['id']} ({w['kind']}, {w['host']} pid {w['pid']}): {w['running']} running"
         for w in workers
     ))
+
+
+# -- --run-once ---------------------------------------------------------------------------------
+
+
+class _PlainLog:
+    """Cron output: one line per failure or retry, then the summary (no escape codes)."""
+
+    def __init__(self) -> None:
+        self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True)
+
+    def __call__(self, event: Any) -> None:
+        from dealertui.engine.events import JobFailed, JobRetrying
+
+        if isinstance(event, JobFailed):
+            self.console.print(
+                f"failed   {event.dealer_id} {event.job_type} #{event.job_id} "
+                f"(attempt {event.attempt}): {event.error}"
+            )
+        elif isinstance(event, JobRetrying):
+            self.console.print(
+                f"retrying {event.dealer_id} {event.job_type} #{event.job_id} "
+                f"in {event.delay_s:.0f}s (attempt {event.attempt}): {event.error}"
+            )
+
+
+def _summary_line(stats: ProcessingStats) -> str:
+    return (
+        f"processed {stats.processed_jobs} jobs for {stats.dealers_processed} dealers in "
+        f"{stats.processing_time_ms / 1000:.2f}s: {stats.successful_jobs} succeeded, "
+        f"{stats.failed_jobs} failed, {stats.retried_jobs} retrying, {stats.blocked_jobs} "
+        f"blocked; {stats.throughput_jobs_per_s:g} jobs/s, dependency violations "
+        f"{stats.dependency_violations}"
+    )
+
+
+async def run_once(
+    config: Config,
+    *,
+    limit: int | None = None,
+    max_dealers: int | None = None,
+    max_jobs_per_dealer: int | None = None,
+    dealers: list[str] | None = None,
+    json_out: bool = False,
+) -> int:
+    """`dealertui --run-once`: exit 0 when no job failed or was blocked in this run, else 1."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from dealertui.engine.actions import Operator
+    from dealertui.engine.events import EventBus, StatsTick
+    from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.store import open_store
+
+    store = await open_store(config)
+    try:
+        if dealers:
+            await Operator(store, config).check_dealers(dealers)
+        bus = EventBus()
+        manager = MultiDealerDependencyManager(
+            store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="run-once",
+            only_dealers=dealers,
+        )
+        if sys.stderr.isatty():
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=Console(file=sys.stderr), transient=True,
+            ) as progress:
+                task = progress.add_task("starting")
+
+                def on_event(event: Any) -> None:
+                    if isinstance(event, StatsTick):
+                        s = event.stats
+                        progress.update(task, description=(
+                            f"{s.processed_jobs} processed · {s.successful_jobs} ok · "
+                            f"{s.failed_jobs} failed · {s.retried_jobs} retrying · "
+                            f"{event.in_flight} running"
+                        ))
+
+                bus.subscribe(on_event)
+                stats = await manager.process_multi_dealer_jobs(limit)
+        else:
+            bus.subscribe(_PlainLog())
+            stats = await manager.process_multi_dealer_jobs(limit)
+    finally:
+        await store.close()
+    print(_summary_line(stats), file=sys.stderr)
+    if json_out:
+        print(json.dumps(stats.summary()), flush=True)
+    return 0 if not (stats.failed_jobs or stats.blocked_jobs) else 1
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    idx = min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)
+    return ordered[idx]
+
+
+async def bench(
+    config: Config,
+    *,
+    dealers: int = 2500,
+    max_dealers: int = 500,
+    max_jobs_per_dealer: int = 2,
+    database_url: str | None = None,
+    json_out: bool = False,
+) -> int:
+    """Enqueue *dealers* × the job types with no-op handlers on a fresh database and run them
+    with run-once semantics; print jobs/s, ready→started latency and peak RSS."""
+    import dataclasses
+    import resource
+    import tempfile
+
+    from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.store import JobStore, rules_from_config
+    from dealertui.store.scratch import scratch_database
+
+    job_types = {
+        name: dataclasses.replace(jt, handler="dealertui.handlers.demo:noop")
+        for name, jt in config.job_types.items()
+    }
+    with tempfile.TemporaryDirectory(prefix="dealertui-bench-") as tmp:
+        async with scratch_database(database_url, tmp) as url:
+            cfg = dataclasses.replace(config, database_url=url, job_types=job_types)
+            store = await JobStore.open(url, rules_from_config(cfg))
+            try:
+                ids = [f"bench{i:05d}" for i in range(dealers)]
+                await store.add_dealers([(d, None) for d in ids])
+                t = time.perf_counter()
+                for i in range(0, len(ids), 500):
+                    await store.enqueue(ids[i : i + 500])
+                enqueue_s = time.perf_counter() - t
+                manager = MultiDealerDependencyManager(
+                    store, cfg, max_dealers, max_jobs_per_dealer, kind="bench"
+                )
+                stats = await manager.process_multi_dealer_jobs()
+                lat = list(manager.latencies_ms)
+            finally:
+                await store.close()
+    seconds = stats.processing_time_ms / 1000
+    result = {
+        "backend": "sqlite" if url.startswith("sqlite") else "postgresql",
+        "dealers": dealers,
+        "jobs": stats.processed_jobs,
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(stats.processed_jobs / seconds, 1) if seconds else 0.0,
+        "latency_ms": {"p50": round(_percentile(lat, 0.5), 2),
+                       "p99": round(_percentile(lat, 0.99), 2)},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "enqueue_seconds": round(enqueue_s, 3),
+        "max_dealers": max_dealers,
+        "max_jobs_per_dealer": max_jobs_per_dealer,
+        "dependency_violations": stats.dependency_violations,
+        "successful_jobs": stats.successful_jobs,
+    }
+    if json_out:
+        print(json.dumps(result), flush=True)
+    else:
+        print(
+            f"{result['backend']}: {result['jobs']} jobs ({dealers} dealers) in "
+            f"{result['seconds']}s = {result['jobs_per_s']} jobs/s; ready→started p50 "
+            f"{result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms; peak RSS "
+            f"{result['peak_rss_mb']} MB; dependency violations "
+            f"{result['dependency_violations']}"
+        )
+    return 0 if stats.successful_jobs == stats.total_jobs else 1

@@ -142,3 +142,77 @@ class Pause:
 def empty_state_counts() -> dict[str, int]:
     """A by-state mapping with every state present (the JSON contract needs zeros too)."""
     return dict.fromkeys(ALL_STATES, 0)
+
+
+@dataclass(slots=True)
+class ProcessingStats:
+    """What one engine run did: the seed's fields plus retries, rates and breakdowns.
+
+    Both front ends render this same object, so the console and `--run-once --json` agree.
+    """
+
+    total_jobs: int = 0  # jobs claimed (started) in this run
+    processed_jobs: int = 0  # jobs that reached an outcome (succeeded, failed or retrying)
+    successful_jobs: int = 0
+    failed_jobs: int = 0
+    blocked_jobs: int = 0  # descendants blocked by this run's failures
+    retried_jobs: int = 0  # outcomes that were rescheduled as `retrying`
+    processing_time_ms: float = 0.0
+    dealers_processed: int = 0
+    dependency_violations: int = 0
+    by_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_dealer: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def throughput_jobs_per_s(self) -> float:
+        secs = self.processing_time_ms / 1000
+        return round(self.processed_jobs / secs, 1) if secs > 0 else 0.0
+
+    @property
+    def success_rate(self) -> float:
+        """Successful share of processed jobs, 0..1 (1.0 when nothing was processed)."""
+        if not self.processed_jobs:
+            return 1.0
+        return round(self.successful_jobs / self.processed_jobs, 4)
+
+    def count(self, dealer_id: str, job_type: str, outcome: str, n: int = 1) -> None:
+        for table, key in ((self.by_type, job_type), (self.by_dealer, dealer_id)):
+            row = table.setdefault(key, {})
+            row[outcome] = row.get(outcome, 0) + n
+
+    def summary(self) -> dict[str, float | int]:
+        """The `--run-once --json` object of DESIGN.md (flat, stable keys)."""
+        return {
+            "total_jobs": self.total_jobs,
+            "processed_jobs": self.processed_jobs,
+            "successful_jobs": self.successful_jobs,
+            "failed_jobs": self.failed_jobs,
+            "blocked_jobs": self.blocked_jobs,
+            "retried_jobs": self.retried_jobs,
+            "processing_time_ms": round(self.processing_time_ms, 1),
+            "dealers_processed": self.dealers_processed,
+            "dependency_violations": self.dependency_violations,
+            "throughput_jobs_per_s": self.throughput_jobs_per_s,
+            "success_rate": self.success_rate,
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.summary(), "by_type": self.by_type, "by_dealer": self.by_dealer}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    key: str  # job id as text, or the job type name for a type graph
+    label: str
+    state: str | None = None
+    dealer_id: str | None = None
+    job_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyGraph:
+    """Nodes, parent→child edges and any cycles (each a list of node keys)."""
+
+    nodes: dict[str, GraphNode]
+    edges: list[tuple[str, str]]
+    cycles: list[list[str]]

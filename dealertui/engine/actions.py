@@ -40,7 +40,7 @@ class Operator:
                 known = ", ".join(self.config.job_types)
                 raise UsageError(f"unknown job type {t!r} (known: {known}).")
 
-    async def _check_dealers(self, dealer_ids: Sequence[str]) -> None:
+    async def check_dealers(self, dealer_ids: Sequence[str]) -> None:
         for d in dealer_ids:
             if not is_valid_dealer_id(d):
                 raise UsageError(
@@ -75,7 +75,7 @@ class Operator:
         elif not dealer_ids:
             raise UsageError("enqueue needs --dealer ID or --all-dealers.")
         else:
-            await self._check_dealers(dealer_ids)
+            await self.check_dealers(dealer_ids)
         return await self.store.enqueue(dealer_ids, types or None)
 
     async def retry(
@@ -89,7 +89,7 @@ class Operator:
         """Retry failed/blocked jobs (their blocked descendants follow)."""
         self._check_types([job_type] if job_type else None)
         if dealer_id is not None:
-            await self._check_dealers([dealer_id])
+            await self.check_dealers([dealer_id])
         if job_ids:
             await self._check_jobs(job_ids)
         return await self.store.retry(
@@ -122,7 +122,7 @@ class Operator:
         """Pause or resume a dealer, a job type, or everything (neither given)."""
         self._check_types([job_type] if job_type else None)
         if dealer_id is not None:
-            await self._check_dealers([dealer_id])
+            await self.check_dealers([dealer_id])
         await self.store.set_paused(
             paused, dealer_id=dealer_id, job_type=job_type, by=self.who, reason=reason
         )

@@ -21,9 +21,18 @@ __all__ = [
 ]
 
 
-async def open_store(config: Config, *, create: bool = True) -> JobStore:
-    """Open the configured database (schema created on first use) with the config's dealers."""
-    store = await JobStore.open(config.database_url, rules_from_config(config), create=create)
+async def open_store(
+    config: Config, *, create: bool = True, retry_budget_s: float = 10.0
+) -> JobStore:
+    """Open the configured database (schema created on first use) with the config's dealers.
+
+    *retry_budget_s* bounds how long transient faults are retried before StoreUnavailable:
+    short for a person at a prompt, longer for a worker that should ride out a restart.
+    """
+    store = await JobStore.open(
+        config.database_url, rules_from_config(config), create=create,
+        retry_budget_s=retry_budget_s,
+    )
     if config.dealers:
         try:
             await store.add_dealers([(d.id, d.name) for d in config.dealers])

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -23,7 +24,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from dealertui.errors import StoreUnavailable
@@ -143,6 +145,10 @@ class Database:
         self._write_engine = self.engine.execution_options(dealertui_write=True)
         self.retry_budget_s = retry_budget_s
         self.url_description = describe_url(url)
+        # SQLite has one writer at a time. Two of our own connections racing for it would
+        # meet in SQLite's busy handler, which sleeps in steps of up to 25 ms; an in-process
+        # lock hands the write lock over at once (other processes still meet busy_timeout).
+        self._write_lock = anyio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,6 +159,10 @@ class Database:
 
     @asynccontextmanager
     async def _begin(self, write: bool) -> AsyncIterator[AsyncConnection]:
+        if write and self._write_lock is not None:
+            async with self._write_lock, self._write_engine.begin() as conn:
+                yield conn
+            return
         engine = self._write_engine if write else self.engine
         async with engine.begin() as conn:
             yield conn
@@ -174,7 +184,9 @@ class Database:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_transient),
-                wait=wait_exponential_jitter(initial=0.02, max=1.0, jitter=0.05),
+                # exponential from 20 ms, capped at 1 s, plus up to 50 ms of jitter (spelled
+                # so that tenacity 8 and 9 both accept it without a DeprecationWarning)
+                wait=wait_exponential(multiplier=0.02, max=1.0) + wait_random(0, 0.05),
                 stop=stop_after_delay(budget),
                 reraise=True,
             ):

@@ -150,6 +150,18 @@ async def block_descendants(
     if not below:
         return []
     await lock_rows(conn, below)
+    # RETURNING gives the new state only; read the old one first (rows are locked/serialised)
+    # so that the audit row says which state the job left.
+    was = {
+        r.id: r.state
+        for r in await conn.execute(
+            text(
+                "SELECT id, state FROM jobs WHERE id IN :ids "
+                "AND state IN ('waiting', 'ready', 'retrying')"
+            ).bindparams(_ids()),
+            {"ids": below},
+        )
+    }
     rows = await conn.execute(
         text(
             """
@@ -162,7 +174,7 @@ async def block_descendants(
         {"ids": below, "reason": reason, "now": now},
     )
     return [
-        Event(r.id, r.dealer_id, r.job_type, None, JobState.BLOCKED, message=reason)
+        Event(r.id, r.dealer_id, r.job_type, was.get(r.id), JobState.BLOCKED, message=reason)
         for r in rows
     ]
 

@@ -310,10 +310,10 @@ class JobStore:
                     parents_of.append(links)
             if not rows:
                 return []
-            result = await conn.execute(
-                insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
-            )
-            new_ids = [r.id for r in result]
+            new_ids = await self._allocate_job_ids(conn, len(rows))
+            for row, job_id in zip(rows, new_ids, strict=True):
+                row["id"] = job_id
+            await conn.execute(insert(jobs), rows)
             by_dealer_type = {
                 (row["dealer_id"], row["job_type"]): job_id
                 for row, job_id in zip(rows, new_ids, strict=True)
@@ -340,6 +340,23 @@ class JobStore:
             return new_ids
 
         return await self.db.run(tx)
+
+    async def _allocate_job_ids(self, conn: AsyncConnection, n: int) -> list[int]:
+        """Ids for *n* new jobs, so the insert can be one plain executemany.
+
+        (INSERT … RETURNING with parameter order kept falls back to a row at a time on
+        SQLite: 10,000 jobs took 1.6 s that way.)
+        """
+        if conn.dialect.name == "postgresql":
+            rows = await conn.execute(
+                text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) "
+                     "FROM generate_series(1, :n)"),
+                {"n": n},
+            )
+            return [r[0] for r in rows]
+        # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so max(id) is ours
+        top = (await conn.execute(select(func.max(jobs.c.id)))).scalar() or 0
+        return list(range(top + 1, top + 1 + n))
 
     async def _latest_jobs(
         self, conn: AsyncConnection, dealer_ids: Sequence[str], types: Sequence[str]

@@ -1,0 +1,86 @@
+"""The dependency graph (networkx): built from the store's jobs and edges, or from the job
+types when there are no jobs; cycles detected; rendered as text with states marked."""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+
+from dealertui.config import Config
+from dealertui.model import DependencyGraph, GraphNode
+from dealertui.store import JobStore
+
+#: a glyph per state, so the drawing reads without colour
+STATE_GLYPH = {
+    "waiting": "…",
+    "ready": "○",
+    "running": "▶",
+    "retrying": "↻",
+    "succeeded": "✔",
+    "failed": "✖",
+    "blocked": "⊘",
+    "cancelled": "−",
+}
+MAX_CYCLES = 20
+
+
+def _cycles(g: nx.DiGraph) -> list[list[str]]:
+    # simple_cycles can be exponential; the first few name the problem well enough
+    return [list(c) for c in itertools.islice(nx.simple_cycles(g), MAX_CYCLES)]
+
+
+def from_config(config: Config) -> DependencyGraph:
+    nodes = {
+        name: GraphNode(name, f"{name} (priority {jt.priority})", None, None, name)
+        for name, jt in config.job_types.items()
+    }
+    edges = [(p, name) for name, jt in config.job_types.items() for p in jt.depends_on]
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    return DependencyGraph(nodes, edges, _cycles(g))
+
+
+async def build(store: JobStore, config: Config, dealer_id: str | None = None) -> DependencyGraph:
+    """Jobs (of one dealer, or all) and their edges; the job-type graph when there are none."""
+    jobs = await store.list_jobs(dealer_id=dealer_id)
+    if not jobs:
+        return from_config(config)
+    nodes = {
+        str(j.id): GraphNode(
+            str(j.id),
+            f"{j.dealer_id} {j.job_type} #{j.id}" if dealer_id is None else f"{j.job_type} #{j.id}",
+            j.state,
+            j.dealer_id,
+            j.job_type,
+        )
+        for j in jobs
+    }
+    edges = [
+        (str(p), str(c))
+        for p, c in await store.edges(dealer_id=dealer_id)
+        if str(p) in nodes and str(c) in nodes
+    ]
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    return DependencyGraph(nodes, edges, _cycles(g))
+
+
+def to_networkx(graph: DependencyGraph) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for key, node in graph.nodes.items():
+        mark = f"{STATE_GLYPH.get(node.state or '', '')} " if node.state else ""
+        suffix = f" {node.state}" if node.state else ""
+        g.add_node(key, label=f"{mark}{node.label}{suffix}")
+    g.add_edges_from(graph.edges)
+    return g
+
+
+def render(graph: DependencyGraph) -> str:
+    """Text drawing (networkx's generate_network_text), then any cycles, one per line."""
+    lines = list(nx.generate_network_text(to_networkx(graph), with_labels=True,
+                                          ascii_only=False))
+    for cycle in graph.cycles:
+        names = [graph.nodes[k].label for k in cycle]
+        lines.append("cycle: " + " -> ".join([*names, names[0]]))
+    return "\n".join(lines)

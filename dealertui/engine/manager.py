@@ -1,0 +1,358 @@
+"""MultiDealerDependencyManager: claims ready jobs, runs them, records outcomes — in batches.
+
+Three loops share one anyio task group:
+- the claimer fills free slots with one claim per batch (the store enforces the per-dealer
+  limit across every worker; this process enforces its own dealer limit);
+- every claimed job runs as its own task, under its job type's timeout;
+- the completer gathers outcomes for a few milliseconds and records them with one
+  `store.finish` call, which also promotes children, so jobs that become ready mid-run are
+  claimed in the same run.
+Side tasks (lease heartbeat, lease rescuer, stats tick) live in the same group and stop with it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from dealertui.config import Config
+from dealertui.engine import graph as graphs
+from dealertui.engine.events import (
+    EventBus,
+    JobBlocked,
+    JobFailed,
+    JobRetrying,
+    JobStarted,
+    JobSucceeded,
+    StatsTick,
+)
+from dealertui.engine.resilience import backoff_delay
+from dealertui.handlers import HandlerRegistry, JobContext, PermanentError, TransientError
+from dealertui.model import ClaimedJob, DependencyGraph, Job, JobOutcome, ProcessingStats
+from dealertui.store import JobStore
+
+CLAIM_BATCH = 1024
+FLUSH_INTERVAL_S = 0.004
+IDLE_POLL_S = 0.5
+STATS_TICK_S = 0.5
+
+
+@dataclass(slots=True)
+class _Outcome:
+    job: ClaimedJob
+    kind: str  # ok | failed | retry
+    error: str | None
+    duration_s: float
+
+
+def make_worker_id(kind: str) -> str:
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class MultiDealerDependencyManager:
+    """The seed's manager: per-dealer dependency-ordered processing with bounded concurrency."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        config: Config,
+        max_concurrent_dealers: int | None = None,
+        max_concurrent_jobs_per_dealer: int | None = None,
+        *,
+        bus: EventBus | None = None,
+        kind: str = "run-once",
+        worker_id: str | None = None,
+        only_dealers: list[str] | None = None,
+        handlers: HandlerRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.max_concurrent_dealers = (
+            max_concurrent_dealers or config.concurrency.max_concurrent_dealers
+        )
+        self.max_concurrent_jobs_per_dealer = (
+            max_concurrent_jobs_per_dealer or config.concurrency.max_concurrent_jobs_per_dealer
+        )
+        self.lease_s = config.concurrency.lease_s
+        self.bus = bus or EventBus()
+        self.kind = kind
+        self.worker_id = worker_id or make_worker_id(kind)
+        self.only_dealers = only_dealers
+        self.handlers = handlers or HandlerRegistry(dict(config.job_types))
+        #: ready -> started latency of every job claimed in this run, in milliseconds
+        self.latencies_ms: deque[float] = deque(maxlen=200_000)
+        self._stats = ProcessingStats()
+        self._dealers_seen: set[str] = set()
+        self._in_flight: dict[int, ClaimedJob] = {}
+        self._dealer_load: Counter[str] = Counter()
+        self._pending: list[_Outcome] = []
+        self._wake = anyio.Event()
+        self._have_outcomes = anyio.Event()
+        self._idle = anyio.Event()
+        self._flushing = False
+        self._paused = False
+        self._stopping = False
+        self._started_at = 0.0
+        self._t0 = 0.0
+
+    # -- the seed's API ---------------------------------------------------------------------
+
+    async def process_multi_dealer_jobs(self, limit: int | None = None) -> ProcessingStats:
+        """Run ready jobs (and those that become ready meanwhile) until none is left or
+        *limit* jobs were started; returns this run's stats."""
+        return await self.run(wait=False, limit=limit)
+
+    async def build_dependency_graph(self, dealer_id: str | None = None) -> DependencyGraph:
+        """The jobs and edges in the store (one dealer's, or all), or the job-type graph."""
+        return await graphs.build(self.store, self.config, dealer_id)
+
+    async def get_ready_jobs_for_dealer(self, dealer_id: str) -> list[Job]:
+        """The dealer's jobs that are ready now, in the order a claim would take them."""
+        now = time.time()
+        jobs = await self.store.list_jobs(dealer_id=dealer_id, states=["ready"])
+        return sorted((j for j in jobs if j.run_after <= now), key=lambda j: (j.priority, j.id))
+
+    async def get_dependency_graph_visualization(self, dealer_id: str | None = None) -> str:
+        """The dependency graph as text, each node marked with its state."""
+        return graphs.render(await self.build_dependency_graph(dealer_id))
+
+    def get_processing_stats(self) -> ProcessingStats:
+        """Stats of the current (or last) run, with processing time up to now."""
+        if self._t0 and not self._idle.is_set():
+            self._stats.processing_time_ms = (time.perf_counter() - self._t0) * 1000
+        return self._stats
+
+    def reset_processing_stats(self) -> None:
+        self._stats = ProcessingStats()
+        self._dealers_seen.clear()
+        self.latencies_ms.clear()
+
+    def pause(self) -> None:
+        """Stop claiming (running jobs finish); this process only — see Operator for fleets."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming and return from run() once running jobs have finished."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def _busy(self) -> bool:
+        """Jobs still running, or outcomes not yet recorded (which may promote children)."""
+        return bool(self._in_flight or self._pending or self._flushing)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, wait: bool = True, limit: int | None = None) -> ProcessingStats:
+        """Process jobs. wait=False drains what is ready and returns (`--run-once`);
+        wait=True keeps polling for new work until stop() (`worker`, the console)."""
+        self._stopping = False
+        self._idle = anyio.Event()
+        self._started_at = time.time()
+        self._t0 = time.perf_counter()
+        await self.store.register_worker(
+            self.worker_id, host=socket.gethostname(), pid=os.getpid(), kind=self.kind
+        )
+        await self.store.rescue_expired(worker_id=self.worker_id)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._completer)
+                tg.start_soon(self._heartbeat)
+                tg.start_soon(self._ticker)
+                if wait:
+                    tg.start_soon(self._rescuer)
+                await self._claim_loop(tg, wait=wait, limit=limit)
+                while self._busy:
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._stats.processing_time_ms = (time.perf_counter() - self._t0) * 1000
+            self._idle.set()
+            with anyio.CancelScope(shield=True):
+                await self.handlers.aclose()
+                await self.store.unregister_worker(self.worker_id)
+                await self.store.record_run(
+                    self.worker_id, self.kind, self._started_at, self._stats.to_dict()
+                )
+        return self._stats
+
+    async def _claim_loop(self, tg: Any, *, wait: bool, limit: int | None) -> None:
+        while not self._stopping:
+            wake = self._wake = anyio.Event()
+            if self._paused:
+                await wake.wait()
+                continue
+            capacity = self.max_concurrent_dealers * self.max_concurrent_jobs_per_dealer - len(
+                self._in_flight
+            )
+            if limit is not None:
+                if self._stats.total_jobs >= limit:
+                    return
+                capacity = min(capacity, limit - self._stats.total_jobs)
+            jobs: list[ClaimedJob] = []
+            if capacity > 0:
+                active = [d for d, n in self._dealer_load.items() if n > 0]
+                result = await self.store.claim(
+                    self.worker_id,
+                    min(capacity, CLAIM_BATCH),
+                    per_dealer=self.max_concurrent_jobs_per_dealer,
+                    lease_s=self.lease_s,
+                    max_dealers=max(self.max_concurrent_dealers - len(active), 0),
+                    active_dealers=active,
+                    only_dealers=self.only_dealers,
+                )
+                self._stats.dependency_violations += result.dependency_violations
+                jobs = result.jobs
+                self._start(tg, jobs)
+            if jobs:
+                continue
+            if not wait and not self._busy:
+                return  # drained: nothing claimable, nothing running, nothing to record
+            if wait:
+                with anyio.move_on_after(IDLE_POLL_S):
+                    await wake.wait()
+            else:
+                await wake.wait()
+
+    def _start(self, tg: Any, jobs: list[ClaimedJob]) -> None:
+        now = time.time()
+        emit = self.bus.active
+        for job in jobs:
+            self._in_flight[job.id] = job
+            self._dealer_load[job.dealer_id] += 1
+            self._dealers_seen.add(job.dealer_id)
+            if job.ready_at is not None:
+                self.latencies_ms.append(max(now - job.ready_at, 0.0) * 1000)
+            if emit:
+                self.bus.emit(JobStarted(job.id, job.dealer_id, job.job_type, job.attempt, now))
+            tg.start_soon(self._run_job, job)
+        self._stats.total_jobs += len(jobs)
+        self._stats.dealers_processed = len(self._dealers_seen)
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        jt = self.config.job_types.get(job.job_type)
+        timeout = jt.timeout_s if jt else 300.0
+        ctx = JobContext(
+            job_id=job.id,
+            dealer_id=job.dealer_id,
+            job_type=job.job_type,
+            attempt=job.attempt,
+            payload=job.payload,
+            demo=self.config.demo,
+        )
+        t0 = time.perf_counter()
+        kind, error = "ok", None
+        try:
+            with anyio.fail_after(timeout):
+                await self.handlers.get(job.job_type)(ctx)
+        except PermanentError as exc:
+            kind, error = "failed", str(exc) or type(exc).__name__
+        except TransientError as exc:
+            kind, error = "retry", str(exc) or type(exc).__name__
+        except TimeoutError:
+            kind, error = "retry", f"timed out after {timeout:g}s"
+        except Exception as exc:  # a handler's own bug: worth another try, with its message
+            kind, error = "retry", f"{type(exc).__name__}: {exc}"
+        self._pending.append(_Outcome(job, kind, error, time.perf_counter() - t0))
+        del self._in_flight[job.id]
+        self._dealer_load[job.dealer_id] -= 1
+        if not self._dealer_load[job.dealer_id]:
+            del self._dealer_load[job.dealer_id]
+        self._have_outcomes.set()
+
+    async def _completer(self) -> None:
+        while True:
+            await self._have_outcomes.wait()
+            await anyio.sleep(FLUSH_INTERVAL_S)  # let a batch gather
+            self._have_outcomes = anyio.Event()
+            batch, self._pending = self._pending, []
+            self._flushing = True
+            try:
+                await self._flush(batch)
+            finally:
+                self._flushing = False
+            self._wake.set()
+
+    async def _flush(self, batch: list[_Outcome]) -> None:
+        if not batch:
+            return
+        ok = [o.job.id for o in batch if o.kind == "ok"]
+        failed = [JobOutcome(o.job.id, o.error) for o in batch if o.kind == "failed"]
+        retry = []
+        for o in batch:
+            if o.kind == "retry":
+                jt = self.config.job_types.get(o.job.job_type)
+                policy = jt.retry if jt else self.config.retry
+                retry.append(JobOutcome(o.job.id, o.error, backoff_delay(policy, o.job.attempt)))
+        result = await self.store.finish(
+            self.worker_id, succeeded=ok, failed=failed, retry=retry
+        )
+        done, dead = set(result.done), set(result.failed)
+        delays = {r.job_id: r.delay_s for r in retry}
+        now = time.time()
+        emit = self.bus.active
+        stats = self._stats
+        for o in batch:
+            j = o.job
+            if j.id not in done:
+                continue  # no longer ours: cancelled or rescued meanwhile
+            stats.processed_jobs += 1
+            if o.kind == "ok":
+                stats.successful_jobs += 1
+                stats.count(j.dealer_id, j.job_type, "succeeded")
+                if emit:
+                    self.bus.emit(JobSucceeded(j.id, j.dealer_id, j.job_type, j.attempt, now,
+                                               o.duration_s))
+            elif j.id in dead:
+                stats.failed_jobs += 1
+                stats.count(j.dealer_id, j.job_type, "failed")
+                if emit:
+                    self.bus.emit(JobFailed(j.id, j.dealer_id, j.job_type, j.attempt, now,
+                                            o.error or ""))
+            else:
+                stats.retried_jobs += 1
+                stats.count(j.dealer_id, j.job_type, "retrying")
+                if emit:
+                    self.bus.emit(JobRetrying(j.id, j.dealer_id, j.job_type, j.attempt, now,
+                                              o.error or "", delays.get(j.id, 0.0)))
+        stats.blocked_jobs += len(result.blocked)
+        if emit:
+            for job_id in result.blocked:
+                self.bus.emit(JobBlocked(job_id, "", "", 0, now, "an ancestor failed"))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.lease_s / 3)
+            await self.store.extend_leases(self.worker_id, self.lease_s)
+
+    async def _rescuer(self) -> None:
+        while True:
+            await anyio.sleep(max(self.lease_s / 2, 1.0))
+            await self.store.rescue_expired(worker_id=self.worker_id)
+
+    async def _ticker(self) -> None:
+        while True:
+            await anyio.sleep(STATS_TICK_S)
+            if self.bus.active:
+                self.bus.emit(StatsTick(self.get_processing_stats(), len(self._in_flight),
+                                        time.time()))

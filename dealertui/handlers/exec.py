@@ -1,0 +1,89 @@
+"""`{ exec = [...] }` handlers: a subprocess without a shell.
+
+Exit 0 succeeds; 75 (EX_TEMPFAIL) or a timeout is transient; any other exit is permanent unless
+the job type lists it in retry_exit_codes. A timeout kills the whole process group, so a
+script's own children die with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+
+import anyio
+
+from dealertui.config import ExecHandler
+from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
+
+EX_TEMPFAIL = 75
+STDERR_TAIL = 2000
+
+
+def expand(arg: str, values: Mapping[str, str]) -> str:
+    """Fill `{dealer_id}`-style placeholders; other braces are left as they are."""
+    for key, value in values.items():
+        arg = arg.replace("{" + key + "}", value)
+    return arg
+
+
+def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -> Handler:
+    retryable = {EX_TEMPFAIL, *retry_exit_codes}
+
+    async def run(ctx: JobContext) -> dict[str, object]:
+        values = {
+            "dealer_id": ctx.dealer_id,  # validated against the dealer id pattern on entry
+            "job_type": ctx.job_type,
+            "job_id": str(ctx.job_id),
+            "attempt": str(ctx.attempt),
+        }
+        argv = [expand(a, values) for a in spec.argv]
+        env = {**os.environ, **dict(spec.env)}
+        env.update({f"DEALERTUI_{k.upper()}": v for k, v in values.items()})
+        try:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # own process group: a timeout kills it whole
+            )
+        except OSError as exc:
+            raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        tail = b""
+        try:
+            assert process.stderr is not None
+            async for chunk in process.stderr:
+                tail = (tail + chunk)[-STDERR_TAIL:]
+            code = await process.wait()
+        except BaseException:
+            _kill_group(process.pid)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+        if code == 0:
+            return {"exit_code": 0}
+        message = _last_line(tail) or f"exited with code {code}"
+        text = f"exit code {code}: {message}"
+        if code in retryable:
+            raise TransientError(text)
+        raise PermanentError(text)
+
+    return run
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _last_line(tail: bytes) -> str:
+    lines = [ln.strip() for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,494 @@
+"""The CLI contract of DESIGN.md, exercised as a user runs it: a real subprocess per command.
+
+Every database-backed test runs on SQLite and on Postgres (``db_url``). The subprocess gets
+the test's environment minus every ``DEALERTUI_*`` variable, XDG directories inside
+``tmp_path`` and ``cwd=tmp_path``, so no stray config file or database URL is picked up.
+Config-file errors are covered by tests/test_config.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dealertui.config import parse_config
+from dealertui.model import ALL_STATES
+from dealertui.store import JobStore, rules_from_config
+
+TIMEOUT_S = 60
+DEFAULT_TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
+STATES = ("waiting", "ready", "running", "retrying", "succeeded", "failed", "blocked", "cancelled")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
+    env["COLUMNS"] = "120"
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def run(
+    tmp_path: Path, *args: str, db_url: str | None = None, exe: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run dealertui (``python -m dealertui`` unless *exe*) with global options first."""
+    cmd = list(exe or [sys.executable, "-m", "dealertui"])
+    if db_url is not None:
+        cmd += ["--database-url", db_url]
+    cmd += list(args)
+    return subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+
+
+def _show(p: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert p.returncode == 0, _show(p)
+    assert "Traceback" not in p.stderr, _show(p)
+    return p
+
+
+def user_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    """Exit *code*, exactly one line on stderr containing every needle, no traceback."""
+    assert p.returncode == code, _show(p)
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, _show(p)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, _show(p)
+    for needle in needles:
+        assert needle in lines[0], _show(p)
+    return lines[0]
+
+
+class Cli:
+    """``cli("status", "--json")`` runs ``dealertui --database-url URL status --json``."""
+
+    def __init__(self, tmp_path: Path, db_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.db_url = db_url
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(self.tmp_path, *args, db_url=self.db_url)
+
+    def status(self) -> dict[str, Any]:
+        p = ok(self("status", "--json"))
+        return json.loads(p.stdout)
+
+    def dealers(self) -> list[dict[str, Any]]:
+        return json.loads(ok(self("dealers", "list", "--json")).stdout)
+
+    def add_dealers(self, *ids: str) -> None:
+        for d in ids:
+            ok(self("dealers", "add", d))
+
+    def job_id(self, dealer_id: str, job_type: str) -> int:
+        """The newest job of that dealer and type, read through the store."""
+
+        async def find() -> int:
+            rules = rules_from_config(parse_config({}, None))
+            store = await JobStore.open(self.db_url, rules, create=False)
+            try:
+                found = [
+                    j.id for j in await store.list_jobs(dealer_id=dealer_id)
+                    if j.job_type == job_type
+                ]
+            finally:
+                await store.close()
+            assert found, f"no {job_type} job for {dealer_id}"
+            return max(found)
+
+        return anyio.run(find)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str) -> Cli:
+    return Cli(tmp_path, db_url)
+
+
+def zeros() -> dict[str, int]:
+    return dict.fromkeys(STATES, 0)
+
+
+def counts(**kw: int) -> dict[str, int]:
+    return {**zeros(), **kw}
+
+
+# --- init-db -------------------------------------------------------------------------------
+
+
+def test_init_db_twice(cli: Cli) -> None:
+    first = ok(cli("init-db"))
+    assert "database ready" in first.stdout
+    second = ok(cli("init-db"))
+    assert "database ready" in second.stdout
+    assert cli.status()["total"] == 0
+
+
+def test_init_db_output_hides_any_password(cli: Cli) -> None:
+    from sqlalchemy.engine import make_url
+
+    out = ok(cli("init-db")).stdout
+    password = make_url(cli.db_url).password
+    if password:
+        assert str(password) not in out
+
+
+# --- dealers -------------------------------------------------------------------------------
+
+
+def test_dealers_add_and_list(cli: Cli) -> None:
+    assert "d1" in ok(cli("dealers", "add", "d1", "--name", "First Motors")).stdout
+    ok(cli("dealers", "add", "d2"))
+    listed = ok(cli("dealers", "list")).stdout
+    assert "d1" in listed and "First Motors" in listed and "d2" in listed
+    assert cli.dealers() == [
+        {"id": "d1", "name": "First Motors"},
+        {"id": "d2", "name": None},
+    ]
+    # adding again renames, never duplicates
+    ok(cli("dealers", "add", "d1", "--name", "Renamed"))
+    assert cli.dealers() == [{"id": "d1", "name": "Renamed"}, {"id": "d2", "name": None}]
+
+
+def test_dealers_list_empty(cli: Cli) -> None:
+    assert ok(cli("dealers", "list")).stdout.strip() == ""
+    assert cli.dealers() == []
+
+
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        (["bad id"], "'bad id'"),
+        (["--", "-x"], "'-x'"),
+        (["a" * 65], "a" * 65),
+        (["d1/../x"], "d1/../x"),
+    ],
+    ids=["space", "leading-dash", "65-chars", "slash"],
+)
+def test_dealers_add_invalid_id(cli: Cli, args: list[str], shown: str) -> None:
+    ok(cli("dealers", "add", "keep"))
+    line = user_error(cli("dealers", "add", *args), 2, shown)
+    assert "invalid dealer id" in line
+    assert [d["id"] for d in cli.dealers()] == ["keep"]  # nothing written
+
+
+@pytest.mark.xfail(
+    reason="argparse takes '-x' for an option: 'the following arguments are required: ID' "
+    "(two lines, the value is not named); 'dealers add -- -x' works",
+    strict=False,
+)
+def test_dealers_add_dash_id_without_separator(cli: Cli) -> None:
+    user_error(cli("dealers", "add", "-x"), 2, "-x")
+
+
+def test_dealers_add_64_chars_is_fine(cli: Cli) -> None:
+    ok(cli("dealers", "add", "a" * 64))
+    assert [d["id"] for d in cli.dealers()] == ["a" * 64]
+
+
+# --- enqueue -------------------------------------------------------------------------------
+
+
+def test_enqueue_named_dealers(cli: Cli) -> None:
+    cli.add_dealers("d1", "d2", "d3")
+    p = ok(cli("enqueue", "--dealer", "d1", "--dealer", "d2"))
+    assert "8" in p.stdout
+    st = cli.status()
+    assert st["total"] == 8
+    assert st["by_dealer"]["d1"] == counts(ready=1, waiting=3)
+    assert st["by_dealer"]["d2"] == counts(ready=1, waiting=3)
+    assert st["by_dealer"]["d3"] == zeros()
+
+
+def test_enqueue_all_dealers(cli: Cli) -> None:
+    cli.add_dealers("d1", "d2", "d3")
+    ok(cli("enqueue", "--all-dealers"))
+    st = cli.status()
+    assert st["total"] == 12
+    assert st["by_state"] == counts(ready=3, waiting=9)
+    assert set(st["by_dealer"]) == {"d1", "d2", "d3"}
+
+
+def test_enqueue_all_dealers_without_dealers(cli: Cli) -> None:
+    user_error(cli("enqueue", "--all-dealers"), 2, "no dealers")
+    assert cli.status()["total"] == 0
+
+
+def test_enqueue_type_without_prerequisite_run_is_blocked(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    p = ok(cli("enqueue", "--dealer", "d1", "--type", "dealer_com"))
+    assert "blocked" in p.stdout
+    assert "no successful homenet run" in p.stdout
+    st = cli.status()
+    assert st["total"] == 1
+    assert st["by_type"]["dealer_com"] == counts(blocked=1)
+
+
+def test_enqueue_type_with_unfinished_prerequisite_waits(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1", "--type", "homenet"))
+    p = ok(cli("enqueue", "--dealer", "d1", "--type", "dealer_com"))
+    assert "blocked" not in p.stdout
+    st = cli.status()
+    assert st["by_type"]["homenet"] == counts(ready=1)
+    assert st["by_type"]["dealer_com"] == counts(waiting=1)
+
+
+def test_enqueue_unknown_dealer(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    user_error(cli("enqueue", "--dealer", "d1", "--dealer", "ghost"), 2, "'ghost'")
+    assert cli.status()["total"] == 0  # all or nothing
+
+
+def test_enqueue_invalid_dealer_id(cli: Cli) -> None:
+    user_error(cli("enqueue", "--dealer", "bad id"), 2, "'bad id'")
+
+
+def test_enqueue_unknown_type(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    line = user_error(cli("enqueue", "--dealer", "d1", "--type", "nosuch"), 2, "'nosuch'")
+    assert "homenet" in line  # names the known types
+    assert cli.status()["total"] == 0
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def test_status_json_contract_empty(cli: Cli) -> None:
+    st = cli.status()
+    assert {"total", "by_state", "by_type", "by_dealer", "paused", "workers"} <= set(st)
+    assert st["total"] == 0
+    assert st["by_state"] == zeros()
+    assert tuple(st["by_state"]) == STATES == ALL_STATES
+    assert set(st["by_type"]) == set(DEFAULT_TYPES)
+    for t in DEFAULT_TYPES:
+        assert st["by_type"][t] == zeros()
+    assert st["by_dealer"] == {}
+    assert st["paused"] == {"global": False, "dealers": [], "types": []}
+    assert st["workers"] == []
+
+
+def test_status_json_counts_after_enqueue(cli: Cli) -> None:
+    cli.add_dealers("d1", "d2")
+    ok(cli("enqueue", "--dealer", "d1", "--dealer", "d2"))
+    st = cli.status()
+    assert st["total"] == 8
+    assert st["by_state"] == counts(ready=2, waiting=6)
+    assert sum(st["by_state"].values()) == st["total"]
+    assert st["by_type"] == {
+        "homenet": counts(ready=2),
+        "dealer_com": counts(waiting=2),
+        "product_scrape": counts(waiting=2),
+        "url_shorten": counts(waiting=2),
+    }
+    assert st["by_dealer"] == {
+        "d1": counts(ready=1, waiting=3),
+        "d2": counts(ready=1, waiting=3),
+    }
+    assert isinstance(st["workers"], list)
+
+
+def test_status_plain(cli: Cli) -> None:
+    empty = ok(cli("status"))
+    assert "no jobs yet" in empty.stdout
+    cli.add_dealers("d1", "d2")
+    ok(cli("enqueue", "--all-dealers"))
+    out = ok(cli("status")).stdout
+    assert "8 jobs" in out
+    assert "6 waiting" in out and "2 ready" in out
+    for name in (*DEFAULT_TYPES, "d1", "d2"):
+        assert name in out
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+
+
+def test_console_script_with_global_option_first(cli: Cli) -> None:
+    exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("console script 'dealertui' is not installed next to this interpreter")
+    p = ok(run(cli.tmp_path, "status", "--json", db_url=cli.db_url, exe=[exe]))
+    assert json.loads(p.stdout)["total"] == 0
+
+
+# --- pause / resume ------------------------------------------------------------------------
+
+
+def test_pause_and_resume(cli: Cli) -> None:
+    cli.add_dealers("d1", "d2")
+    assert "everything" in ok(cli("pause")).stdout
+    ok(cli("pause", "--dealer", "d1"))
+    ok(cli("pause", "--type", "homenet", "--reason", "upstream maintenance"))
+    assert cli.status()["paused"] == {"global": True, "dealers": ["d1"], "types": ["homenet"]}
+    assert "paused" in ok(cli("status")).stdout
+
+    ok(cli("resume"))
+    assert cli.status()["paused"] == {"global": False, "dealers": ["d1"], "types": ["homenet"]}
+    ok(cli("resume", "--dealer", "d1"))
+    ok(cli("resume", "--type", "homenet"))
+    assert cli.status()["paused"] == {"global": False, "dealers": [], "types": []}
+
+
+def test_pause_twice_and_resume_unpaused_are_harmless(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("pause", "--dealer", "d1"))
+    ok(cli("pause", "--dealer", "d1"))
+    assert cli.status()["paused"]["dealers"] == ["d1"]
+    ok(cli("resume", "--type", "dealer_com"))
+    ok(cli("resume", "--dealer", "d1"))
+    ok(cli("resume", "--dealer", "d1"))
+    assert cli.status()["paused"] == {"global": False, "dealers": [], "types": []}
+
+
+def test_pause_unknown_names(cli: Cli) -> None:
+    user_error(cli("pause", "--dealer", "ghost"), 2, "'ghost'")
+    user_error(cli("pause", "--type", "nosuch"), 2, "'nosuch'")
+    assert cli.status()["paused"] == {"global": False, "dealers": [], "types": []}
+
+
+# --- cancel / retry ------------------------------------------------------------------------
+
+
+def test_cancel_then_retry(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1"))
+    homenet = cli.job_id("d1", "homenet")
+
+    p = ok(cli("cancel", "--job", str(homenet)))
+    assert "cancelled 1" in p.stdout
+    st = cli.status()
+    assert st["by_state"] == counts(cancelled=1, blocked=3)
+    assert st["by_type"]["homenet"] == counts(cancelled=1)
+
+    p = ok(cli("retry", "--job", str(homenet)))
+    assert "retried 1" in p.stdout
+    st = cli.status()
+    assert st["by_state"] == counts(ready=1, waiting=3)
+    assert st["by_type"]["homenet"] == counts(ready=1)
+
+
+def test_cancel_leaf_leaves_the_rest(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1"))
+    ok(cli("cancel", "--job", str(cli.job_id("d1", "url_shorten"))))
+    assert cli.status()["by_state"] == counts(ready=1, waiting=2, cancelled=1)
+
+
+def test_cancel_and_retry_unknown_job(cli: Cli) -> None:
+    user_error(cli("cancel", "--job", "999"), 2, "999")
+    user_error(cli("retry", "--job", "999"), 2, "999")
+
+
+def test_cancel_bad_job_id_is_a_usage_error(cli: Cli) -> None:
+    p = cli("cancel", "--job", "banana")
+    assert p.returncode == 2, _show(p)
+    assert "banana" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_retry_all_failed_with_nothing_failed(cli: Cli) -> None:
+    p = ok(cli("retry", "--all-failed"))
+    assert "retried 0" in p.stdout
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1"))
+    ok(cli("retry", "--all-failed"))
+    assert cli.status()["by_state"] == counts(ready=1, waiting=3)
+
+
+def test_retry_by_dealer_and_type(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1"))
+    ok(cli("cancel", "--job", str(cli.job_id("d1", "homenet"))))
+    # --dealer/--type retry failed and blocked jobs (not cancelled ones)
+    p = ok(cli("retry", "--type", "url_shorten"))
+    assert "retried 1" in p.stdout
+    st = cli.status()
+    assert st["by_type"]["url_shorten"] == counts(blocked=1)  # its grandparent is still dead
+    ok(cli("retry", "--dealer", "d1"))
+    assert cli.status()["by_state"] == counts(cancelled=1, blocked=3)
+    user_error(cli("retry", "--dealer", "ghost"), 2, "'ghost'")
+    user_error(cli("retry", "--type", "nosuch"), 2, "'nosuch'")
+
+
+@pytest.mark.xfail(
+    reason="bug: retrying a job blocked for 'no successful homenet run' while the dealer "
+    "still has no homenet job makes it ready with no parent at all (JobStore.retry / "
+    "_relink_prerequisites)",
+    strict=False,
+)
+def test_retry_of_job_without_prerequisite_run_stays_blocked(cli: Cli) -> None:
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1", "--type", "dealer_com"))
+    ok(cli("retry", "--all-failed"))
+    assert cli.status()["by_type"]["dealer_com"] == counts(blocked=1)
+
+
+# --- reset-stuck ---------------------------------------------------------------------------
+
+
+def test_reset_stuck(cli: Cli) -> None:
+    assert "rescued 0" in ok(cli("reset-stuck")).stdout
+    assert "rescued 0" in ok(cli("reset-stuck", "--older-than", "15m")).stdout
+    cli.add_dealers("d1")
+    ok(cli("enqueue", "--dealer", "d1"))
+    ok(cli("reset-stuck", "--older-than", "90s"))
+    assert cli.status()["by_state"] == counts(ready=1, waiting=3)
+
+
+def test_reset_stuck_bad_duration(tmp_path: Path) -> None:
+    # argparse rejects it before any database is opened
+    p = run(tmp_path, "reset-stuck", "--older-than", "banana",
+            db_url=f"sqlite:///{tmp_path}/never.db")
+    assert p.returncode == 2, _show(p)
+    assert "banana" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "never.db").exists()
+
+
+# --- unusable databases --------------------------------------------------------------------
+
+
+def test_unreachable_postgres(tmp_path: Path) -> None:
+    p = run(tmp_path, "status", db_url="postgresql://user:s3cretpw@127.0.0.1:1/x")
+    line = user_error(p, 3, "127.0.0.1")
+    assert "s3cretpw" not in p.stderr + p.stdout
+    assert line.startswith("dealertui: error:")
+    assert p.stdout == ""
+
+
+@pytest.mark.parametrize("path", ["/proc/nope/x.db", "/proc/x.db"], ids=["no-dir", "no-write"])
+def test_unwritable_sqlite(tmp_path: Path, path: str) -> None:
+    p = run(tmp_path, "status", db_url=f"sqlite:///{path}")
+    user_error(p, 3, path)
+    assert p.stdout == ""
+
+
+# --- no subcommand -------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    from dealertui import __version__
+
+    p = ok(run(tmp_path, "--version"))
+    assert p.stdout.strip() == f"dealertui {__version__}"
+
+
+def test_no_arguments_exits_zero(tmp_path: Path) -> None:
+    exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))
+    ok(run(tmp_path, exe=[exe] if exe else None))
+    ok(run(tmp_path))
+    # no database was created just by starting (the default one lives under XDG_DATA_HOME)
+    assert not (tmp_path / "xdg-data").exists() or not any((tmp_path / "xdg-data").rglob("*.db"))
