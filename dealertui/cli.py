@@ -277,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
+            if args.demo:
+                from dealertui.headless import demo
+
+                return anyio.run(demo, config)
             if args.run_once:
                 from dealertui.headless import run_once
 
