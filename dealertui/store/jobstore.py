@@ -23,6 +23,7 @@ from dealertui.model import (
     Dealer,
     Job,
     JobOutcome,
+    UNFINISHED_STATES,
     JobState,
     Pause,
     empty_state_counts,
@@ -739,15 +740,21 @@ class JobStore:
             ) if below else []
             followers = [f for f in followers if f not in target_set]
             everyone = targets + followers
-            await self._relink_prerequisites(conn, everyone)
+            # a job still lacking a prerequisite run stays blocked (its followers then go
+            # back to blocked in rearm, since their parent is dead)
+            unlinkable = await self._relink_prerequisites(conn, everyone)
+            everyone = [i for i in everyone if i not in unlinkable]
             events = await graphops.rearm(conn, everyone, now=now, message="operator retry")
             await graphops.insert_events(conn, events, at=now, worker=by)
             return ActionResult(changed=targets, followers=followers)
 
         return await self.db.run(tx)
 
-    async def _relink_prerequisites(self, conn: AsyncConnection, job_ids: Sequence[int]) -> None:
-        """Give jobs that were blocked for lack of a prerequisite run an edge to one, if any."""
+    async def _relink_prerequisites(
+        self, conn: AsyncConnection, job_ids: Sequence[int]
+    ) -> set[int]:
+        """Give jobs that were blocked for lack of a prerequisite run an edge to the dealer's
+        latest unfinished or succeeded run of that type; returns the ids that still lack one."""
         rows = (
             await conn.execute(
                 select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type).where(
@@ -756,7 +763,7 @@ class JobStore:
             )
         ).all()
         if not rows:
-            return
+            return set()
         have = {
             (r.child_id, r.job_type)
             for r in await conn.execute(
@@ -770,15 +777,20 @@ class JobStore:
         )
         latest = await self._latest_jobs(conn, sorted({r.dealer_id for r in rows}), wanted_types)
         edges = []
+        unlinkable: set[int] = set()
         for r in rows:
             rule = self.rules.get(r.job_type)
             for p in rule.depends_on if rule else ():
+                if (r.id, p) in have:
+                    continue
                 found = latest.get((r.dealer_id, p))
-                if (r.id, p) in have or found is None:
+                if found is None or found[1] not in (*UNFINISHED_STATES, JobState.SUCCEEDED):
+                    unlinkable.add(r.id)
                     continue
                 edges.append({"child_id": r.id, "parent_id": found[0]})
         if edges:
             await conn.execute(insert(job_deps), edges)
+        return unlinkable
 
     async def cancel(self, job_ids: Sequence[int], *, by: str | None = None) -> ActionResult:
         """Cancel jobs in any state but succeeded; their waiting descendants become blocked."""
