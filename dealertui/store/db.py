@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -149,6 +150,31 @@ class Database:
         # meet in SQLite's busy handler, which sleeps in steps of up to 25 ms; an in-process
         # lock hands the write lock over at once (other processes still meet busy_timeout).
         self._write_lock = anyio.Lock() if self.is_sqlite else None
+
+    async def preflight(self) -> None:
+        """Open a SQLite file once in a thread before the pool does.
+
+        When aiosqlite fails to open a file, its worker thread may report the error to an
+        event loop that has already closed and print a traceback; checking first keeps the
+        user's error to one sentence.
+        """
+        path = sqlite_path(self.url)
+        if path is None:
+            return
+
+        def probe() -> None:
+            conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            finally:
+                conn.close()
+
+        try:
+            await anyio.to_thread.run_sync(probe)
+        except sqlite3.Error as exc:
+            if is_transient(exc):
+                return  # busy: the retried transactions will wait for it
+            raise self.unavailable(exc) from None
 
     @property
     def is_sqlite(self) -> bool:

@@ -90,6 +90,7 @@ class JobStore:
         """Connect to *url*; create the schema on first use unless *create* is False."""
         store = cls(Database(url, retry_budget_s=retry_budget_s), rules, clock=clock)
         try:
+            await store.db.preflight()
             if create:
                 await store.init_schema()
             else:
