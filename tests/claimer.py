@@ -8,6 +8,10 @@
         Wait for DIR/go, then claim batches (limit=256) and complete them until no ready job is
         left; write the claimed ids to DIR/bulk-<PROC>.json.
 
+    python tests/claimer.py hold URL DIR PROC TYPES PER_DEALER
+        Wait for DIR/go, then claim batches (limit=16, per_dealer=PER_DEALER) without completing
+        anything, until three claims in a row come back empty; write DIR/hold-<PROC>.json.
+
 TYPES is a comma-separated list of independent job types (priority = position).
 Every process writes DIR/ready-<PROC> once its store is open and its connections are warm, so
 the parent can release all processes together.
@@ -111,6 +115,28 @@ async def bulk(url: str, out: Path, proc: str, types: str) -> None:
         await store.close()
 
 
+async def hold(url: str, out: Path, proc: str, types: str, per_dealer: int) -> None:
+    store = await JobStore.open(url, rules_for(types), retry_budget_s=60)
+    worker = f"hold-{proc}"
+    claimed: list[int] = []
+    try:
+        await warm(store, 2)
+        (out / f"ready-{proc}").touch()
+        await wait_for(out / "go")
+        empty = 0
+        while empty < 3:
+            result = await store.claim(worker, 16, per_dealer=per_dealer, lease_s=300)
+            if result.jobs:
+                empty = 0
+                claimed += [c.id for c in result.jobs]
+            else:
+                empty += 1
+                await anyio.sleep(0.02)
+        write_json(out / f"hold-{proc}.json", {"ids": claimed})
+    finally:
+        await store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, url, out = argv[0], argv[1], Path(argv[2])
     if mode == "race":
@@ -119,6 +145,9 @@ def main(argv: list[str]) -> None:
     elif mode == "bulk":
         proc, types = argv[3], argv[4]
         anyio.run(bulk, url, out, proc, types)
+    elif mode == "hold":
+        proc, types, per_dealer = argv[3], argv[4], int(argv[5])
+        anyio.run(hold, url, out, proc, types, per_dealer)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

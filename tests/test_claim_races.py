@@ -128,6 +128,78 @@ async def test_one_ready_job_eight_claimers_one_winner(db_url: str, tmp_path: Pa
         await store.close()
 
 
+async def test_per_dealer_limit_holds_across_processes(db_url: str, tmp_path: Path) -> None:
+    """max_concurrent_jobs_per_dealer is fleet-wide: 4 processes racing to fill 60 dealers'
+    slots never put more than per_dealer jobs of one dealer in `running`."""
+    n_procs, per_dealer = 4, 2
+    types = [f"k{i}" for i in range(6)]
+    rules = {t: JobTypeRule(i + 1, ()) for i, t in enumerate(types)}
+    dealers = [f"fleet{i:03d}" for i in range(60)]
+    store = await JobStore.open(db_url, rules)
+    procs = Processes(tmp_path)
+    try:
+        await store.add_dealers([(d, None) for d in dealers])
+        await store.enqueue(dealers)
+        for p in range(n_procs):
+            procs.start(
+                f"h{p}", "hold", db_url, str(tmp_path), f"h{p}", ",".join(types), str(per_dealer)
+            )
+        await procs.wait_files([f"ready-h{p}" for p in range(n_procs)], timeout=60)
+        go(tmp_path / "go")
+        await procs.wait_exit(timeout=120)
+        claimed = [
+            i
+            for p in range(n_procs)
+            for i in json.loads((tmp_path / f"hold-h{p}.json").read_text())["ids"]
+        ]
+        assert len(claimed) == len(set(claimed))
+        status = await store.status()
+        running = {d: c["running"] for d, c in status["by_dealer"].items()}
+        assert max(running.values()) <= per_dealer, running
+        assert set(running.values()) == {per_dealer}, running  # and every slot got filled
+        assert status["by_state"]["running"] == len(claimed) == per_dealer * len(dealers)
+    finally:
+        procs.kill_all()
+        await store.close()
+
+
+async def test_parents_completed_concurrently_promote_their_child(db_url: str) -> None:
+    """Two transactions on two engines each complete one parent of the same child at once;
+    the child must end up ready (neither may miss the other's commit)."""
+    rules = {"a": JobTypeRule(1, ()), "b": JobTypeRule(2, ()), "c": JobTypeRule(3, ("a", "b"))}
+    dealers = [f"pair{i:03d}" for i in range(120)]
+    one = await JobStore.open(db_url, rules)
+    two = await JobStore.open(db_url, rules)
+    try:
+        await one.add_dealers([(d, None) for d in dealers])
+        await one.enqueue(dealers)
+        got = await one.claim("w", 1_000, per_dealer=10, lease_s=300)
+        assert len(got.jobs) == 2 * len(dealers)
+        pairs: dict[str, dict[str, int]] = {}
+        for c in got.jobs:
+            pairs.setdefault(c.dealer_id, {})[c.job_type] = c.id
+
+        async def finish_pair(ids: dict[str, int]) -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one.complete, "w", [ids["a"]])
+                tg.start_soon(two.complete, "w", [ids["b"]])
+
+        async with anyio.create_task_group() as tg:
+            for ids in pairs.values():
+                tg.start_soon(finish_pair, ids)
+
+        jobs = await one.list_jobs()
+        stuck = [(j.dealer_id, j.id) for j in jobs if j.job_type == "c" and j.state != "ready"]
+        assert stuck == []
+        assert (await one.status())["by_state"] == {
+            "waiting": 0, "ready": len(dealers), "running": 0, "retrying": 0,
+            "succeeded": 2 * len(dealers), "failed": 0, "blocked": 0, "cancelled": 0,
+        }
+    finally:
+        await one.close()
+        await two.close()
+
+
 N_DEALERS = 2_000
 TYPES = [f"k{i}" for i in range(10)]
 

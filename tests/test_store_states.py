@@ -904,9 +904,8 @@ async def test_claim_batch_prefers_least_recently_served_dealers(db_url: str) ->
         for _ in range(2):
             await store.enqueue(["d1", "d2", "d3"])
         clock.advance(1)
-        assert [c.dealer_id for c in (await store.claim("w1", 1, per_dealer=9, lease_s=99)).jobs] == [
-            "d1"
-        ]
+        got = await store.claim("w1", 1, per_dealer=9, lease_s=99)
+        assert [c.dealer_id for c in got.jobs] == ["d1"]
         clock.advance(1)
         got = await store.claim("w1", 2, per_dealer=9, lease_s=99)
         assert sorted(c.dealer_id for c in got.jobs) == ["d2", "d3"]
