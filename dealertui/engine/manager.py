@@ -224,7 +224,9 @@ class MultiDealerDependencyManager:
                 self._stats.dependency_violations += result.dependency_violations
                 jobs = result.jobs
                 self._start(tg, jobs)
-            if jobs:
+            if jobs or wake.is_set():
+                # woken during the claim (e.g. a flush promoted children after the claim's
+                # snapshot was taken, as Postgres allows): claim again before deciding
                 continue
             if not wait and not self._busy:
                 return  # drained: nothing claimable, nothing running, nothing to record
