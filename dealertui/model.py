@@ -40,6 +40,9 @@ UNFINISHED_STATES: tuple[str, ...] = (
 DEALER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+DEALER_ID_HINT = "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
 def is_valid_dealer_id(value: object) -> bool:
     """True when *value* is a dealer id DESIGN.md allows."""
     return isinstance(value, str) and DEALER_ID_RE.fullmatch(value) is not None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from dealertui.config import Config
 from dealertui.errors import UsageError
-from dealertui.model import ActionResult, is_valid_dealer_id
+from dealertui.model import DEALER_ID_HINT, ActionResult, is_valid_dealer_id
 from dealertui.store import JobStore
 
 
@@ -44,8 +44,7 @@ class Operator:
         for d in dealer_ids:
             if not is_valid_dealer_id(d):
                 raise UsageError(
-                    f"invalid dealer id {d!r}: use 1-64 letters, digits, '_', '.' or '-', "
-                    "starting with a letter or digit."
+                    f"invalid dealer id {d!r}: {DEALER_ID_HINT}."
                 )
         known = set(await self.store.dealer_ids())
         for d in dealer_ids:

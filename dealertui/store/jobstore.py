@@ -19,6 +19,7 @@ from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.model import (
     ActionResult,
     ClaimResult,
+    DEALER_ID_HINT,
     CompletionResult,
     Dealer,
     Job,
@@ -162,8 +163,7 @@ class JobStore:
         for dealer_id, _ in rows:
             if not is_valid_dealer_id(dealer_id):
                 raise UsageError(
-                    f"invalid dealer id {dealer_id!r}: use 1-64 letters, digits, '_', '.' or "
-                    "'-', starting with a letter or digit."
+                    f"invalid dealer id {dealer_id!r}: {DEALER_ID_HINT}."
                 )
         if not rows:
             return 0
