@@ -138,6 +138,12 @@ async def cmd_init_db(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.model import DEALER_ID_HINT, is_valid_dealer_id
+
+    if args.dealers_command == "add" and not is_valid_dealer_id(args.dealer_id):
+        # refused before the database is opened, so nothing is created for a typo
+        raise UsageError(f"invalid dealer id {args.dealer_id!r}: {DEALER_ID_HINT}.")
+
     async def run(op: Any) -> int:
         if args.dealers_command == "add":
             added = await op.add_dealers([(args.dealer_id, args.name)])

@@ -1,0 +1,1 @@
+"""The engine: the manager, dependency graph, operator actions, events and backoff."""
