@@ -70,6 +70,19 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         else ""
     )
     out.print(_counts_table(title, shown, "dealer", states))
+    if status.get("last_runs"):
+        out.print()
+        out.print("[bold]Last runs[/] (newest first)")
+        for run in status["last_runs"]:
+            st = run["stats"] or {}
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
+            out.print(
+                f"  {when} {run['kind']:<8} {st.get('processed_jobs', 0)} processed, "
+                f"{st.get('successful_jobs', 0)} ok, {st.get('failed_jobs', 0)} failed, "
+                f"{st.get('retried_jobs', 0)} retrying, {st.get('blocked_jobs', 0)} blocked "
+                f"in {st.get('processing_time_ms', 0) / 1000:.1f}s "
+                f"({st.get('throughput_jobs_per_s', 0):g} jobs/s)"
+            )
     workers = status["workers"]
     out.print()
     out.print(f"workers: {len(workers)}" + "".join(

@@ -56,6 +56,10 @@ class JobTypeRule:
     max_attempts: int = 5
 
 
+#: how many engine runs `status` reports, newest first
+LAST_RUNS_SHOWN = 5
+
+
 def _ids(name: str = "ids") -> Any:
     return bindparam(name, expanding=True)
 
@@ -1016,7 +1020,20 @@ class JobStore:
                     )
                 ).all()
             )
+            last_runs = [
+                {
+                    "worker_id": r.worker_id,
+                    "kind": r.kind,
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                    "stats": json.loads(r.stats) if r.stats else None,
+                }
+                for r in await conn.execute(
+                    select(runs).order_by(runs.c.id.desc()).limit(LAST_RUNS_SHOWN)
+                )
+            ]
             return {
+                "last_runs": last_runs,
                 "total": sum(by_state.values()),
                 "by_state": by_state,
                 "by_type": by_type,
