@@ -12,6 +12,7 @@ Side tasks (lease heartbeat, lease rescuer, stats tick) live in the same group a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -97,6 +98,7 @@ class MultiDealerDependencyManager:
         self._have_outcomes = anyio.Event()
         self._idle = anyio.Event()
         self._flushing = False
+        self._job_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._stopping = False
         self._started_at = 0.0
@@ -189,6 +191,10 @@ class MultiDealerDependencyManager:
             self._stats.processing_time_ms = (time.perf_counter() - self._t0) * 1000
             self._idle.set()
             with anyio.CancelScope(shield=True):
+                for task in list(self._job_tasks):
+                    task.cancel()
+                if self._job_tasks:
+                    await asyncio.wait(list(self._job_tasks))
                 await self.handlers.aclose()
                 await self.store.unregister_worker(self.worker_id)
                 await self.store.record_run(
@@ -202,6 +208,12 @@ class MultiDealerDependencyManager:
             if self._paused:
                 await wake.wait()
                 continue
+            if self._pending or self._flushing:
+                # Outcomes are about to be recorded: that frees dealer slots and promotes
+                # children, so claim after it. Claiming meanwhile made claims and flushes
+                # alternate in slivers (300 flushes of ~33 jobs per 10,000 jobs measured).
+                await wake.wait()
+                continue
             capacity = self.max_concurrent_dealers * self.max_concurrent_jobs_per_dealer - len(
                 self._in_flight
             )
@@ -210,8 +222,12 @@ class MultiDealerDependencyManager:
                     return
                 capacity = min(capacity, limit - self._stats.total_jobs)
             jobs: list[ClaimedJob] = []
+            active = list(self._dealer_load)
+            if len(active) >= self.max_concurrent_dealers and all(
+                n >= self.max_concurrent_jobs_per_dealer for n in self._dealer_load.values()
+            ):
+                capacity = 0  # every slot this worker may use is taken: a claim cannot win
             if capacity > 0:
-                active = [d for d, n in self._dealer_load.items() if n > 0]
                 result = await self.store.claim(
                     self.worker_id,
                     min(capacity, CLAIM_BATCH),
@@ -247,7 +263,12 @@ class MultiDealerDependencyManager:
                 self.latencies_ms.append(max(now - job.ready_at, 0.0) * 1000)
             if emit:
                 self.bus.emit(JobStarted(job.id, job.dealer_id, job.job_type, job.attempt, now))
-            tg.start_soon(self._run_job, job)
+            # A plain asyncio task, not tg.start_soon: anyio's task group costs ~36 µs per task
+            # (measured: 10,000 no-op tasks 0.36 s vs 0.15 s), which alone would cap the engine
+            # near 25,000 jobs/s. run() cancels and awaits any left when it ends.
+            task = asyncio.get_running_loop().create_task(self._run_job(job))
+            self._job_tasks.add(task)
+            task.add_done_callback(self._job_tasks.discard)
         self._stats.total_jobs += len(jobs)
         self._stats.dealers_processed = len(self._dealers_seen)
 
@@ -265,7 +286,7 @@ class MultiDealerDependencyManager:
         t0 = time.perf_counter()
         kind, error = "ok", None
         try:
-            with anyio.fail_after(timeout):
+            async with asyncio.timeout(timeout):
                 await self.handlers.get(job.job_type)(ctx)
         except PermanentError as exc:
             kind, error = "failed", str(exc) or type(exc).__name__

@@ -78,48 +78,98 @@ async def lock_rows(conn: AsyncConnection, ids: Iterable[int]) -> None:
     )
 
 
+_PROMOTE = f"""
+    UPDATE jobs SET state = 'ready', ready_at = :now, updated_at = :now,
+           run_after = CASE WHEN run_after > :now THEN run_after ELSE :now END
+    WHERE id IN {{targets}} AND state = 'waiting'
+      AND NOT EXISTS (
+        SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id
+        WHERE d.child_id = jobs.id AND p.state NOT IN {_SATISFIED})
+    RETURNING id
+"""
+
+
+async def insert_events_for(
+    conn: AsyncConnection,
+    job_ids: Sequence[int],
+    from_state: str | None,
+    to_state: str,
+    *,
+    at: float,
+    worker: str | None,
+    message: str | None = None,
+) -> None:
+    """One job_events row per job in *job_ids*, built inside the database (INSERT … SELECT).
+
+    The hot transitions (claim, success, promotion) use this: binding 1,000 rows of
+    parameters from Python cost ~11 ms per batch, this costs a fraction of it.
+    """
+    if not job_ids:
+        return
+    await conn.execute(
+        text(
+            """
+            INSERT INTO job_events
+                (job_id, dealer_id, job_type, at, from_state, to_state, worker, attempt, message)
+            SELECT id, dealer_id, job_type, :at, :from_state, :to_state, :worker, attempts,
+                   :message
+            FROM jobs WHERE id IN :ids
+            """
+        ).bindparams(_ids()),
+        {
+            "ids": list(job_ids),
+            "at": at,
+            "from_state": from_state,
+            "to_state": to_state,
+            "worker": worker,
+            "message": message,
+        },
+    )
+
+
 async def promote_children(
-    conn: AsyncConnection, parent_ids: Sequence[int], *, now: float
-) -> list[Event]:
-    """Move waiting children of *parent_ids* whose parents all succeeded to ready."""
+    conn: AsyncConnection, parent_ids: Sequence[int], *, now: float, worker: str | None
+) -> list[int]:
+    """Move waiting children of *parent_ids* whose parents all succeeded to ready (audited)."""
     if not parent_ids:
         return []
-    children = (
-        await conn.execute(
-            text(
-                "SELECT DISTINCT child_id FROM job_deps WHERE parent_id IN :ids"
-            ).bindparams(_ids()),
-            {"ids": list(parent_ids)},
+    if conn.dialect.name == "sqlite":
+        # one statement: BEGIN IMMEDIATE already serialises us against every other writer
+        rows = await conn.execute(
+            text(_PROMOTE.format(targets="(SELECT child_id FROM job_deps WHERE parent_id IN :ids)"))
+            .bindparams(_ids()),
+            {"ids": list(parent_ids), "now": now},
         )
-    ).scalars().all()
-    return await promote_if_satisfied(conn, children, now=now)
+        promoted = [r.id for r in rows]
+    else:
+        children = (
+            await conn.execute(
+                text(
+                    "SELECT DISTINCT child_id FROM job_deps WHERE parent_id IN :ids"
+                ).bindparams(_ids()),
+                {"ids": list(parent_ids)},
+            )
+        ).scalars().all()
+        promoted = await promote_if_satisfied(conn, children, now=now)
+    await insert_events_for(
+        conn, promoted, JobState.WAITING, JobState.READY, at=now, worker=worker
+    )
+    return promoted
 
 
 async def promote_if_satisfied(
     conn: AsyncConnection, job_ids: Sequence[int], *, now: float
-) -> list[Event]:
-    """Move each waiting job in *job_ids* whose parents all succeeded to ready."""
+) -> list[int]:
+    """Move each waiting job in *job_ids* whose parents all succeeded to ready; returns their
+    ids (the caller records the events)."""
     if not job_ids:
         return []
     await lock_rows(conn, job_ids)
     rows = await conn.execute(
-        text(
-            f"""
-            UPDATE jobs SET state = 'ready', ready_at = :now, updated_at = :now,
-                   run_after = CASE WHEN run_after > :now THEN run_after ELSE :now END
-            WHERE id IN :ids AND state = 'waiting'
-              AND NOT EXISTS (
-                SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id
-                WHERE d.child_id = jobs.id AND p.state NOT IN {_SATISFIED})
-            RETURNING id, dealer_id, job_type
-            """
-        ).bindparams(_ids()),
+        text(_PROMOTE.format(targets=":ids")).bindparams(_ids()),
         {"ids": list(job_ids), "now": now},
     )
-    return [
-        Event(r.id, r.dealer_id, r.job_type, JobState.WAITING, JobState.READY)
-        for r in rows
-    ]
+    return [r.id for r in rows]
 
 
 async def descendants(conn: AsyncConnection, root_ids: Sequence[int]) -> list[int]:
@@ -236,7 +286,7 @@ async def rearm(
         if not newly:
             break
         dead_ids |= newly
-    ready_ids = {e.job_id for e in await promote_if_satisfied(conn, job_ids, now=now)}
+    ready_ids = set(await promote_if_satisfied(conn, job_ids, now=now))
     events: list[Event] = []
     for job_id, row in before.items():
         to = (

@@ -407,9 +407,9 @@ class JobStore:
 
         async def tx(conn: AsyncConnection) -> ClaimResult:
             paused = await self._paused_keys(conn)
-            events = await claims.promote_due_retries(conn, now)
+            due = await claims.promote_due_retries(conn, now)
+            await graphops.insert_events(conn, due, at=now, worker=worker_id)
             if ("global", "") in paused:
-                await graphops.insert_events(conn, events, at=now, worker=worker_id)
                 return ClaimResult([])
             claimed, violations = await claims.claim_batch(
                 conn,
@@ -424,38 +424,18 @@ class JobStore:
                 paused_dealers=[k for s, k in paused if s == "dealer"],
                 paused_types=[k for s, k in paused if s == "type"],
             )
-            events.extend(
-                Event(c.id, c.dealer_id, c.job_type, JobState.READY, JobState.RUNNING, c.attempt)
-                for c in claimed
+            await graphops.insert_events_for(
+                conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
+                worker=worker_id,
             )
-            if violations:
-                events.extend(
-                    Event(v, "", "", JobState.READY, JobState.WAITING,
-                          message="dependency violation: a parent had not succeeded")
-                    for v in violations
-                )
-            await graphops.insert_events(conn, await self._fill(conn, events), at=now,
-                                         worker=worker_id)
+            # the claim put violating jobs back to waiting; record both of their moves
+            await graphops.insert_events_for(
+                conn, violations, JobState.READY, JobState.WAITING, at=now, worker=worker_id,
+                message="dependency violation: a parent had not succeeded",
+            )
             return ClaimResult(claimed, len(violations))
 
         return await self.db.run(tx)
-
-    async def _fill(self, conn: AsyncConnection, events: list[Event]) -> list[Event]:
-        """Fill dealer and type of events that only know their job id (rare paths)."""
-        blanks = [e.job_id for e in events if not e.dealer_id]
-        if not blanks:
-            return events
-        rows = await conn.execute(
-            select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type).where(jobs.c.id.in_(blanks))
-        )
-        known = {r.id: (r.dealer_id, r.job_type) for r in rows}
-        out = []
-        for e in events:
-            if not e.dealer_id and e.job_id in known:
-                d, t = known[e.job_id]
-                e = Event(e.job_id, d, t, e.from_state, e.to_state, e.attempt, e.error, e.message)
-            out.append(e)
-        return out
 
     async def finish(
         self,
@@ -478,39 +458,43 @@ class JobStore:
             return CompletionResult([])
 
         async def tx(conn: AsyncConnection) -> CompletionResult:
-            await graphops.lock_rows(conn, all_ids)
-            held = {
-                r.id: r
-                for r in await conn.execute(
-                    select(
-                        jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.attempts,
-                        jobs.c.max_attempts,
-                    ).where(
-                        jobs.c.id.in_(all_ids),
-                        jobs.c.state == JobState.RUNNING,
-                        jobs.c.locked_by == worker_id,
-                    )
-                )
-            }
-            events: list[Event] = []
-            ok = [i for i in succeeded if i in held]
-            if ok:
-                await conn.execute(
+            ok: list[int] = []
+            if succeeded:
+                # the hot path: one UPDATE … RETURNING, events built in the database
+                rows = await conn.execute(
                     text(
                         """
                         UPDATE jobs SET state = 'succeeded', finished_at = :now,
                                updated_at = :now, locked_by = NULL, locked_until = NULL,
                                last_error = NULL
-                        WHERE id IN :ids
+                        WHERE id IN :ids AND state = 'running' AND locked_by = :worker
+                        RETURNING id
                         """
                     ).bindparams(_ids()),
-                    {"ids": ok, "now": now},
+                    {"ids": list(succeeded), "now": now, "worker": worker_id},
                 )
-                events += [
-                    Event(i, held[i].dealer_id, held[i].job_type, JobState.RUNNING,
-                          JobState.SUCCEEDED, held[i].attempts)
-                    for i in ok
-                ]
+                ok = [r.id for r in rows]
+                await graphops.insert_events_for(
+                    conn, ok, JobState.RUNNING, JobState.SUCCEEDED, at=now, worker=worker_id
+                )
+            others = [o.job_id for o in (*failed, *retry)]
+            held: dict[int, Any] = {}
+            if others:
+                await graphops.lock_rows(conn, others)
+                held = {
+                    r.id: r
+                    for r in await conn.execute(
+                        select(
+                            jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.attempts,
+                            jobs.c.max_attempts,
+                        ).where(
+                            jobs.c.id.in_(others),
+                            jobs.c.state == JobState.RUNNING,
+                            jobs.c.locked_by == worker_id,
+                        )
+                    )
+                }
+            events: list[Event] = []
             retrying, dead = [], list(o for o in failed if o.job_id in held)
             for o in retry:
                 if o.job_id not in held:
@@ -550,12 +534,11 @@ class JobStore:
                     conn, [(o.job_id, o.error) for o in dead], held, now
                 )
                 events += fail_events
-            promoted = await graphops.promote_children(conn, ok, now=now)
-            events += promoted
+            promoted = await graphops.promote_children(conn, ok, now=now, worker=worker_id)
             await graphops.insert_events(conn, events, at=now, worker=worker_id)
             return CompletionResult(
                 done=[*ok, *(o.job_id for o in retrying), *(o.job_id for o in dead)],
-                promoted=[e.job_id for e in promoted],
+                promoted=promoted,
                 blocked=blocked,
                 failed=[o.job_id for o in dead],
             )

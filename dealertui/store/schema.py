@@ -67,8 +67,10 @@ jobs = Table(
     Column("last_error", Text),
     Column("blocked_reason", Text),
     Column("payload", Text),
+    # a dealer's ready jobs in claim order: the claim ranks them per dealer without a sort
     Index(
         "ix_jobs_ready",
+        "dealer_id",
         "priority",
         "id",
         sqlite_where=text("state = 'ready'"),
