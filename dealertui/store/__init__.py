@@ -31,7 +31,7 @@ async def open_store(
     """
     store = await JobStore.open(
         config.database_url, rules_from_config(config), create=create,
-        retry_budget_s=retry_budget_s,
+        retry_budget_s=retry_budget_s, breaker=config.circuit_breaker,
     )
     if config.dealers:
         try:

@@ -38,8 +38,26 @@ _DUE_RETRIES = text(
 )
 
 
-def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, paused_types: bool) -> Any:
-    type_filter = "AND j.job_type NOT IN :paused_types" if paused_types else ""
+def _job_filter(
+    paused_types: bool, blocked_pairs: bool, only_type: bool
+) -> tuple[str, list[Any]]:
+    """Conditions on ready jobs `j` shared by both steps: paused types, open breakers."""
+    sql, params = [], []
+    if paused_types:
+        sql.append("AND j.job_type NOT IN :paused_types")
+        params.append(bindparam("paused_types", expanding=True))
+    if blocked_pairs:
+        sql.append("AND (j.dealer_id || ':' || j.job_type) NOT IN :blocked_pairs")
+        params.append(bindparam("blocked_pairs", expanding=True))
+    if only_type:
+        sql.append("AND j.job_type = :only_type")
+    return " ".join(sql), params
+
+
+def _pick_dealers_sql(
+    dialect: str, *, only: bool, paused_dealers: bool, job_filter: tuple[str, list[Any]]
+) -> Any:
+    type_filter, filter_params = job_filter
     where = []
     if only:
         where.append("AND d.id IN :only")
@@ -58,18 +76,16 @@ def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, paused_
         LIMIT :n
         {lock}
     """
-    params = [bindparam("active", expanding=True)]
+    params = [bindparam("active", expanding=True), *filter_params]
     if only:
         params.append(bindparam("only", expanding=True))
     if paused_dealers:
         params.append(bindparam("paused_dealers", expanding=True))
-    if paused_types:
-        params.append(bindparam("paused_types", expanding=True))
     return text(sql).bindparams(*params)
 
 
-def _claim_sql(dialect: str, *, paused_types: bool) -> Any:
-    type_filter = "AND j.job_type NOT IN :paused_types" if paused_types else ""
+def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]]) -> Any:
+    type_filter, filter_params = job_filter
     ranked = f"""
         ranked AS (
             SELECT j.id, j.dealer_id, j.priority,
@@ -116,10 +132,7 @@ def _claim_sql(dialect: str, *, paused_types: bool) -> Any:
             WHERE id IN ({pick})
             {returning}
         """
-    params = [bindparam("dealers", expanding=True)]
-    if paused_types:
-        params.append(bindparam("paused_types", expanding=True))
-    return text(sql).bindparams(*params)
+    return text(sql).bindparams(bindparam("dealers", expanding=True), *filter_params)
 
 
 async def promote_due_retries(conn: AsyncConnection, now: float) -> list[Event]:
@@ -144,6 +157,8 @@ async def claim_batch(
     only_dealers: Sequence[str] | None,
     paused_dealers: Sequence[str],
     paused_types: Sequence[str],
+    blocked_pairs: Sequence[str] = (),
+    only_type: str | None = None,
 ) -> tuple[list[ClaimedJob], list[int]]:
     """Claim up to *limit* jobs; returns (claimed jobs, ids of dependency violations)."""
     dialect = conn.dialect.name
@@ -159,13 +174,20 @@ async def claim_batch(
         params["only"] = list(only_dealers)
     if paused_dealers:
         params["paused_dealers"] = list(paused_dealers)
+    job_filter = _job_filter(bool(paused_types), bool(blocked_pairs), only_type is not None)
+    filters: dict[str, Any] = {}
     if paused_types:
-        params["paused_types"] = list(paused_types)
+        filters["paused_types"] = list(paused_types)
+    if blocked_pairs:
+        filters["blocked_pairs"] = list(blocked_pairs)
+    if only_type is not None:
+        filters["only_type"] = only_type
+    params.update(filters)
     pick_sql = _pick_dealers_sql(
         dialect,
         only=only_dealers is not None,
         paused_dealers=bool(paused_dealers),
-        paused_types=bool(paused_types),
+        job_filter=job_filter,
     )
     chosen = list((await conn.execute(pick_sql, params)).scalars())
     if max_dealers is not None:
@@ -184,9 +206,8 @@ async def claim_batch(
         "worker": worker_id,
         "lease_until": lease_until,
     }
-    if paused_types:
-        claim_params["paused_types"] = list(paused_types)
-    rows = (await conn.execute(_claim_sql(dialect, paused_types=bool(paused_types)), claim_params)).all()
+    claim_params.update(filters)
+    rows = (await conn.execute(_claim_sql(dialect, job_filter=job_filter), claim_params)).all()
     claimed: list[ClaimedJob] = []
     violations: list[int] = []
     for r in rows:

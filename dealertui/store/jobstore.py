@@ -30,7 +30,8 @@ from dealertui.model import (
     empty_state_counts,
     is_valid_dealer_id,
 )
-from dealertui.store import claims, graphops
+from dealertui.config import BreakerConfig
+from dealertui.store import breakers, claims, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
 from dealertui.store.schema import (
@@ -77,10 +78,12 @@ class JobStore:
         rules: Mapping[str, JobTypeRule],
         *,
         clock: Callable[[], float] = time.time,
+        breaker: BreakerConfig | None = None,
     ) -> None:
         self.db = db
         self.rules = dict(rules)
         self.clock = clock
+        self.breaker_cfg = breaker or BreakerConfig()
 
     @classmethod
     async def open(
@@ -91,9 +94,12 @@ class JobStore:
         create: bool = True,
         retry_budget_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        breaker: BreakerConfig | None = None,
     ) -> JobStore:
         """Connect to *url*; create the schema on first use unless *create* is False."""
-        store = cls(Database(url, retry_budget_s=retry_budget_s), rules, clock=clock)
+        store = cls(
+            Database(url, retry_budget_s=retry_budget_s), rules, clock=clock, breaker=breaker
+        )
         try:
             await store.db.preflight()
             if create:
@@ -411,19 +417,50 @@ class JobStore:
             await graphops.insert_events(conn, due, at=now, worker=worker_id)
             if ("global", "") in paused:
                 return ClaimResult([])
+            g = await breakers.gate(conn, self.breaker_cfg, now)
+            common: dict[str, Any] = {
+                "worker_id": worker_id,
+                "per_dealer": per_dealer,
+                "lease_until": now + lease_s,
+                "now": now,
+                "max_dealers": max_dealers,
+                "active_dealers": active_dealers,
+                "paused_dealers": [k for s, k in paused if s == "dealer"],
+            }
+            paused_types = [k for s, k in paused if s == "type"]
             claimed, violations = await claims.claim_batch(
                 conn,
-                worker_id=worker_id,
                 limit=limit,
-                per_dealer=per_dealer,
-                lease_until=now + lease_s,
-                now=now,
-                max_dealers=max_dealers,
-                active_dealers=active_dealers,
                 only_dealers=only_dealers,
-                paused_dealers=[k for s, k in paused if s == "dealer"],
-                paused_types=[k for s, k in paused if s == "type"],
+                paused_types=sorted({*paused_types, *g.blocked_types}),
+                blocked_pairs=g.blocked_pairs,
+                **common,
             )
+            # half-open breakers: admit at most their remaining trial jobs, key by key
+            for dealer_id, job_type, slots in g.trials:
+                room = min(slots, limit - len(claimed))
+                if room <= 0 or job_type in paused_types:
+                    continue
+                if dealer_id is not None and job_type in g.blocked_types:
+                    continue  # the shared breaker of the type is not closed: no trial
+                if dealer_id is not None and only_dealers is not None and (
+                    dealer_id not in only_dealers
+                ):
+                    continue
+                pairs = [p for p in g.blocked_pairs if p != f"{dealer_id}:{job_type}"]
+                extra, more_violations = await claims.claim_batch(
+                    conn,
+                    limit=room,
+                    only_dealers=[dealer_id] if dealer_id is not None else only_dealers,
+                    paused_types=paused_types,
+                    blocked_pairs=pairs,
+                    only_type=job_type,
+                    **common,
+                )
+                if extra:
+                    await breakers.count_trials(conn, dealer_id, job_type, len(extra), now)
+                claimed += extra
+                violations += more_violations
             await graphops.insert_events_for(
                 conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
                 worker=worker_id,
@@ -444,16 +481,22 @@ class JobStore:
         succeeded: Sequence[int] = (),
         failed: Sequence[JobOutcome] = (),
         retry: Sequence[JobOutcome] = (),
+        release: Sequence[int] = (),
+        release_reason: str | None = None,
     ) -> CompletionResult:
         """Record a batch of outcomes in one transaction.
 
         *succeeded* jobs become succeeded and their children whose parents all succeeded
         become ready; *failed* ones fail permanently and block their descendants; *retry* ones
         wait as `retrying` until now + delay_s, or fail when their attempts are used up.
+        *release* ones were interrupted (the worker is stopping): they wait as `retrying`, due
+        at once, and the attempt is not charged.
         Jobs this worker no longer holds (lease rescued, cancelled) are left alone.
         """
         now = self.clock()
-        all_ids = [*succeeded, *(o.job_id for o in failed), *(o.job_id for o in retry)]
+        all_ids = [
+            *succeeded, *(o.job_id for o in failed), *(o.job_id for o in retry), *release
+        ]
         if not all_ids:
             return CompletionResult([])
 
@@ -476,6 +519,26 @@ class JobStore:
                 ok = [r.id for r in rows]
                 await graphops.insert_events_for(
                     conn, ok, JobState.RUNNING, JobState.SUCCEEDED, at=now, worker=worker_id
+                )
+            handed_back: list[int] = []
+            if release:
+                rows = await conn.execute(
+                    text(
+                        """
+                        UPDATE jobs SET state = 'retrying', run_after = :now, updated_at = :now,
+                               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                               locked_by = NULL, locked_until = NULL, last_error = :reason
+                        WHERE id IN :ids AND state = 'running' AND locked_by = :worker
+                        RETURNING id
+                        """
+                    ).bindparams(_ids()),
+                    {"ids": list(release), "now": now, "worker": worker_id,
+                     "reason": release_reason},
+                )
+                handed_back = [r.id for r in rows]
+                await graphops.insert_events_for(
+                    conn, handed_back, JobState.RUNNING, JobState.RETRYING, at=now,
+                    worker=worker_id, message=f"released: {release_reason or 'worker stopped'}",
                 )
             others = [o.job_id for o in (*failed, *retry)]
             held: dict[int, Any] = {}
@@ -536,8 +599,23 @@ class JobStore:
                 events += fail_events
             promoted = await graphops.promote_children(conn, ok, now=now, worker=worker_id)
             await graphops.insert_events(conn, events, at=now, worker=worker_id)
+            failures = [(held[o.job_id].dealer_id, held[o.job_id].job_type)
+                        for o in (*retrying, *dead)]
+            if failures or (ok and await self._any_half_open(conn)):
+                ok_pairs = (
+                    await conn.execute(
+                        select(jobs.c.dealer_id, jobs.c.job_type).where(jobs.c.id.in_(ok))
+                    )
+                ).all() if ok else []
+                await breakers.record(
+                    conn, self.breaker_cfg,
+                    succeeded=[(r.dealer_id, r.job_type) for r in ok_pairs],
+                    failed=failures, now=now,
+                )
             return CompletionResult(
-                done=[*ok, *(o.job_id for o in retrying), *(o.job_id for o in dead)],
+                done=[
+                    *ok, *(o.job_id for o in retrying), *(o.job_id for o in dead), *handed_back
+                ],
                 promoted=promoted,
                 blocked=blocked,
                 failed=[o.job_id for o in dead],
@@ -581,6 +659,21 @@ class JobStore:
             blocked += [e.job_id for e in below]
         return events, blocked
 
+    async def _any_half_open(self, conn: AsyncConnection) -> bool:
+        # successes only matter to half-open breakers; skip the work when there are none
+        row = (
+            await conn.execute(text("SELECT 1 FROM breakers WHERE state = 'half_open' LIMIT 1"))
+        ).first()
+        return row is not None
+
+    async def breaker_states(self) -> list[dict[str, Any]]:
+        """Every breaker: key, dealer_id, job_type, state, failures, opened_at, half_open_at."""
+
+        async def tx(conn: AsyncConnection) -> list[dict[str, Any]]:
+            return [dict(r._mapping) for r in await breakers.snapshot(conn)]
+
+        return await self.db.run(tx, write=False)
+
     async def complete(self, worker_id: str, job_ids: Sequence[int]) -> CompletionResult:
         """Mark held jobs succeeded and promote their children (batch)."""
         return await self.finish(worker_id, succeeded=job_ids)
@@ -617,12 +710,17 @@ class JobStore:
         return await self.db.run(tx)
 
     async def rescue_expired(
-        self, *, older_than_s: float | None = None, worker_id: str | None = None
+        self,
+        *,
+        older_than_s: float | None = None,
+        worker_id: str | None = None,
+        locked_by: str | None = None,
     ) -> ActionResult:
         """Take back running jobs whose lease expired (or that started > older_than_s ago).
 
         The attempt they were on counts: a job with attempts left is ready again, one without
-        fails and blocks its descendants.
+        fails and blocks its descendants. *locked_by* also takes back every running job of
+        that worker id, expired or not (a worker restarting after an outage reclaims its own).
         """
         now = self.clock()
 
@@ -632,6 +730,9 @@ class JobStore:
             if older_than_s is not None:
                 cond = f"({cond} OR started_at < :cutoff)"
                 params["cutoff"] = now - older_than_s
+            if locked_by is not None:
+                cond = f"({cond} OR locked_by = :locked_by)"
+                params["locked_by"] = locked_by
             lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
             rows = (
                 await conn.execute(
