@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "pause":
             pr.add_argument("--reason")
 
+    wk = sub.add_parser("worker", help="run jobs until stopped (SIGTERM/SIGINT drain)")
+    wk.add_argument("--max-dealers", type=positive_int, metavar="N", dest="worker_max_dealers")
+    wk.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N",
+                    dest="worker_max_jobs")
+    wk.add_argument("--grace", type=parse_duration, default=30.0, metavar="DURATION",
+                    help="how long running jobs may finish after the first signal (30s)")
+    wk.add_argument("--metrics-port", type=positive_int, metavar="P")
+    wk.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST")
+
     gr = sub.add_parser("graph", help="print the dependency graph")
     gr.add_argument("--dealer", metavar="ID")
 
@@ -245,6 +254,19 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
     return await _with_operator(config, run)
 
 
+async def cmd_worker(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.headless import run_worker
+
+    return await run_worker(
+        config,
+        max_dealers=args.worker_max_dealers,
+        max_jobs_per_dealer=args.worker_max_jobs,
+        grace_s=args.grace,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
+
+
 async def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     from dealertui.config import normalize_database_url
     from dealertui.headless import bench
@@ -273,6 +295,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "resume": cmd_pause,
     "reset-stuck": cmd_reset_stuck,
     "graph": cmd_graph,
+    "worker": cmd_worker,
     "bench": cmd_bench,
 }
 

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+import anyio
+
 from rich.console import Console
 from rich.table import Table
 
@@ -302,3 +304,102 @@ async def demo(config: Config) -> int:
     print(f"\nexplore it: dealertui --database-url sqlite:///{tmp}/demo.db status | graph "
           "--dealer d004 | retry --all-failed | --run-once")
     return code
+
+
+# -- worker -------------------------------------------------------------------------------------
+
+DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    print(f"{stamp} dealertui worker: {message}", file=sys.stderr, flush=True)
+
+
+async def run_worker(
+    config: Config,
+    *,
+    max_dealers: int | None = None,
+    max_jobs_per_dealer: int | None = None,
+    grace_s: float = 30.0,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
+    """`dealertui worker`: run until SIGTERM/SIGINT, riding out database outages.
+
+    First signal: stop claiming and let running jobs finish for up to *grace_s*. A second
+    signal, or the end of the grace period: cancel running jobs and release them as
+    `retrying` (due at once, attempt not charged). Exit 0 either way.
+    """
+    import signal
+
+    from dealertui.engine.events import EventBus
+    from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.errors import StoreUnavailable
+    from dealertui.store import open_store
+
+    store = await open_store(config, retry_budget_s=30.0)
+    bus = EventBus()
+    bus.subscribe(_PlainLog())
+    manager = MultiDealerDependencyManager(
+        store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker"
+    )
+    stopping = anyio.Event()
+    server = None
+    if metrics_port is not None:
+        from dealertui.engine.metrics import EngineMetrics
+
+        metrics = EngineMetrics()
+        metrics.subscribe(bus)
+        server = metrics.serve(metrics_port, host=metrics_host)
+        _log(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+
+    async def watch_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not stopping.is_set():
+                    stopping.set()
+                    _log(f"{name}: no new jobs; waiting up to {grace_s:g}s for "
+                         f"{manager.in_flight} running jobs (signal again to stop now)")
+                    manager.stop()
+                    tg.start_soon(grace_timer)
+                else:
+                    _log(f"{name}: stopping now; releasing {manager.in_flight} running jobs")
+                    manager.abort(f"worker stopped by {name}")
+
+    async def grace_timer() -> None:
+        await anyio.sleep(grace_s)
+        _log(f"grace period over; releasing {manager.in_flight} running jobs")
+        manager.abort("worker stopped: grace period over")
+
+    _log(f"{manager.worker_id} started: up to {manager.max_concurrent_dealers} dealers × "
+         f"{manager.max_concurrent_jobs_per_dealer} jobs")
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals)
+            failures = 0
+            while True:
+                try:
+                    await manager.run(wait=True)
+                    break
+                except StoreUnavailable as exc:
+                    if stopping.is_set():
+                        break
+                    pause = DB_RETRY_PAUSE_S[min(failures, len(DB_RETRY_PAUSE_S) - 1)]
+                    failures += 1
+                    _log(f"{exc} Retrying in {pause:g}s.")
+                    with anyio.move_on_after(pause):
+                        await stopping.wait()
+                    if stopping.is_set():
+                        break
+                    continue
+            tg.cancel_scope.cancel()
+    finally:
+        if server is not None:
+            server.close()
+        with anyio.CancelScope(shield=True):
+            await store.close()
+    s = manager.get_processing_stats()
+    _log(f"stopped: {_summary_line(s)}")
+    return 0

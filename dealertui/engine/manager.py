@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 
 from dealertui.config import Config
+from dealertui.errors import StoreUnavailable
 from dealertui.engine import graph as graphs
 from dealertui.engine.events import (
     EventBus,
@@ -99,6 +100,7 @@ class MultiDealerDependencyManager:
         self._idle = anyio.Event()
         self._flushing = False
         self._job_tasks: set[asyncio.Task[None]] = set()
+        self._aborting: str | None = None
         self._paused = False
         self._stopping = False
         self._started_at = 0.0
@@ -149,6 +151,15 @@ class MultiDealerDependencyManager:
         self._stopping = True
         self._wake.set()
 
+    def abort(self, reason: str = "worker stopped") -> None:
+        """Hard stop: stop claiming and cancel running jobs. They are released as `retrying`,
+        due at once and not charged an attempt, so any worker picks them up again."""
+        self._stopping = True
+        self._aborting = reason
+        for task in list(self._job_tasks):
+            task.cancel()
+        self._wake.set()
+
     @property
     def paused(self) -> bool:
         return self._paused
@@ -168,13 +179,16 @@ class MultiDealerDependencyManager:
         """Process jobs. wait=False drains what is ready and returns (`--run-once`);
         wait=True keeps polling for new work until stop() (`worker`, the console)."""
         self._stopping = False
+        self._aborting = None
         self._idle = anyio.Event()
         self._started_at = time.time()
         self._t0 = time.perf_counter()
         await self.store.register_worker(
             self.worker_id, host=socket.gethostname(), pid=os.getpid(), kind=self.kind
         )
-        await self.store.rescue_expired(worker_id=self.worker_id)
+        # expired leases of dead workers, and our own jobs from a run that a database
+        # outage cut short (same worker id, so they cannot be running any more)
+        await self.store.rescue_expired(worker_id=self.worker_id, locked_by=self.worker_id)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._completer)
@@ -196,10 +210,13 @@ class MultiDealerDependencyManager:
                 if self._job_tasks:
                     await asyncio.wait(list(self._job_tasks))
                 await self.handlers.aclose()
-                await self.store.unregister_worker(self.worker_id)
-                await self.store.record_run(
-                    self.worker_id, self.kind, self._started_at, self._stats.to_dict()
-                )
+                try:
+                    await self.store.unregister_worker(self.worker_id)
+                    await self.store.record_run(
+                        self.worker_id, self.kind, self._started_at, self._stats.to_dict()
+                    )
+                except StoreUnavailable:
+                    pass  # the database is what went away; the error that brought us here says so
         return self._stats
 
     async def _claim_loop(self, tg: Any, *, wait: bool, limit: int | None) -> None:
@@ -294,6 +311,10 @@ class MultiDealerDependencyManager:
             kind, error = "retry", str(exc) or type(exc).__name__
         except TimeoutError:
             kind, error = "retry", f"timed out after {timeout:g}s"
+        except asyncio.CancelledError:
+            if self._aborting is None:
+                raise  # run() is unwinding after an error: the lease will bring it back
+            kind, error = "release", self._aborting
         except Exception as exc:  # a handler's own bug: worth another try, with its message
             kind, error = "retry", f"{type(exc).__name__}: {exc}"
         self._pending.append(_Outcome(job, kind, error, time.perf_counter() - t0))
@@ -320,6 +341,7 @@ class MultiDealerDependencyManager:
         if not batch:
             return
         ok = [o.job.id for o in batch if o.kind == "ok"]
+        released = [o.job.id for o in batch if o.kind == "release"]
         failed = [JobOutcome(o.job.id, o.error) for o in batch if o.kind == "failed"]
         retry = []
         for o in batch:
@@ -328,7 +350,8 @@ class MultiDealerDependencyManager:
                 policy = jt.retry if jt else self.config.retry
                 retry.append(JobOutcome(o.job.id, o.error, backoff_delay(policy, o.job.attempt)))
         result = await self.store.finish(
-            self.worker_id, succeeded=ok, failed=failed, retry=retry
+            self.worker_id, succeeded=ok, failed=failed, retry=retry, release=released,
+            release_reason=self._aborting,
         )
         done, dead = set(result.done), set(result.failed)
         delays = {r.job_id: r.delay_s for r in retry}
@@ -337,8 +360,8 @@ class MultiDealerDependencyManager:
         stats = self._stats
         for o in batch:
             j = o.job
-            if j.id not in done:
-                continue  # no longer ours: cancelled or rescued meanwhile
+            if j.id not in done or o.kind == "release":
+                continue  # no longer ours (cancelled, rescued), or handed back unfinished
             stats.processed_jobs += 1
             if o.kind == "ok":
                 stats.successful_jobs += 1

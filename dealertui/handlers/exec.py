@@ -7,9 +7,12 @@ script's own children die with it.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 import anyio
@@ -18,6 +21,7 @@ from dealertui.config import ExecHandler
 from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
 
 EX_TEMPFAIL = 75
+PR_SET_PDEATHSIG = 1
 STDERR_TAIL = 2000
 
 
@@ -42,20 +46,24 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
         env = {**os.environ, **dict(spec.env)}
         env.update({f"DEALERTUI_{k.upper()}": v for k, v in values.items()})
         try:
-            process = await anyio.open_process(
-                argv,
+            # asyncio rather than anyio.open_process: only it passes preexec_fn, which makes
+            # the child die with its worker (kill -9 included) instead of finishing a job that
+            # another worker will run again.
+            process = await asyncio.create_subprocess_exec(
+                *argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,
                 start_new_session=True,  # own process group: a timeout kills it whole
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
         tail = b""
         try:
             assert process.stderr is not None
-            async for chunk in process.stderr:
+            while chunk := await process.stderr.read(4096):
                 tail = (tail + chunk)[-STDERR_TAIL:]
             code = await process.wait()
         except BaseException:
@@ -63,9 +71,6 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
             with anyio.CancelScope(shield=True):
                 await process.wait()
             raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await process.aclose()
         if code == 0:
             return {"exit_code": 0}
         message = _last_line(tail) or f"exited with code {code}"
@@ -75,6 +80,16 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
         raise PermanentError(text)
 
     return run
+
+
+# Loaded in the parent: dlopen in a forked child of a threaded process can deadlock.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL us when the worker dies."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:
