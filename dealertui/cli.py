@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N")
     p.add_argument("--dealer", action="append", metavar="ID", dest="run_dealers")
     p.add_argument("--json", action="store_true", dest="run_json", help="--run-once: JSON out")
+    p.add_argument("--metrics-textfile", metavar="PATH",
+                   help="--run-once: write Prometheus metrics for node_exporter's textfile")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("init-db", help="create the schema (also done on first use)")
@@ -321,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         max_jobs_per_dealer=args.max_jobs_per_dealer,
                         dealers=args.run_dealers,
                         json_out=args.run_json,
+                        metrics_textfile=args.metrics_textfile,
                     )
                 )
             print("dealertui: the console is not built yet; try 'dealertui status'.",

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dealertui.config import Config
+from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
 
 _STATE_STYLE = {
@@ -103,7 +104,10 @@ class _PlainLog:
         self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True)
 
     def __call__(self, event: Any) -> None:
-        from dealertui.engine.events import JobFailed, JobRetrying
+        from dealertui.engine.events import JobFailed, JobRetrying, LeasesRescued
+
+        if isinstance(event, LeasesRescued):
+            self.console.print(f"rescued  {event.count} jobs whose worker's lease expired")
 
         if isinstance(event, JobFailed):
             self.console.print(
@@ -135,8 +139,12 @@ async def run_once(
     max_jobs_per_dealer: int | None = None,
     dealers: list[str] | None = None,
     json_out: bool = False,
+    metrics_textfile: str | None = None,
 ) -> int:
-    """`dealertui --run-once`: exit 0 when no job failed or was blocked in this run, else 1."""
+    """`dealertui --run-once`: exit 0 when no job failed or was blocked in this run, else 1.
+
+    With *metrics_textfile*, the run's metrics are written there in node_exporter's textfile
+    format (atomically), for cron hosts without a long-running worker to scrape."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from dealertui.engine.actions import Operator
@@ -153,6 +161,12 @@ async def run_once(
             store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="run-once",
             only_dealers=dealers,
         )
+        metrics = None
+        if metrics_textfile is not None:
+            from dealertui.engine.metrics import EngineMetrics
+
+            metrics = EngineMetrics()
+            metrics.subscribe(bus)
         if sys.stderr.isatty():
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -174,6 +188,16 @@ async def run_once(
         else:
             bus.subscribe(_PlainLog())
             stats = await manager.process_multi_dealer_jobs(limit)
+        if metrics is not None and metrics_textfile is not None:
+            metrics.observe_stats(stats, in_flight=0)
+            await metrics.refresh(store)
+            try:
+                metrics.write_textfile(metrics_textfile)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write --metrics-textfile {metrics_textfile}: "
+                    f"{exc.strerror or exc}."
+                ) from None
     finally:
         await store.close()
     print(_summary_line(stats), file=sys.stderr)
@@ -309,6 +333,7 @@ async def demo(config: Config) -> int:
 # -- worker -------------------------------------------------------------------------------------
 
 DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)
+METRICS_REFRESH_S = 5.0
 
 
 def _log(message: str) -> None:
@@ -368,6 +393,14 @@ async def run_worker(
                     _log(f"{name}: stopping now; releasing {manager.in_flight} running jobs")
                     manager.abort(f"worker stopped by {name}")
 
+    async def refresh_metrics() -> None:
+        while True:
+            try:
+                await metrics.refresh(store)
+            except StoreUnavailable:
+                pass  # the run loop reports the outage; gauges keep their last values
+            await anyio.sleep(METRICS_REFRESH_S)
+
     async def grace_timer() -> None:
         await anyio.sleep(grace_s)
         _log(f"grace period over; releasing {manager.in_flight} running jobs")
@@ -378,6 +411,8 @@ async def run_worker(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_signals)
+            if server is not None:
+                tg.start_soon(refresh_metrics)
             failures = 0
             while True:
                 try:

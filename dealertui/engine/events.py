@@ -53,7 +53,17 @@ class StatsTick:
     at: float
 
 
-EngineEvent = JobStarted | JobSucceeded | JobFailed | JobRetrying | JobBlocked | StatsTick
+@dataclass(frozen=True, slots=True)
+class LeasesRescued:
+    """Running jobs of a dead worker taken back (their lease expired)."""
+
+    count: int
+    at: float
+
+
+EngineEvent = (
+    JobStarted | JobSucceeded | JobFailed | JobRetrying | JobBlocked | StatsTick | LeasesRescued
+)
 Subscriber = Callable[[EngineEvent], None]
 
 

@@ -33,6 +33,7 @@ from dealertui.engine.events import (
     JobRetrying,
     JobStarted,
     JobSucceeded,
+    LeasesRescued,
     StatsTick,
 )
 from dealertui.engine.resilience import backoff_delay
@@ -394,7 +395,10 @@ class MultiDealerDependencyManager:
     async def _rescuer(self) -> None:
         while True:
             await anyio.sleep(max(self.lease_s / 2, 1.0))
-            await self.store.rescue_expired(worker_id=self.worker_id)
+            rescued = await self.store.rescue_expired(worker_id=self.worker_id)
+            if rescued.changed:
+                self.bus.emit(LeasesRescued(len(rescued.changed), time.time()))
+                self._wake.set()  # rescued jobs are ready: claim them
 
     async def _ticker(self) -> None:
         while True:

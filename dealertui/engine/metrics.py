@@ -32,6 +32,7 @@ from dealertui.engine.events import (
     JobFailed,
     JobRetrying,
     JobStarted,
+    LeasesRescued,
     JobSucceeded,
     StatsTick,
 )
@@ -119,6 +120,9 @@ class EngineMetrics:
         """The EventBus subscriber: counter and gauge updates only, no I/O."""
         if isinstance(event, StatsTick):
             self.observe_stats(event.stats, event.in_flight)
+            return
+        if isinstance(event, LeasesRescued):
+            self.record_rescues(event.count)
             return
         job_type = event.job_type or UNKNOWN_TYPE
         if isinstance(event, JobStarted):
