@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -97,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
         pr.add_argument("--type", metavar="T")
         if name == "pause":
             pr.add_argument("--reason")
+
+    hl = sub.add_parser("health", help="exit 0 healthy, 1 degraded, 3 database unreachable")
+    hl.add_argument("--detailed", action="store_true", help="one line per check, and why")
+    hl.add_argument("--json", action="store_true")
+    hl.add_argument("--heartbeat-within", type=parse_duration, default=120.0, metavar="DURATION",
+                    help="a worker must have been seen this recently when work is due (120s)")
+
+    ae = sub.add_parser("analyze-errors", help="failures grouped by class, type and message")
+    ae.add_argument("--json", action="store_true")
+    ae.add_argument("--since", type=parse_duration, metavar="DURATION",
+                    help="only failures in this recent period (e.g. 1h)")
+    ae.add_argument("--limit", type=positive_int, default=50, metavar="N")
 
     wk = sub.add_parser("worker", help="run jobs until stopped (SIGTERM/SIGINT drain)")
     wk.add_argument("--max-dealers", type=positive_int, metavar="N", dest="worker_max_dealers")
@@ -256,6 +269,54 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
     return await _with_operator(config, run)
 
 
+async def _read_store(config: Config) -> Any:
+    """A store for read-only commands: no schema creation, no dealer sync."""
+    from dealertui.store import JobStore, rules_from_config
+
+    return await JobStore.open(
+        config.database_url, rules_from_config(config), create=False,
+        retry_budget_s=CLI_RETRY_BUDGET_S, breaker=config.circuit_breaker,
+    )
+
+
+async def cmd_health(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.engine.health import check_health, health_json
+
+    store = await _read_store(config)
+    try:
+        code, checks = await check_health(store, config,
+                                          heartbeat_within_s=args.heartbeat_within)
+    finally:
+        await store.close()
+    if args.json:
+        _out(json.dumps(health_json(code, checks), indent=2))
+    else:
+        from dealertui.headless_insights import print_health
+
+        print_health(code, checks, args.detailed)
+    return code
+
+
+async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from dealertui.store.insights import error_groups
+
+    store = await _read_store(config)
+    try:
+        since = time.time() - args.since if args.since is not None else None
+        groups = await error_groups(store, since=since, limit=args.limit)
+    finally:
+        await store.close()
+    if args.json:
+        _out(json.dumps(groups, indent=2))
+    else:
+        from dealertui.headless_insights import print_error_groups
+
+        print_error_groups(groups)
+    return 0
+
+
 async def cmd_worker(config: Config, args: argparse.Namespace) -> int:
     from dealertui.headless import run_worker
 
@@ -298,6 +359,8 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "reset-stuck": cmd_reset_stuck,
     "graph": cmd_graph,
     "worker": cmd_worker,
+    "health": cmd_health,
+    "analyze-errors": cmd_analyze_errors,
     "bench": cmd_bench,
 }
 
@@ -335,3 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `dealertui status --json | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

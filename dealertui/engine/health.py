@@ -1,0 +1,187 @@
+"""`dealertui health`: is the queue being worked, and working?
+
+Five checks over one read of the store (dealertui.store.insights.health_facts). A database
+that cannot be read raises StoreUnavailable, which callers turn into exit code 3.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from dealertui.store.insights import health_facts
+
+if TYPE_CHECKING:
+    from dealertui.config import Config
+    from dealertui.store import JobStore
+
+HEALTHY, DEGRADED = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One health check: its name, whether it passed, and one sentence with the numbers."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _ago(now: float, then: float) -> str:
+    return _span(max(now - then, 0.0)) + " ago"
+
+
+def _span(seconds: float) -> str:
+    s = round(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s % 60 else f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
+    rows = facts["open_breakers"]
+    if not rows:
+        return Check("open_breakers", True, "no circuit breaker is open.")
+    now = facts["now"]
+    reset = config.circuit_breaker.reset_timeout_s if config is not None else None
+    parts = []
+    for b in rows[:5]:
+        text = f"{b['key']} {b['state'].replace('_', '-')}"
+        if b["opened_at"] is not None:
+            text += f" since {_ago(now, b['opened_at'])}"
+            if b["state"] == "open" and reset is not None:
+                left = b["opened_at"] + reset - now
+                text += f", half-open in {_span(left)}" if left > 0 else ", half-open due"
+        text += f" ({_plural(b['failures'], 'failure')})"
+        parts.append(text)
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    verb = "is" if len(rows) == 1 else "are"
+    return Check(
+        "open_breakers", False,
+        f"{_plural(len(rows), 'circuit breaker')} {verb} not closed: {'; '.join(parts)}{more}.",
+    )
+
+
+def _stuck(facts: dict[str, Any]) -> Check:
+    n = facts["stuck_jobs"]
+    if not n:
+        return Check("stuck_jobs", True, "no running job has an expired lease.")
+    oldest = facts["oldest_expired_lease_at"]
+    return Check(
+        "stuck_jobs", False,
+        f"{_plural(n, 'running job')} {'has' if n == 1 else 'have'} an expired lease "
+        f"(the oldest expired {_ago(facts['now'], oldest)}); a running worker rescues them, "
+        "or run 'dealertui reset-stuck'.",
+    )
+
+
+def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
+    now = facts["now"]
+    due = facts["ready_due"] + facts["retrying_due"]
+    newest, seen = facts["newest_heartbeat_at"], facts["last_seen_at"]
+    last = (
+        f"the newest live worker heartbeat was {_ago(now, newest)}"
+        if newest is not None
+        else "no live worker is registered"
+    )
+    if facts["fresh_workers"]:
+        return Check(
+            "worker_heartbeat", True,
+            f"{_plural(facts['fresh_workers'], 'worker')} sent a heartbeat within "
+            f"{_span(within_s)} ({last}); {_plural(due, 'job')} due.",
+        )
+    if not due:
+        return Check(
+            "worker_heartbeat", True,
+            f"no job is due, so no heartbeat is needed ({last}).",
+        )
+    if facts["paused_globally"]:
+        return Check(
+            "worker_heartbeat", True,
+            f"{_plural(due, 'job')} due but everything is paused ({last}).",
+        )
+    if seen is not None and seen >= now - within_s:
+        # a --run-once from cron that finished moments ago: work is being picked up
+        return Check(
+            "worker_heartbeat", True,
+            f"{_plural(due, 'job')} due; a worker or run was last seen {_ago(now, seen)}, "
+            f"within {_span(within_s)}.",
+        )
+    seen_text = f", last seen {_ago(now, seen)}" if seen is not None else ", none ever seen"
+    return Check(
+        "worker_heartbeat", False,
+        f"{_plural(due, 'job')} {'is' if due == 1 else 'are'} due but no worker has sent a "
+        f"heartbeat within {_span(within_s)} ({last}{seen_text}).",
+    )
+
+
+def _failure_rate(facts: dict[str, Any], threshold: float, min_outcomes: int) -> Check:
+    o = facts["outcomes"]
+    bad = o["failed"] + o["retrying"]
+    total = bad + o["succeeded"]
+    window = _span(facts["window_s"])
+    if total < min_outcomes:
+        return Check(
+            "failure_rate", True,
+            f"{_plural(total, 'outcome')} in the last {window}, fewer than the "
+            f"{min_outcomes} needed to judge the failure rate.",
+        )
+    rate = bad / total
+    over = rate > threshold
+    return Check(
+        "failure_rate", not over,
+        f"{bad} of {total} outcomes in the last {window} failed or are retrying "
+        f"({rate:.0%}: {o['failed']} failed, {o['retrying']} retrying), "
+        f"{'over' if over else 'within'} the {threshold:.0%} threshold.",
+    )
+
+
+async def check_health(
+    store: JobStore,
+    config: Config | None,
+    *,
+    heartbeat_within_s: float = 120,
+    failure_rate_threshold: float = 0.5,
+    window_s: float = 900,
+    min_outcomes: int = 10,
+) -> tuple[int, list[Check]]:
+    """Run every check: (0 healthy or 1 degraded, the checks in a fixed order).
+
+    database, open_breakers, stuck_jobs, worker_heartbeat (due work needs a worker seen
+    within *heartbeat_within_s*; with none due, no heartbeat is fine), failure_rate
+    (failed + retrying over the outcomes of the last *window_s*, judged from *min_outcomes*
+    on). *config* only adds the breakers' time to half-open; None is allowed.
+    StoreUnavailable propagates: the caller maps it to exit 3.
+    """
+    t0 = time.perf_counter()
+    facts = await health_facts(store, heartbeat_within_s=heartbeat_within_s, window_s=window_s)
+    ms = (time.perf_counter() - t0) * 1000
+    checks = [
+        Check(
+            "database", True,
+            f"{store.db.url_description} ({store.db.dialect}) answered in {ms:.0f} ms.",
+        ),
+        _breakers(facts, config),
+        _stuck(facts),
+        _heartbeat(facts, heartbeat_within_s),
+        _failure_rate(facts, failure_rate_threshold, min_outcomes),
+    ]
+    return (HEALTHY if all(c.ok for c in checks) else DEGRADED), checks
+
+
+def health_json(code: int, checks: list[Check]) -> dict[str, Any]:
+    """The `health --json` object: status, exit_code and every check (name, ok, detail)."""
+    return {
+        "status": "healthy" if code == HEALTHY else "degraded",
+        "exit_code": code,
+        "checks": [asdict(c) for c in checks],
+    }
