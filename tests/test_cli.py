@@ -439,3 +439,27 @@ def test_no_arguments_exits_zero(tmp_path: Path) -> None:
     ok(run(tmp_path))
     # no database was created just by starting (the default one lives under XDG_DATA_HOME)
     assert not (tmp_path / "xdg-data").exists() or not any((tmp_path / "xdg-data").rglob("*.db"))
+
+
+# --- health and analyze-errors -------------------------------------------------------------
+
+
+def test_health_exit_codes_and_analyze_errors(tmp_path: Path, db_url: str) -> None:
+    ok(run(tmp_path, "init-db", db_url=db_url))
+    assert ok(run(tmp_path, "health", db_url=db_url)).stdout.startswith("healthy")
+    ok(run(tmp_path, "dealers", "add", "d1", db_url=db_url))
+    ok(run(tmp_path, "enqueue", "--dealer", "d1", db_url=db_url))
+    # work is due and no worker is alive: degraded, and --detailed says which check and why
+    p = run(tmp_path, "health", "--detailed", db_url=db_url)
+    assert p.returncode == 1, _show(p)
+    assert "worker_heartbeat" in p.stdout and "due" in p.stdout
+    data = json.loads(run(tmp_path, "health", "--json", db_url=db_url).stdout)
+    assert data["status"] == "degraded" and data["exit_code"] == 1
+    assert {c["name"] for c in data["checks"]} >= {"database", "stuck_jobs", "worker_heartbeat"}
+    groups = json.loads(ok(run(tmp_path, "analyze-errors", "--json", db_url=db_url)).stdout)
+    assert groups == []
+
+
+def test_health_unreachable_is_exit_3(tmp_path: Path) -> None:
+    p = run(tmp_path, "health", db_url="postgresql://u:pw@127.0.0.1:1/x")
+    user_error(p, 3, "127.0.0.1")
