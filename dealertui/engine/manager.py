@@ -55,6 +55,17 @@ class _Outcome:
     duration_s: float
 
 
+def _lone_store_error(group: BaseExceptionGroup) -> StoreUnavailable | None:
+    """The StoreUnavailable in *group* if that is all it holds, else None."""
+    matched, rest = group.split(StoreUnavailable)
+    if matched is None or rest is not None:
+        return None
+    exc: BaseException = matched
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, StoreUnavailable) else None
+
+
 def make_worker_id(kind: str) -> str:
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -202,6 +213,14 @@ class MultiDealerDependencyManager:
                     self._wake = anyio.Event()
                     await self._wake.wait()
                 tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # A side task's StoreUnavailable (e.g. the completer's finish) reaches us wrapped
+            # in the task group's ExceptionGroup; callers (the worker's reconnect loop,
+            # --run-once's exit 3) catch the bare error.
+            lone = _lone_store_error(group)
+            if lone is None:
+                raise
+            raise lone from None
         finally:
             self._stats.processing_time_ms = (time.perf_counter() - self._t0) * 1000
             self._idle.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -56,7 +57,7 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
                 stderr=subprocess.PIPE,
                 env=env,
                 start_new_session=True,  # own process group: a timeout kills it whole
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             )
         except OSError as exc:
             raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
@@ -86,10 +87,13 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
 _PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL us when the worker dies."""
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: ask Linux to SIGKILL us when the worker dies (and leave at
+    once if it already died between the fork and this call)."""
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _kill_group(pid: int) -> None:
