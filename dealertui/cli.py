@@ -371,10 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
-            if args.demo:
-                from dealertui.headless import demo
-
-                return anyio.run(demo, config)
             if args.run_once:
                 from dealertui.headless import run_once
 
@@ -389,9 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metrics_textfile=args.metrics_textfile,
                     )
                 )
-            print("dealertui: the console is not built yet; try 'dealertui status'.",
-                  file=sys.stderr)
-            return 0
+            from dealertui.tui.run import run_console
+
+            return run_console(config, demo=args.demo, read_only=args.read_only)
         return anyio.run(COMMANDS[args.command], config, args)
     except DealertuiError as exc:
         print(f"dealertui: error: {exc}", file=sys.stderr)

@@ -287,49 +287,6 @@ async def bench(
     return 0 if stats.successful_jobs == stats.total_jobs else 1
 
 
-# -- --demo (headless until the console lands) ---------------------------------------------------
-
-DEMO_DEALERS = (
-    ("d001", "Sunrise Motors"), ("d002", "Harbor Auto Group"), ("d003", "Canyon Ford"),
-    ("d004", "Maple Street Kia"), ("d005", "Northgate Honda"), ("d006", "Prairie Chevrolet"),
-    ("d007", "Bayside Toyota"), ("d008", "Summit Subaru"), ("d009", "Riverbend Nissan"),
-    ("d010", "Lakeshore Hyundai"), ("d011", "Redwood Mazda"), ("d012", "Granite VW"),
-)
-DEMO_FAILING = ("d004", "d009")
-
-
-async def demo(config: Config) -> int:
-    """A fresh SQLite database with 12 demo dealers (two with broken feeds), run once."""
-    import dataclasses
-    import tempfile
-
-    from dealertui.store import open_store
-
-    tmp = tempfile.mkdtemp(prefix="dealertui-demo-")
-    url = f"sqlite+aiosqlite:///{tmp}/demo.db"
-    demo_cfg = dataclasses.replace(
-        config.demo, latency_ms_min=50, latency_ms_max=400, failing_dealers=DEMO_FAILING
-    )
-    cfg = dataclasses.replace(config, database_url=url, demo=demo_cfg)
-    store = await open_store(cfg)
-    try:
-        await store.add_dealers(DEMO_DEALERS)
-        await store.enqueue([d for d, _ in DEMO_DEALERS])
-    finally:
-        await store.close()
-    print(f"demo database: {tmp}/demo.db (the console lands in a later release; "
-          "running the demo headless)", file=sys.stderr)
-    code = await run_once(cfg)
-    store = await open_store(cfg)
-    try:
-        print_status(await store.status(), cfg)
-    finally:
-        await store.close()
-    print(f"\nexplore it: dealertui --database-url sqlite:///{tmp}/demo.db status | graph "
-          "--dealer d004 | retry --all-failed | --run-once")
-    return code
-
-
 # -- worker -------------------------------------------------------------------------------------
 
 DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)

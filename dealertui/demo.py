@@ -1,0 +1,43 @@
+"""The demo: a fresh embedded database with a dozen dealers, two of them with broken feeds,
+so retries, failures, blocked jobs and open breakers all show up within a minute."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+
+from dealertui.config import Config
+from dealertui.store import JobStore
+
+DEMO_DEALERS = (
+    ("d001", "Sunrise Motors"), ("d002", "Harbor Auto Group"), ("d003", "Canyon Ford"),
+    ("d004", "Maple Street Kia"), ("d005", "Northgate Honda"), ("d006", "Prairie Chevrolet"),
+    ("d007", "Bayside Toyota"), ("d008", "Summit Subaru"), ("d009", "Riverbend Nissan"),
+    ("d010", "Lakeshore Hyundai"), ("d011", "Redwood Mazda"), ("d012", "Granite VW"),
+)
+DEMO_FAILING = ("d004", "d009")
+
+
+def demo_config(config: Config) -> Config:
+    """*config* pointed at a new SQLite file in a temp dir, with the demo's failure knobs."""
+    tmp = tempfile.mkdtemp(prefix="dealertui-demo-")
+    demo = dataclasses.replace(
+        config.demo, latency_ms_min=300, latency_ms_max=2500, failure_rate=0.08,
+        failing_dealers=DEMO_FAILING,
+    )
+    retry = dataclasses.replace(config.retry, max_attempts=4, backoff_initial_s=2.0,
+                                backoff_max_s=20.0, backoff_jitter_s=1.0)
+    job_types = {n: dataclasses.replace(jt, retry=retry) for n, jt in config.job_types.items()}
+    breaker = dataclasses.replace(config.circuit_breaker, failure_threshold=3, window_s=60,
+                                  min_dealers=4,
+                                  reset_timeout_s=30)
+    return dataclasses.replace(
+        config, database_url=f"sqlite+aiosqlite:///{tmp}/demo.db", demo=demo, retry=retry,
+        job_types=job_types, circuit_breaker=breaker,
+    )
+
+
+async def seed_demo(store: JobStore) -> None:
+    """Add the demo dealers and enqueue one pipeline each."""
+    await store.add_dealers(DEMO_DEALERS)
+    await store.enqueue([d for d, _ in DEMO_DEALERS])

@@ -1,0 +1,147 @@
+"""Read models for the console: one read transaction per refresh, nothing written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dealertui.model import Job, empty_state_counts
+from dealertui.store.jobstore import JobStore, _job
+from dealertui.store.schema import breakers, controls, dealers, job_deps, job_events, jobs, workers
+
+EVENT_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LaneCell:
+    job_id: int
+    state: str
+    attempts: int
+    updated_at: float
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class ConsoleSnapshot:
+    """Everything one console refresh shows, read in one transaction."""
+
+    now: float
+    dealers: list[tuple[str, str | None]]
+    #: (dealer_id, job_type) -> the newest job of that type for the dealer
+    lanes: dict[tuple[str, str], LaneCell]
+    by_state: dict[str, int]
+    breakers: list[dict[str, Any]]
+    paused: set[tuple[str, str]]
+    workers: list[dict[str, Any]]
+    #: job_events newer than the caller's cursor, oldest first (at most EVENT_LIMIT)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    last_event_id: int = 0
+    #: outcomes (succeeded/failed/retrying) recorded since the caller's cursor
+    finished_since: int = 0
+    succeeded_since: int = 0
+
+
+async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> ConsoleSnapshot:
+    """Dealers, each dealer's newest job per type, counts, breakers, pauses, workers and the
+    events since *after_event_id* (None: just the cursor, no backlog)."""
+    now = store.clock()
+
+    async def tx(conn: AsyncConnection) -> ConsoleSnapshot:
+        dealer_rows = [
+            (r.id, r.name)
+            for r in await conn.execute(select(dealers.c.id, dealers.c.name).order_by(dealers.c.id))
+        ]
+        newest = select(func.max(jobs.c.id)).group_by(jobs.c.dealer_id, jobs.c.job_type)
+        lanes = {
+            (r.dealer_id, r.job_type): LaneCell(
+                r.id, r.state, r.attempts, r.updated_at, r.last_error
+            )
+            for r in await conn.execute(
+                select(
+                    jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, jobs.c.attempts,
+                    jobs.c.updated_at, jobs.c.last_error,
+                ).where(jobs.c.id.in_(newest))
+            )
+        }
+        by_state = empty_state_counts()
+        for state, n in await conn.execute(
+            select(jobs.c.state, func.count()).group_by(jobs.c.state)
+        ):
+            if state in by_state:
+                by_state[state] = n
+        breaker_rows = [
+            dict(r._mapping)
+            for r in await conn.execute(select(breakers).order_by(breakers.c.key))
+        ]
+        paused = {
+            (r.scope, r.key)
+            for r in await conn.execute(
+                select(controls.c.scope, controls.c.key).where(controls.c.paused == 1)
+            )
+        }
+        worker_rows = [
+            dict(r._mapping)
+            for r in await conn.execute(
+                select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
+            )
+        ]
+        top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
+        snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
+                               worker_rows, last_event_id=top)
+        if after_event_id is not None and top > after_event_id:
+            rows = await conn.execute(
+                select(job_events)
+                .where(job_events.c.id > after_event_id)
+                .order_by(job_events.c.id.desc())
+                .limit(EVENT_LIMIT)
+            )
+            snap.events = [dict(r._mapping) for r in reversed(rows.all())]
+            counts = await conn.execute(
+                text(
+                    "SELECT to_state, count(*) FROM job_events WHERE id > :after "
+                    "AND to_state IN ('succeeded', 'failed', 'retrying') GROUP BY to_state"
+                ),
+                {"after": after_event_id},
+            )
+            for state, n in counts:
+                snap.finished_since += n
+                if state == "succeeded":
+                    snap.succeeded_since += n
+        return snap
+
+    return await store.db.run(tx, write=False)
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job: Job
+    events: list[dict[str, Any]]
+    parents: list[Job]
+    children: list[Job]
+
+
+async def job_detail(store: JobStore, job_id: int) -> JobDetail | None:
+    """A job with its timeline (job_events), parents and children."""
+
+    async def tx(conn: AsyncConnection) -> JobDetail | None:
+        row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        if row is None:
+            return None
+        events = [
+            dict(r._mapping)
+            for r in await conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            )
+        ]
+        parent_ids = select(job_deps.c.parent_id).where(job_deps.c.child_id == job_id)
+        child_ids = select(job_deps.c.child_id).where(job_deps.c.parent_id == job_id)
+        parents = [_job(r) for r in await conn.execute(
+            select(jobs).where(jobs.c.id.in_(parent_ids)).order_by(jobs.c.id))]
+        children = [_job(r) for r in await conn.execute(
+            select(jobs).where(jobs.c.id.in_(child_ids)).order_by(jobs.c.id))]
+        return JobDetail(_job(row), events, parents, children)
+
+    return await store.db.run(tx, write=False)

@@ -1,0 +1,1 @@
+"""The Textual console. Only front ends import this package; the engine never does."""

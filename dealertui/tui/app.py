@@ -1,0 +1,538 @@
+"""The console: dealer lanes, live graph, breakers, throughput, events, and keys that act."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Key, Resize
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
+
+from dealertui.config import Config
+from dealertui.engine import graph as graphs
+from dealertui.engine.actions import Operator
+from dealertui.engine.manager import MultiDealerDependencyManager
+from dealertui.errors import DealertuiError
+from dealertui.store import JobStore, describe_database, open_store
+from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
+from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen
+from dealertui.tui.widgets import (
+    STATE_STYLE,
+    BreakersTable,
+    LanesTable,
+    ThroughputPanel,
+)
+
+#: actions that change state: hidden and refused under --read-only
+MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cancel", "enqueue"}
+REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
+NARROW_WIDTH, NARROW_HEIGHT = 100, 28
+
+
+class DealerConsole(App[None]):
+    CSS_PATH = "console.tcss"
+    TITLE = "dealertui"
+    BINDINGS = [
+        Binding("s", "start", "start"),
+        Binding("p", "pause_dealer", "pause"),
+        Binding("P", "pause_all", "pause all"),
+        Binding("r", "retry", "retry"),
+        Binding("x", "reset_stuck", "reset stuck"),
+        Binding("c", "cancel", "cancel"),
+        Binding("e", "enqueue", "enqueue"),
+        Binding("slash", "filter", "filter"),
+        Binding("enter", "detail", "detail"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        store: JobStore | None = None,
+        *,
+        read_only: bool = False,
+        start_engine: bool = False,
+        seed: Callable[[JobStore], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = REFRESH_S,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self._owns_store = store is None
+        self.read_only = read_only
+        self.start_engine = start_engine
+        self.seed = seed
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.manager: MultiDealerDependencyManager | None = None
+        self.snapshot: ConsoleSnapshot | None = None
+        self.filter_text = ""
+        self._event_cursor: int | None = None
+        self._refreshing = False
+        self._last_refresh = 0.0
+        self._graph_key: tuple[Any, ...] | None = None
+        self.refreshes = 0
+        self.sub_title = describe_database(config.database_url) + (
+            "  [read-only]" if read_only else ""
+        )
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield LanesTable(list(self.config.job_types), id="lanes")
+            with Vertical(id="side"):
+                yield Static("", id="graph", classes="pane")
+                yield BreakersTable(id="breakers", classes="pane")
+        yield ThroughputPanel(id="throughput", classes="pane")
+        yield RichLog(id="events", classes="pane", max_lines=500, markup=False, wrap=False)
+        yield Input(placeholder="filter dealers: id, name or state (esc clears)", id="filter")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#graph").border_title = "dependency graph"
+        self.query_one("#breakers").border_title = "circuit breakers"
+        self.query_one("#throughput").border_title = "throughput"
+        self.query_one("#events").border_title = "events"
+        self.query_one("#lanes").border_title = "dealer lanes"
+        self.query_one("#filter", Input).display = False
+        self._apply_narrow(self.size.width, self.size.height)
+        if self.store is None:
+            self.store = await open_store(self.config)
+        if self.seed is not None:
+            await self.seed(self.store)
+        self.set_interval(self.refresh_s, self.refresh_data)
+        if not self.is_headless:
+            self.set_interval(2.0, self._check_terminal)
+        self.refresh_data()
+        if self.start_engine and not self.read_only:
+            self._start_engine()
+
+    async def on_unmount(self) -> None:
+        if self.manager is not None:
+            self.manager.abort("console closed")
+        if self._owns_store and self.store is not None:
+            await self.store.close()
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_narrow(event.size.width, event.size.height)
+
+    def _apply_narrow(self, width: int, height: int) -> None:
+        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "narrow")
+
+    def _check_terminal(self) -> None:
+        # SSH dropped: stdin is gone; exit instead of spinning on a dead terminal
+        if not sys.stdin or sys.stdin.closed or not sys.stdin.isatty():
+            self.exit()
+
+    # -- refresh --------------------------------------------------------------------------------
+
+    @work(exit_on_error=False, group="refresh")
+    async def refresh_data(self) -> None:
+        """Read one snapshot (in a worker, off the key path) and apply it by key."""
+        if self._refreshing or self.store is None:
+            return  # the previous read is still running: skip a tick instead of piling up
+        if isinstance(self.screen, (ConfirmScreen, JobDetailScreen, HelpScreen)):
+            return  # nothing of the main screen can be seen: save the work
+        self._refreshing = True
+        try:
+            snap = await console_snapshot(self.store, after_event_id=self._event_cursor)
+        except DealertuiError as exc:
+            self.notify(str(exc), severity="error", timeout=4)
+            return
+        finally:
+            self._refreshing = False
+        first = self._event_cursor is None
+        self._event_cursor = snap.last_event_id
+        now = time.monotonic()
+        dt, self._last_refresh = now - self._last_refresh, now
+        self.snapshot = snap
+        with self.batch_update():
+            self.query_one(LanesTable).apply(snap, self.visible_dealers(snap))
+            self.query_one(BreakersTable).apply(snap)
+            self.query_one(ThroughputPanel).apply(snap, 0.0 if first else dt, self.engine_state)
+            self._log_events(snap.events)
+        self.refreshes += 1
+        self.update_graph()
+
+    def visible_dealers(self, snap: ConsoleSnapshot) -> list[tuple[str, str | None]]:
+        needle = self.filter_text.strip().lower()
+        if not needle:
+            return snap.dealers
+        out = []
+        for dealer_id, name in snap.dealers:
+            states = {c.state for (d, _), c in snap.lanes.items() if d == dealer_id}
+            if needle in dealer_id.lower() or needle in (name or "").lower() or any(
+                s.startswith(needle) for s in states
+            ):
+                out.append((dealer_id, name))
+        return out
+
+    def _log_events(self, events: Iterable[dict[str, Any]]) -> None:
+        log = self.query_one("#events", RichLog)
+        for e in events:
+            if e["to_state"] in ("ready", "waiting") and not e["error"] and e["from_state"] in (
+                "waiting", None
+            ):
+                continue  # promotions and enqueues: too many to read, visible in the lanes
+            line = Text(time.strftime("%H:%M:%S ", time.localtime(e["at"])), style="grey50")
+            line.append(f"{e['dealer_id']} {e['job_type']} #{e['job_id']} ")
+            line.append(f"{e['from_state'] or '·'}→{e['to_state']}",
+                        style=STATE_STYLE.get(e["to_state"], ""))
+            note = e["error"] or (e["message"] if e["to_state"] != "running" else None)
+            if note:
+                line.append(f"  {note}", style="red" if e["error"] else "grey62")
+            log.write(line)
+
+    @property
+    def engine_state(self) -> str:
+        if self.read_only:
+            return "off (read-only)"
+        if self.manager is None:
+            return "stopped (s starts)"
+        return "paused" if self.manager.paused else f"running ({self.manager.in_flight} jobs)"
+
+    @work(exclusive=True, exit_on_error=False, group="graph")
+    async def update_graph(self) -> None:
+        """Redraw the selected dealer's graph, only when its lanes or the selection changed."""
+        if self.store is None or self.snapshot is None:
+            return
+        dealer, _ = self.query_one(LanesTable).selected()
+        lanes = tuple(
+            (t, c.job_id, c.state) for (d, t), c in sorted(self.snapshot.lanes.items())
+            if d == dealer
+        )
+        key = (dealer, lanes)
+        if key == self._graph_key:
+            return
+        self._graph_key = key
+        graph = await graphs.build(self.store, self.config, dealer)
+        if dealer is not None:
+            newest = {str(job_id) for _, job_id, _ in lanes}
+            # the dealer's current pipeline only: older runs would crowd the pane
+            graph = graphs.DependencyGraph(
+                {k: n for k, n in graph.nodes.items() if k in newest},
+                [(a, b) for a, b in graph.edges if a in newest and b in newest],
+                graph.cycles,
+            )
+        text = Text()
+        for line in graphs.render(graph).splitlines():
+            state = line.rsplit(" ", 1)[-1]
+            text.append(line + "\n", style=STATE_STYLE.get(state, ""))
+        pane = self.query_one("#graph", Static)
+        names = dict(self.snapshot.dealers)
+        pane.border_title = (
+            f"graph: {dealer} {names.get(dealer) or ''}".rstrip() if dealer else "job types"
+        )
+        pane.update(text)
+
+    @on(DataTable.CellHighlighted, "#lanes")
+    def _selection_moved(self) -> None:
+        self.update_graph()
+
+    @on(DataTable.CellSelected, "#lanes")
+    def _cell_chosen(self) -> None:
+        # the table takes enter for itself (select cursor): open the detail from here
+        self.action_detail()
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.read_only and action in MUTATING:
+            return False  # hidden from the footer and the key does not act
+        return True
+
+    def on_key(self, event: Key) -> None:
+        if self.read_only and event.character in {"s", "p", "P", "r", "x", "c", "e"}:
+            self.notify("read-only console: that action is refused", severity="warning")
+
+    def _refuse(self) -> bool:
+        if self.read_only:
+            self.notify("read-only console: that action is refused", severity="warning")
+        return self.read_only
+
+    def _operator(self) -> Operator:
+        assert self.store is not None
+        return Operator(self.store, self.config)
+
+    def _act(self, work: Callable[[], Awaitable[str | None]]) -> None:
+        """Run an action's store calls in a worker; report the result as a notification."""
+
+        async def run() -> None:
+            try:
+                message = await work()
+            except DealertuiError as exc:
+                self.notify(str(exc), severity="error", timeout=5)
+                return
+            if message:
+                self.notify(message, timeout=3)
+            self.refresh_data()
+
+        self.run_worker(run(), group="action", exit_on_error=False)
+
+    def _confirm_then(self, question: str, details: str, work: Callable[[], Awaitable[str]]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act(work)
+            else:
+                self.notify("nothing changed", timeout=2)
+
+        self.push_screen(ConfirmScreen(question, details), answered)
+
+    def _selected(self) -> tuple[str | None, int | None]:
+        dealer, job_type = self.query_one(LanesTable).selected()
+        if dealer is None or job_type is None or self.snapshot is None:
+            return dealer, None
+        cell = self.snapshot.lanes.get((dealer, job_type))
+        return dealer, cell.job_id if cell else None
+
+    def _start_engine(self) -> None:
+        assert self.store is not None
+        self.manager = MultiDealerDependencyManager(self.store, self.config, kind="console")
+        manager = self.manager
+
+        async def run_engine() -> None:
+            try:
+                await manager.run(wait=True)
+            except DealertuiError as exc:
+                self.notify(f"engine stopped: {exc}", severity="error", timeout=8)
+            finally:
+                if self.manager is manager:
+                    self.manager = None
+
+        self.run_worker(run_engine(), group="engine", exit_on_error=False)
+
+    def action_start(self) -> None:
+        if self._refuse():
+            return
+        if self.snapshot is not None and ("global", "") in self.snapshot.paused:
+            self._act(self._resume_all)
+        if self.manager is None:
+            self._start_engine()
+            self.notify("engine started", timeout=2)
+        elif self.manager.paused:
+            self.manager.resume()
+            self.notify("engine resumed", timeout=2)
+        self.refresh_data()
+
+    async def _resume_all(self) -> str:
+        await self._operator().set_paused(False)
+        return "resumed everything"
+
+    def action_pause_dealer(self) -> None:
+        if self._refuse():
+            return
+        dealer, _ = self._selected()
+        if dealer is None:
+            return
+        paused = self.snapshot is not None and ("dealer", dealer) in self.snapshot.paused
+
+        async def work() -> str:
+            await self._operator().set_paused(not paused, dealer_id=dealer)
+            return f"{'resumed' if paused else 'paused'} dealer {dealer}"
+
+        self._act(work)
+
+    def action_pause_all(self) -> None:
+        if self._refuse():
+            return
+        paused = self.snapshot is not None and ("global", "") in self.snapshot.paused
+
+        async def work() -> str:
+            await self._operator().set_paused(not paused)
+            return "resumed everything" if paused else "paused everything: no worker claims"
+
+        self._act(work)
+
+    def action_retry(self) -> None:
+        if self._refuse():
+            return
+        dealer, job_id = self._selected()
+        if dealer is None:
+            return
+        op = self._operator()
+        if job_id is not None and self._cell_state(dealer, job_id) in (
+            "failed", "blocked", "cancelled"
+        ):
+            async def one() -> str:
+                res = await op.retry(job_ids=[job_id])
+                return f"retried job {job_id}; {len(res.followers)} blocked descendants follow"
+
+            self._act(one)
+            return
+
+        async def ask() -> None:
+            assert self.store is not None
+            jobs = await self.store.list_jobs(dealer_id=dealer, states=["failed", "blocked"])
+            if not jobs:
+                self.notify(f"{dealer} has no failed or blocked jobs", timeout=3)
+                return
+
+            async def all_of_dealer() -> str:
+                res = await op.retry(dealer_id=dealer)
+                return f"retried {len(res.changed)} jobs of {dealer}"
+
+            if len(jobs) == 1:
+                self._act(all_of_dealer)
+                return
+            details = "\n".join(f"{j.job_type} #{j.id} ({j.state})" for j in jobs[:12])
+            self._confirm_then(f"Retry {len(jobs)} failed/blocked jobs of {dealer}?", details,
+                               all_of_dealer)
+
+        self.run_worker(ask(), group="action", exit_on_error=False)
+
+    def _cell_state(self, dealer: str, job_id: int) -> str | None:
+        if self.snapshot is None:
+            return None
+        for (d, _), c in self.snapshot.lanes.items():
+            if d == dealer and c.job_id == job_id:
+                return c.state
+        return None
+
+    def action_reset_stuck(self) -> None:
+        if self._refuse():
+            return
+
+        async def ask() -> None:
+            assert self.store is not None
+            now = self.clock()
+            stuck = [j for j in await self.store.list_jobs(states=["running"])
+                     if j.locked_until is not None and j.locked_until < now]
+            if not stuck:
+                self.notify("no stuck jobs: every running job's lease is live", timeout=3)
+                return
+
+            async def work() -> str:
+                res = await self._operator().reset_stuck()
+                return f"rescued {len(res.changed)} stuck jobs"
+
+            if len(stuck) == 1:
+                self._act(work)
+                return
+            details = "\n".join(f"{j.dealer_id} {j.job_type} #{j.id} (lease of {j.locked_by})"
+                                for j in stuck[:12])
+            self._confirm_then(f"Reset {len(stuck)} stuck jobs?", details, work)
+
+        self.run_worker(ask(), group="action", exit_on_error=False)
+
+    def action_cancel(self) -> None:
+        if self._refuse():
+            return
+        _, job_id = self._selected()
+        if job_id is None:
+            self.notify("select a job's lane to cancel it", timeout=3)
+            return
+
+        async def work() -> str:
+            res = await self._operator().cancel([job_id])
+            if not res.changed:
+                return f"job {job_id} was not cancelled (already succeeded or cancelled)"
+            return f"cancelled job {job_id}; {len(res.followers)} descendants blocked"
+
+        self._act(work)
+
+    def action_enqueue(self) -> None:
+        if self._refuse():
+            return
+        dealer, _ = self._selected()
+        if dealer is None:
+            return
+
+        async def work() -> str:
+            ids = await self._operator().enqueue([dealer])
+            return f"enqueued a pipeline of {len(ids)} jobs for {dealer}"
+
+        self._act(work)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        if self.snapshot is not None:
+            self.query_one(LanesTable).apply(self.snapshot, self.visible_dealers(self.snapshot))
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one(LanesTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(LanesTable).focus()
+
+    def action_detail(self) -> None:
+        dealer, job_id = self._selected()
+        if job_id is None and dealer is not None and self.snapshot is not None:
+            cells = [c for (d, _), c in self.snapshot.lanes.items() if d == dealer]
+            job_id = min((c.job_id for c in cells), default=None)
+        if job_id is None:
+            return
+
+        async def show() -> None:
+            assert self.store is not None
+            detail = await job_detail(self.store, job_id)
+            if detail is None:
+                self.notify(f"job {job_id} is gone", severity="warning")
+                return
+            self.push_screen(JobDetailScreen(detail))
+
+        self.run_worker(show(), group="action", exit_on_error=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.read_only))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Start engine", "start or resume the engine", self.action_start, "start"),
+            ("Pause dealer", "pause or resume the selected dealer", self.action_pause_dealer,
+             "pause_dealer"),
+            ("Pause everything", "pause or resume every worker", self.action_pause_all,
+             "pause_all"),
+            ("Retry", "retry the selected job or the dealer's failed jobs", self.action_retry,
+             "retry"),
+            ("Reset stuck jobs", "rescue expired leases", self.action_reset_stuck,
+             "reset_stuck"),
+            ("Cancel job", "cancel the selected job", self.action_cancel, "cancel"),
+            ("Enqueue pipeline", "enqueue a pipeline for the selected dealer",
+             self.action_enqueue, "enqueue"),
+            ("Filter dealers", "filter by id, name or state", self.action_filter, "filter"),
+            ("Job detail", "attempts, errors, timeline", self.action_detail, "detail"),
+            ("Keys", "list every key", self.action_help, "help"),
+        ]
+        for title, help_text, callback, action in commands:
+            if self.read_only and action in MUTATING:
+                continue
+            yield SystemCommand(title, help_text, callback)
+
+
+def make_app(
+    config: Config,
+    store: JobStore | None = None,
+    *,
+    read_only: bool = False,
+    start_engine: bool = False,
+    seed: Callable[[JobStore], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.time,
+    refresh_s: float = REFRESH_S,
+) -> DealerConsole:
+    """The console app, as `dealertui` and the tests build it."""
+    return DealerConsole(config, store, read_only=read_only, start_engine=start_engine,
+                         seed=seed, clock=clock, refresh_s=refresh_s)

@@ -1,0 +1,159 @@
+"""Modal screens: help, job detail, confirmation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from dealertui.model import Job
+from dealertui.store.views import JobDetail
+from dealertui.tui.widgets import STATE_STYLE
+
+KEYS_HELP = [
+    ("s", "start or resume the engine (and lift a global pause)"),
+    ("p", "pause or resume the selected dealer"),
+    ("P", "pause or resume everything (every worker obeys)"),
+    ("r", "retry the selected job, or the dealer's failed/blocked jobs"),
+    ("x", "reset stuck jobs (expired leases)"),
+    ("c", "cancel the selected job"),
+    ("e", "enqueue a pipeline for the selected dealer"),
+    ("/", "filter dealers by id, name or state (esc clears)"),
+    ("enter", "job detail: attempts, errors, timeline, parents and children"),
+    ("ctrl+p", "command palette: every action by name"),
+    ("?", "this help"),
+    ("q", "quit (also ctrl+c)"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, read_only: bool) -> None:
+        super().__init__()
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for key, what in KEYS_HELP:
+            if self.read_only and key in "spPrxce":
+                what = f"[dim]{what} (read-only: refused)[/]"
+            table.add_row(key, what)
+        with Vertical(id="help-box", classes="modal-box"):
+            yield Label("[b]dealertui keys[/b]")
+            yield Static(table)
+            yield Label("[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
+                        "✖ failed  ⊘ blocked  − cancelled; ×N = attempts[/]")
+
+    def action_dismiss(self, result: Any = None) -> Any:
+        return self.dismiss(None)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "–"
+
+
+def _jobs_line(title: str, jobs: Iterable[Job]) -> Text:
+    text = Text(f"{title}: ", style="bold")
+    items = list(jobs)
+    if not items:
+        text.append("none", style="dim")
+    for j in items:
+        text.append(f"{j.job_type} #{j.id} ", style="")
+        text.append(f"{j.state}  ", style=STATE_STYLE.get(j.state, ""))
+    return text
+
+
+class JobDetailScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "close")]
+
+    def __init__(self, detail: JobDetail) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        d = self.detail
+        j = d.job
+        head = Text.assemble(
+            (f"{j.dealer_id} · {j.job_type} #{j.id}  ", "bold"),
+            (j.state, STATE_STYLE.get(j.state, "")),
+            f"   attempt {j.attempts}/{j.max_attempts}   priority {j.priority}",
+        )
+        facts = [
+            f"created {_when(j.created_at)}  updated {_when(j.updated_at)}  "
+            f"started {_when(j.started_at)}  finished {_when(j.finished_at)}",
+        ]
+        if j.state == "retrying":
+            facts.append(f"next attempt in {max(j.run_after - time.time(), 0):.0f}s")
+        if j.locked_by:
+            facts.append(f"lease held by {j.locked_by} until {_when(j.locked_until)}")
+        if j.blocked_reason:
+            facts.append(f"blocked: {j.blocked_reason}")
+        if j.last_error:
+            facts.append(f"last error: {j.last_error}")
+        timeline = Table(box=None, padding=(0, 1), expand=True)
+        timeline.add_column("time", no_wrap=True)
+        timeline.add_column("transition", no_wrap=True)
+        timeline.add_column("try", no_wrap=True)
+        timeline.add_column("worker", no_wrap=True, style="dim", max_width=14)
+        timeline.add_column("error / note", overflow="fold", ratio=1)
+        for e in d.events:
+            timeline.add_row(
+                _when(e["at"]),
+                Text(f"{e['from_state'] or '·'} → {e['to_state']}",
+                     style=STATE_STYLE.get(e["to_state"], "")),
+                str(e["attempt"] or ""),
+                (e["worker"] or "").split(":")[0],
+                e["error"] or e["message"] or "",
+            )
+        errors = [e for e in d.events if e["error"]]
+        with Vertical(id="detail-box", classes="modal-box"):
+            yield Static(head)
+            yield Static("\n".join(facts))
+            yield Static(_jobs_line("parents", d.parents))
+            yield Static(_jobs_line("children", d.children))
+            yield Label(f"[b]timeline[/b] ({len(d.events)} events, {len(errors)} errors)")
+            with VerticalScroll(id="timeline"):
+                yield Static(timeline)
+
+    def action_dismiss(self, result: Any = None) -> Any:
+        return self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Asks before an action that touches more than one job."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "yes"),
+        Binding("n,escape", "answer(False)", "no"),
+    ]
+
+    def __init__(self, question: str, details: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.details = details
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box", classes="modal-box"):
+            yield Label(self.question)
+            if self.details:
+                yield Static(self.details, id="confirm-details")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Yes (y)", id="yes", variant="warning")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)

@@ -1,0 +1,177 @@
+"""Console panes: dealer lanes, breakers, throughput. Each is updated from a ConsoleSnapshot."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable, Sparkline, Static
+
+from dealertui.engine.graph import STATE_GLYPH
+from dealertui.model import ALL_STATES
+from dealertui.store.views import ConsoleSnapshot, LaneCell
+
+STATE_STYLE = {
+    "waiting": "grey62",
+    "ready": "cyan",
+    "running": "bold yellow",
+    "retrying": "magenta",
+    "succeeded": "green",
+    "failed": "bold red",
+    "blocked": "red",
+    "cancelled": "grey50",
+}
+SHORT = {
+    "waiting": "wait",
+    "ready": "ready",
+    "running": "run",
+    "retrying": "retry",
+    "succeeded": "ok",
+    "failed": "FAIL",
+    "blocked": "blkd",
+    "cancelled": "cncl",
+}
+DEALER_COL, AGE_COL = "dealer", "age"
+LANE_WIDTH = 9
+
+
+def age(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def lane_text(cell: LaneCell | None) -> Text:
+    """A lane cell: glyph and word (readable without colour), attempts when > 1."""
+    if cell is None:
+        return Text("·", style="grey37")
+    label = f"{STATE_GLYPH.get(cell.state, '?')} {SHORT.get(cell.state, cell.state)}"
+    if cell.attempts > 1:
+        label += f" ×{cell.attempts}"
+    return Text(label, style=STATE_STYLE.get(cell.state, ""))
+
+
+class LanesTable(DataTable[Any]):
+    """One row per dealer, one lane per job type. Rows are keyed by dealer id and updated
+    cell by cell; a row is added or removed only when the filtered dealer set changes."""
+
+    def __init__(self, job_types: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)
+        self.job_types = list(job_types)
+        self._shown: dict[str, tuple[Any, ...]] = {}
+        self.rebuilds = 0  # full clears: the load test asserts this stays at zero per tick
+
+    def on_mount(self) -> None:
+        # no name column: at 100 columns the lanes must fit beside the graph; the name is in
+        # the graph pane's title, the detail screen, and the filter matches it
+        self.add_column("dealer", key=DEALER_COL)
+        for t in self.job_types:
+            self.add_column(t[:LANE_WIDTH], key=t, width=LANE_WIDTH)
+        self.add_column("age", key=AGE_COL, width=4)
+
+    def row_values(self, snap: ConsoleSnapshot, dealer_id: str) -> tuple[Any, ...]:
+        cells = [snap.lanes.get((dealer_id, t)) for t in self.job_types]
+        newest = max((c.updated_at for c in cells if c is not None), default=None)
+        paused = ("dealer", dealer_id) in snap.paused
+        dealer = Text(dealer_id + (" ⏸" if paused else ""), style="bold" if paused else "")
+        return (
+            dealer,
+            *(lane_text(c) for c in cells),
+            age(snap.now - newest) if newest is not None else "",
+        )
+
+    def apply(self, snap: ConsoleSnapshot, visible: Sequence[tuple[str, str | None]]) -> None:
+        """Make the table show *visible* dealers with the snapshot's states (diff by key)."""
+        keys = [d for d, _ in visible]
+        wanted = set(keys)
+        for gone in [k for k in self._shown if k not in wanted]:
+            self.remove_row(gone)
+            del self._shown[gone]
+        columns = [DEALER_COL, *self.job_types, AGE_COL]
+        order_changed = False
+        for dealer_id, _name in visible:
+            values = self.row_values(snap, dealer_id)
+            before = self._shown.get(dealer_id)
+            if before is None:
+                self.add_row(*values, key=dealer_id)
+                order_changed = True
+            elif before != values:
+                for col, old, new in zip(columns, before, values, strict=True):
+                    if old != new:
+                        self.update_cell(dealer_id, col, new)
+            self._shown[dealer_id] = values
+        if order_changed and len(self._shown) > 1:
+            self.sort(DEALER_COL, key=lambda v: v.plain if isinstance(v, Text) else str(v))
+
+    def selected(self) -> tuple[str | None, str | None]:
+        """(dealer id, job type) under the cursor; job type None on the dealer or age."""
+        if not self.row_count:
+            return None, None
+        try:
+            row_key, col_key = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None, None
+        col = col_key.value
+        return row_key.value, col if col in self.job_types else None
+
+
+class BreakersTable(DataTable[Any]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="none", **kwargs)
+
+    def on_mount(self) -> None:
+        self.add_columns("breaker", "state", "fails", "half-open in")
+
+    def apply(self, snap: ConsoleSnapshot) -> None:
+        # a handful of rows at most: rebuilding is cheaper than diffing here
+        self.clear()
+        for b in snap.breakers:
+            state = b["state"]
+            style = {"open": "bold red", "half_open": "yellow"}.get(state, "green")
+            due = b.get("half_open_at")
+            eta = age(due - snap.now) if state == "open" and due else ""
+            self.add_row(b["key"], Text(state, style=style), str(b["failures"]), eta,
+                         key=b["key"])
+        if not snap.breakers:
+            self.add_row(Text("all closed", style="green"), "", "", "")
+
+
+class ThroughputPanel(Static):
+    """jobs/s sparkline (fleet-wide, from job_events), success rate, counts, workers, engine."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.samples: deque[float] = deque([0.0] * 60, maxlen=60)
+        self.finished = 0
+        self.succeeded = 0
+
+    def compose(self) -> Any:
+        yield Sparkline(list(self.samples), id="spark")
+        yield Static(id="numbers")
+
+    def apply(self, snap: ConsoleSnapshot, dt: float, engine_state: str) -> None:
+        rate = snap.finished_since / dt if dt > 0 else 0.0
+        self.samples.append(rate)
+        self.finished += snap.finished_since
+        self.succeeded += snap.succeeded_since
+        self.query_one("#spark", Sparkline).data = list(self.samples)
+        success = f"{100 * self.succeeded / self.finished:.0f}%" if self.finished else "–"
+        counts = Text()
+        for state in ALL_STATES:
+            n = snap.by_state.get(state, 0)
+            if n or state in ("running", "ready", "waiting", "failed"):
+                counts.append(f"{SHORT[state]} {n}  ", style=STATE_STYLE[state])
+        line = Text.assemble(
+            (f"{rate:6.1f} jobs/s ", "bold"), f"success {success}  ", counts,
+            f"workers {len(snap.workers)}  ", ("engine ", "grey62"), (engine_state, "bold"),
+        )
+        if ("global", "") in snap.paused:
+            line.append("  ⏸ ALL PAUSED", style="bold yellow")
+        self.query_one("#numbers", Static).update(line)
