@@ -8,7 +8,6 @@ Config-file errors are covered by tests/test_config.py, not here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -429,16 +428,6 @@ def test_version(tmp_path: Path) -> None:
 
     p = ok(run(tmp_path, "--version"))
     assert p.stdout.strip() == f"dealertui {__version__}"
-
-
-def test_no_arguments_exits_zero(tmp_path: Path) -> None:
-    if importlib.util.find_spec("dealertui.tui") is not None:
-        pytest.skip("the console exists now: plain 'dealertui' opens it (tested with the TUI)")
-    exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))
-    ok(run(tmp_path, exe=[exe] if exe else None))
-    ok(run(tmp_path))
-    # no database was created just by starting (the default one lives under XDG_DATA_HOME)
-    assert not (tmp_path / "xdg-data").exists() or not any((tmp_path / "xdg-data").rglob("*.db"))
 
 
 # --- health and analyze-errors -------------------------------------------------------------
