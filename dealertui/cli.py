@@ -87,10 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     rwhat.add_argument("--dealer", metavar="ID")
     rwhat.add_argument("--type", metavar="T")
     rwhat.add_argument("--all-failed", action="store_true")
+    rt.add_argument("--reason", help="recorded in the audit log")
 
     cn = sub.add_parser("cancel", help="cancel a job")
     cn.add_argument("--job", type=positive_int, action="append", metavar="ID", dest="jobs",
                     required=True)
+    cn.add_argument("--reason", help="recorded in the audit log")
+
+    au = sub.add_parser("audit", help="operator actions: who, what, which jobs, when, why")
+    au.add_argument("--json", action="store_true")
+    au.add_argument("--limit", type=positive_int, default=50, metavar="N")
 
     for name in ("pause", "resume"):
         pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
@@ -215,7 +221,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
 async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Any) -> int:
         res = await op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
-                             all_failed=args.all_failed)
+                             all_failed=args.all_failed, reason=args.reason)
         _out(f"retried {len(res.changed)} jobs; {len(res.followers)} blocked descendants follow")
         return 0
 
@@ -224,7 +230,7 @@ async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_cancel(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Any) -> int:
-        res = await op.cancel(args.jobs)
+        res = await op.cancel(args.jobs, reason=args.reason)
         _out(f"cancelled {len(res.changed)} jobs; {len(res.followers)} descendants blocked")
         return 0
 
@@ -317,6 +323,26 @@ async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_audit(config: Config, args: argparse.Namespace) -> int:
+    import time
+
+    store = await _read_store(config)
+    try:
+        entries = await store.audit_entries(limit=args.limit)
+    finally:
+        await store.close()
+    if args.json:
+        _out(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        _out("no operator actions recorded yet")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+        why = f" — {e['reason']}" if e["reason"] else ""
+        _out(f"{when}  {e['who']}  {e['action']} {e['target']} ({e['count']} jobs){why}")
+    return 0
+
+
 async def cmd_worker(config: Config, args: argparse.Namespace) -> int:
     from dealertui.headless import run_worker
 
@@ -360,6 +386,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "graph": cmd_graph,
     "worker": cmd_worker,
     "health": cmd_health,
+    "audit": cmd_audit,
     "analyze-errors": cmd_analyze_errors,
     "bench": cmd_bench,
 }

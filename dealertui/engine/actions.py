@@ -75,7 +75,7 @@ class Operator:
             raise UsageError("enqueue needs --dealer ID or --all-dealers.")
         else:
             await self.check_dealers(dealer_ids)
-        return await self.store.enqueue(dealer_ids, types or None)
+        return await self.store.enqueue(dealer_ids, types or None, by=self.who)
 
     async def retry(
         self,
@@ -84,6 +84,7 @@ class Operator:
         dealer_id: str | None = None,
         job_type: str | None = None,
         all_failed: bool = False,
+        reason: str | None = None,
     ) -> ActionResult:
         """Retry failed/blocked jobs (their blocked descendants follow)."""
         self._check_types([job_type] if job_type else None)
@@ -97,6 +98,7 @@ class Operator:
             job_type=job_type,
             all_failed=all_failed,
             by=self.who,
+            reason=reason,
         )
 
     async def _check_jobs(self, job_ids: Sequence[int]) -> None:
@@ -105,10 +107,10 @@ class Operator:
             if i not in found:
                 raise UsageError(f"there is no job {i}.")
 
-    async def cancel(self, job_ids: Sequence[int]) -> ActionResult:
+    async def cancel(self, job_ids: Sequence[int], reason: str | None = None) -> ActionResult:
         """Cancel jobs (any state but succeeded); their waiting descendants become blocked."""
         await self._check_jobs(job_ids)
-        return await self.store.cancel(job_ids, by=self.who)
+        return await self.store.cancel(job_ids, by=self.who, reason=reason)
 
     async def set_paused(
         self,
@@ -128,4 +130,6 @@ class Operator:
 
     async def reset_stuck(self, older_than_s: float | None = None) -> ActionResult:
         """Rescue running jobs whose lease expired, or that started more than older_than_s ago."""
-        return await self.store.rescue_expired(older_than_s=older_than_s, worker_id=self.who)
+        return await self.store.rescue_expired(
+            older_than_s=older_than_s, worker_id=self.who, audit_by=self.who
+        )

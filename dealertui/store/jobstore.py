@@ -36,6 +36,7 @@ from dealertui.store.db import Database
 from dealertui.store.graphops import Event
 from dealertui.store.schema import (
     SCHEMA_VERSION,
+    audit_log,
     controls,
     dealers,
     job_deps,
@@ -63,6 +64,32 @@ LAST_RUNS_SHOWN = 5
 
 def _ids(name: str = "ids") -> Any:
     return bindparam(name, expanding=True)
+
+
+def _target(
+    *,
+    job_ids: Sequence[int] | None = None,
+    dealer_id: str | None = None,
+    job_type: str | None = None,
+    dealers_list: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
+) -> str:
+    """What an operator action was aimed at, in words, for the audit log."""
+    parts = []
+    if job_ids:
+        parts.append(f"job {', '.join(map(str, job_ids[:10]))}" + (" …" if len(job_ids) > 10
+                                                                   else ""))
+    if dealers_list:
+        shown = ", ".join(dealers_list[:5]) + (f" and {len(dealers_list) - 5} more"
+                                               if len(dealers_list) > 5 else "")
+        parts.append(f"dealer {shown}")
+    if dealer_id:
+        parts.append(f"dealer {dealer_id}")
+    if job_type:
+        parts.append(f"type {job_type}")
+    if types:
+        parts.append(f"types {', '.join(types)}")
+    return "; ".join(parts) or "everything"
 
 
 def _job(row: Any) -> Job:
@@ -126,6 +153,13 @@ class JobStore:
             version = await self._read_version(conn)
             if version is not None:
                 self._check_version(version)
+                if version < SCHEMA_VERSION:
+                    # every change so far only added tables: create what is missing
+                    await conn.run_sync(metadata.create_all)
+                    await conn.execute(
+                        update(meta).where(meta.c.key == "schema_version")
+                        .values(value=str(SCHEMA_VERSION))
+                    )
                 return False
             await conn.run_sync(metadata.create_all)
             await conn.execute(
@@ -246,6 +280,7 @@ class JobStore:
         types: Sequence[str] | None = None,
         *,
         payload: Mapping[str, Any] | None = None,
+        by: str | None = None,
     ) -> list[int]:
         """Enqueue one pipeline per dealer, atomically; returns the new job ids.
 
@@ -348,6 +383,10 @@ class JobStore:
                 ],
                 at=now,
                 worker=None,
+            )
+            await self._audit(
+                conn, by=by, action="enqueue", reason=None, at=now, job_ids=new_ids,
+                target=_target(dealers_list=wanted_dealers, types=types),
             )
             return new_ids
 
@@ -715,6 +754,7 @@ class JobStore:
         older_than_s: float | None = None,
         worker_id: str | None = None,
         locked_by: str | None = None,
+        audit_by: str | None = None,
     ) -> ActionResult:
         """Take back running jobs whose lease expired (or that started > older_than_s ago).
 
@@ -775,6 +815,13 @@ class JobStore:
                 )
                 events += fail_events
             await graphops.insert_events(conn, events, at=now, worker=worker_id)
+            if again or exhausted:
+                await self._audit(
+                    conn, by=audit_by, action="reset-stuck", reason=None, at=now,
+                    job_ids=again + exhausted,
+                    target="stuck jobs" + (f" (older than {older_than_s:g}s)"
+                                           if older_than_s is not None else ""),
+                )
             return ActionResult(changed=again + exhausted, followers=followers)
 
         return await self.db.run(tx)
@@ -789,6 +836,7 @@ class JobStore:
         job_type: str | None = None,
         all_failed: bool = False,
         by: str | None = None,
+        reason: str | None = None,
     ) -> ActionResult:
         """Operator retry: failed/blocked jobs back to ready or waiting, attempts reset.
 
@@ -816,6 +864,10 @@ class JobStore:
             targets = list((await conn.execute(q.order_by(jobs.c.id))).scalars())
             if not targets:
                 return ActionResult([])
+            await self._audit(
+                conn, by=by, action="retry", reason=reason, at=now, job_ids=targets,
+                target=_target(job_ids=job_ids, dealer_id=dealer_id, job_type=job_type),
+            )
             below = await graphops.descendants(conn, targets)
             target_set = set(targets)
             followers = list(
@@ -881,7 +933,9 @@ class JobStore:
             await conn.execute(insert(job_deps), edges)
         return unlinkable
 
-    async def cancel(self, job_ids: Sequence[int], *, by: str | None = None) -> ActionResult:
+    async def cancel(
+        self, job_ids: Sequence[int], *, by: str | None = None, reason: str | None = None
+    ) -> ActionResult:
         """Cancel jobs in any state but succeeded; their waiting descendants become blocked."""
         now = self.clock()
 
@@ -919,6 +973,8 @@ class JobStore:
                 events += below
                 followers += [e.job_id for e in below]
             await graphops.insert_events(conn, events, at=now, worker=by)
+            await self._audit(conn, by=by, action="cancel", reason=reason, at=now, job_ids=ids,
+                              target=_target(job_ids=ids))
             return ActionResult(changed=ids, followers=followers)
 
         return await self.db.run(tx)
@@ -953,6 +1009,10 @@ class JobStore:
                             scope=scope, key=key, paused=1, by=by, at=now, reason=reason
                         )
                     )
+            await self._audit(
+                conn, by=by, action="pause" if paused else "resume", reason=reason, at=now,
+                job_ids=[], target=_target(dealer_id=dealer_id, job_type=job_type),
+            )
 
         await self.db.run(tx)
 
@@ -972,6 +1032,47 @@ class JobStore:
             select(controls.c.scope, controls.c.key).where(controls.c.paused == 1)
         )
         return {(r.scope, r.key) for r in rows}
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    async def _audit(
+        self,
+        conn: AsyncConnection,
+        *,
+        by: str | None,
+        action: str,
+        target: str,
+        job_ids: Sequence[int],
+        reason: str | None,
+        at: float,
+    ) -> None:
+        """One audit_log row for an operator action, in the action's own transaction."""
+        if by is None:
+            return  # the engine acting on its own (lease rescue, retries) is not an operator
+        await conn.execute(
+            insert(audit_log).values(
+                at=at, who=by, action=action, target=target,
+                job_ids=json.dumps(sorted(job_ids)), count=len(job_ids), reason=reason,
+            )
+        )
+
+    async def audit_entries(
+        self, *, limit: int = 100, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Operator actions, newest first."""
+
+        async def tx(conn: AsyncConnection) -> list[dict[str, Any]]:
+            q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+            if since is not None:
+                q = q.where(audit_log.c.at >= since)
+            out = []
+            for r in await conn.execute(q):
+                row = dict(r._mapping)
+                row["job_ids"] = json.loads(row["job_ids"])
+                out.append(row)
+            return out
+
+        return await self.db.run(tx, write=False)
 
     # -- workers and runs -----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: audit_log
 
 metadata = MetaData()
 
@@ -176,4 +176,19 @@ runs = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("stats", Text),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # every operator action: who (OS user@host), what, on which jobs, when, why
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("who", Text, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", Text, nullable=False),  # "dealer d004", "job 17", "everything", ...
+    Column("job_ids", Text, nullable=False),  # JSON list of the jobs it changed
+    Column("count", Integer, nullable=False),
+    Column("reason", Text),
+    Index("ix_audit_log_at", "at"),
 )
