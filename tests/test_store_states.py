@@ -17,6 +17,7 @@ from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.model import ALL_STATES, JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.db import Database
+from dealertui.store.schema import SCHEMA_VERSION
 from dealertui.store.schema import jobs as jobs_table
 
 pytestmark = pytest.mark.anyio
@@ -1153,13 +1154,13 @@ async def test_init_schema_is_idempotent(db_url: str) -> None:
         assert await store.schema_version() is None
         assert await store.init_schema() is True
         assert await store.init_schema() is False
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == SCHEMA_VERSION
         await store.check_schema()
     finally:
         await store.close()
     again = await JobStore.open(db_url, DEFAULT_RULES, create=False)
     try:
-        assert await again.schema_version() == 1
+        assert await again.schema_version() == SCHEMA_VERSION
         assert await again.init_schema() is False
     finally:
         await again.close()
@@ -1168,3 +1169,25 @@ async def test_init_schema_is_idempotent(db_url: str) -> None:
 async def test_open_without_create_on_empty_database_fails_clearly(db_url: str) -> None:
     with pytest.raises(StoreUnavailable, match="init-db"):
         await JobStore.open(db_url, DEFAULT_RULES, create=False)
+
+
+async def test_version_1_database_is_upgraded_on_first_use(db_url: str) -> None:
+    """A database made by schema version 1 (no audit_log) gets the new table and version."""
+    from sqlalchemy import text
+
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        async with store.db.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE audit_log"))
+            await conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    finally:
+        await store.close()
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        await store.add_dealers([("d1", None)])
+        await store.enqueue(["d1"], by="alice@host")
+        [entry] = await store.audit_entries()
+        assert (entry["who"], entry["action"], entry["count"]) == ("alice@host", "enqueue", 4)
+    finally:
+        await store.close()
