@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                     required=True)
     cn.add_argument("--reason", help="recorded in the audit log")
 
+    wy = sub.add_parser("why", help="why a job is not running, every reason that holds")
+    wy.add_argument("--job", type=positive_int, required=True, metavar="ID")
+    wy.add_argument("--json", action="store_true")
+
     au = sub.add_parser("audit", help="operator actions: who, what, which jobs, when, why")
     au.add_argument("--json", action="store_true")
     au.add_argument("--limit", type=positive_int, default=50, metavar="N")
@@ -323,6 +327,27 @@ async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_why(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.engine.explain import explain
+
+    store = await _read_store(config)
+    try:
+        answer = await explain(store, config, args.job)
+    finally:
+        await store.close()
+    if answer is None:
+        raise UsageError(f"there is no job {args.job}.")
+    if args.json:
+        _out(json.dumps(answer, indent=2))
+        return 0
+    j = answer["job"]
+    _out(f"job {j['id']}: {j['dealer_id']} {j['job_type']}, {j['state']} "
+         f"(attempt {j['attempts']} of {j['max_attempts']})")
+    for r in answer["reasons"]:
+        _out(f"  - {r['text']}")
+    return 0
+
+
 async def cmd_audit(config: Config, args: argparse.Namespace) -> int:
     import time
 
@@ -387,6 +412,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "worker": cmd_worker,
     "health": cmd_health,
     "audit": cmd_audit,
+    "why": cmd_why,
     "analyze-errors": cmd_analyze_errors,
     "bench": cmd_bench,
 }

@@ -1,0 +1,110 @@
+"""Why isn't it running? Every reason that holds for one job, in words, with the numbers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dealertui.config import Config
+from dealertui.store import JobStore
+from dealertui.store.views import WhyFacts, why_facts
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str  # stable for scripts: finished, waiting_on_parents, blocked_by_ancestor, ...
+    text: str
+    data: dict[str, Any]
+
+
+def _ago(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
+    """Every reason that holds, most fundamental first."""
+    j = facts.job
+    out: list[Reason] = []
+    if j.state in ("succeeded", "failed", "cancelled"):
+        extra = f": {j.last_error}" if j.state == "failed" and j.last_error else ""
+        out.append(Reason("finished", f"it finished as {j.state}{extra}; retry it to run it "
+                          "again" if j.state != "succeeded" else "it already succeeded",
+                          {"state": j.state}))
+        return out
+    if j.state == "running":
+        until = (j.locked_until or now) - now
+        out.append(Reason(
+            "running",
+            f"it is running: lease held by {j.locked_by} since {_ago(now - (j.started_at or now))}"
+            f" ago, expiring in {_ago(until)} unless its worker's heartbeat extends it",
+            {"locked_by": j.locked_by, "started_at": j.started_at,
+             "locked_until": j.locked_until},
+        ))
+        return out
+    if facts.dead_ancestors:
+        names = ", ".join(f"{a.job_type} #{a.id} ({a.state})" for a in facts.dead_ancestors)
+        out.append(Reason("blocked_by_ancestor", f"blocked by {names}: retry it and this job "
+                          "follows", {"ancestors": [a.id for a in facts.dead_ancestors]}))
+    elif j.state == "blocked":
+        out.append(Reason("blocked", f"blocked: {j.blocked_reason or 'a prerequisite failed'}",
+                          {"reason": j.blocked_reason}))
+    pending = [p for p in facts.parents if p.state != "succeeded"]
+    if pending and j.state in ("waiting", "blocked"):
+        names = ", ".join(f"{p.job_type} #{p.id} ({p.state})" for p in pending)
+        out.append(Reason("waiting_on_parents",
+                          f"waiting on {len(pending)} of {len(facts.parents)} parents: {names}",
+                          {"parents": {p.id: p.state for p in pending}}))
+    for p in facts.pauses:
+        what = {"global": "everything is paused", "dealer": f"dealer {p['key']} is paused",
+                "type": f"job type {p['key']} is paused"}[p["scope"]]
+        who = f" by {p['by']}" if p["by"] else ""
+        why = f" ({p['reason']})" if p["reason"] else ""
+        out.append(Reason("paused", f"{what}{who} {_ago(now - p['at'])} ago{why}",
+                          {"scope": p["scope"], "key": p["key"], "by": p["by"], "at": p["at"]}))
+    for b in facts.breakers:
+        if b["state"] == "open":
+            left = (b["half_open_at"] or now) - now
+            out.append(Reason("breaker_open", f"circuit breaker {b['key']} is open after "
+                              f"{b['failures']} failures; half-open in {_ago(left)}",
+                              {"key": b["key"], "half_open_at": b["half_open_at"]}))
+        elif b["state"] == "half_open":
+            left = config.circuit_breaker.half_open_max_jobs - b["trials"]
+            out.append(Reason("breaker_half_open", f"circuit breaker {b['key']} is half-open: "
+                              f"{max(left, 0)} trial jobs left", {"key": b["key"]}))
+    if j.state == "retrying":
+        wait = j.run_after - now
+        text = (f"backing off after attempt {j.attempts} of {j.max_attempts}: runs in "
+                f"{_ago(wait)}" if wait > 0 else "its backoff is over: it becomes ready at the "
+                "next claim")
+        if j.last_error:
+            text += f" (last error: {j.last_error})"
+        out.append(Reason("backoff", text, {"run_after": j.run_after, "attempts": j.attempts}))
+    limit = config.concurrency.max_concurrent_jobs_per_dealer
+    if j.state in ("ready", "retrying") and facts.dealer_running >= limit:
+        out.append(Reason("dealer_slots_full", f"dealer {j.dealer_id} already runs "
+                          f"{facts.dealer_running} jobs, its limit of {limit}",
+                          {"running": facts.dealer_running, "limit": limit}))
+    if j.state == "ready" and not out:
+        out.append(Reason("ready", f"ready: nothing holds it; {facts.ready_ahead} ready jobs "
+                          "come before it and no worker has claimed it yet",
+                          {"ready_ahead": facts.ready_ahead}))
+    return out
+
+
+async def explain(store: JobStore, config: Config, job_id: int) -> dict[str, Any] | None:
+    """The `why --json` object: the job, and every reason that holds."""
+    facts = await why_facts(store, job_id)
+    if facts is None:
+        return None
+    j = facts.job
+    return {
+        "job": {"id": j.id, "dealer_id": j.dealer_id, "job_type": j.job_type, "state": j.state,
+                "attempts": j.attempts, "max_attempts": j.max_attempts},
+        "reasons": [asdict(r) for r in reasons(facts, config, time.time())],
+    }
