@@ -18,6 +18,7 @@ from dealertui.errors import DealertuiError, UsageError
 
 # A person at a prompt wants an answer soon; workers ride out longer outages.
 CLI_RETRY_BUDGET_S = 3.0
+DRY_RUN_HELP = "show what it would change (jobs and descendants); change nothing"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -88,11 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     rwhat.add_argument("--type", metavar="T")
     rwhat.add_argument("--all-failed", action="store_true")
     rt.add_argument("--reason", help="recorded in the audit log")
+    rt.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
     cn = sub.add_parser("cancel", help="cancel a job")
     cn.add_argument("--job", type=positive_int, action="append", metavar="ID", dest="jobs",
                     required=True)
     cn.add_argument("--reason", help="recorded in the audit log")
+    cn.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+
+    sk = sub.add_parser("skip", help="release jobs without running them (children may run)")
+    sk.add_argument("--job", type=positive_int, action="append", metavar="ID", dest="jobs",
+                    required=True)
+    sk.add_argument("--reason", required=True, help="why the job is not needed (audited)")
+    sk.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+
+    rr = sub.add_parser("rerun", help="run a job again with its descendants, or a pipeline")
+    rwhich = rr.add_mutually_exclusive_group(required=True)
+    rwhich.add_argument("--job", type=positive_int, metavar="ID")
+    rwhich.add_argument("--dealer", metavar="ID")
+    rr.add_argument("--reason", help="recorded in the audit log")
+    rr.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
     wy = sub.add_parser("why", help="why a job is not running, every reason that holds")
     wy.add_argument("--job", type=positive_int, required=True, metavar="ID")
@@ -144,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("reset-stuck", help="rescue running jobs whose worker is gone")
     rs.add_argument("--older-than", type=parse_duration, metavar="DURATION",
                     help="also rescue jobs running longer than this (e.g. 15m)")
+    rs.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
     return p
 
 
@@ -222,23 +239,58 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return await _with_operator(config, run)
 
 
-async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+async def _acting(
+    config: Config,
+    args: argparse.Namespace,
+    act: Callable[[Any], Awaitable[Any]],
+    done: Callable[[Any], str],
+) -> int:
+    """Run an operator action, or with --dry-run show its blast radius and change nothing."""
+
     async def run(op: Any) -> int:
-        res = await op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
-                             all_failed=args.all_failed, reason=args.reason)
-        _out(f"retried {len(res.changed)} jobs; {len(res.followers)} blocked descendants follow")
+        if not getattr(args, "dry_run", False):
+            _out(done(await act(op)))
+            return 0
+        radius = await op.blast_radius(await act(op.preview()))
+        from dealertui.headless import print_blast_radius
+
+        print_blast_radius(radius)
         return 0
 
     return await _with_operator(config, run)
+
+
+async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+    return await _acting(
+        config, args,
+        lambda op: op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
+                            all_failed=args.all_failed, reason=args.reason),
+        lambda r: f"retried {len(r.changed)} jobs; {len(r.followers)} blocked descendants follow",
+    )
 
 
 async def cmd_cancel(config: Config, args: argparse.Namespace) -> int:
-    async def run(op: Any) -> int:
-        res = await op.cancel(args.jobs, reason=args.reason)
-        _out(f"cancelled {len(res.changed)} jobs; {len(res.followers)} descendants blocked")
-        return 0
+    return await _acting(
+        config, args,
+        lambda op: op.cancel(args.jobs, reason=args.reason),
+        lambda r: f"cancelled {len(r.changed)} jobs; {len(r.followers)} descendants blocked",
+    )
 
-    return await _with_operator(config, run)
+
+async def cmd_skip(config: Config, args: argparse.Namespace) -> int:
+    return await _acting(
+        config, args,
+        lambda op: op.skip(args.jobs, args.reason),
+        lambda r: f"skipped {len(r.changed)} jobs; {len(r.followers)} descendants move on",
+    )
+
+
+async def cmd_rerun(config: Config, args: argparse.Namespace) -> int:
+    return await _acting(
+        config, args,
+        lambda op: op.rerun(job_id=args.job, dealer_id=args.dealer, reason=args.reason),
+        lambda r: f"rerunning {len(r.changed)} jobs; {len(r.followers)} descendants re-armed",
+    )
 
 
 async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
@@ -258,12 +310,11 @@ async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_reset_stuck(config: Config, args: argparse.Namespace) -> int:
-    async def run(op: Any) -> int:
-        res = await op.reset_stuck(args.older_than)
-        _out(f"rescued {len(res.changed)} stuck jobs; {len(res.followers)} descendants blocked")
-        return 0
-
-    return await _with_operator(config, run)
+    return await _acting(
+        config, args,
+        lambda op: op.reset_stuck(args.older_than),
+        lambda r: f"rescued {len(r.changed)} stuck jobs; {len(r.followers)} descendants blocked",
+    )
 
 
 async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
@@ -408,6 +459,8 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "pause": cmd_pause,
     "resume": cmd_pause,
     "reset-stuck": cmd_reset_stuck,
+    "skip": cmd_skip,
+    "rerun": cmd_rerun,
     "graph": cmd_graph,
     "worker": cmd_worker,
     "health": cmd_health,

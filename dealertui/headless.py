@@ -25,6 +25,7 @@ _STATE_STYLE = {
     "failed": "red",
     "blocked": "red dim",
     "cancelled": "dim",
+    "skipped": "blue",
 }
 
 
@@ -395,3 +396,18 @@ async def run_worker(
     s = manager.get_processing_stats()
     _log(f"stopped: {_summary_line(s)}")
     return 0
+
+
+def print_blast_radius(radius: dict[str, Any]) -> None:
+    """`--dry-run`: the jobs an action would change and the descendants that would move."""
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    out.print(f"dry run: would change {radius['changes']} jobs; {radius['follows']} "
+              "descendants would move; nothing was changed")
+    if not radius["groups"]:
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("dealer", "job type", "role", "jobs"):
+        table.add_column(col, justify="right" if col == "jobs" else "left")
+    for g in radius["groups"]:
+        table.add_row(g["dealer_id"], g["job_type"], g["role"], str(g["count"]))
+    out.print(table)

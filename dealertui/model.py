@@ -18,16 +18,19 @@ class JobState(StrEnum):
     FAILED = "failed"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
+    #: released by an operator without running (with a reason); its children may run
+    SKIPPED = "skipped"
 
 
 ALL_STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 #: A child may run once every parent is in one of these states.
-SATISFIED_STATES: tuple[str, ...] = (JobState.SUCCEEDED.value,)
+SATISFIED_STATES: tuple[str, ...] = (JobState.SUCCEEDED.value, JobState.SKIPPED.value)
 #: States a job never leaves without an operator.
 TERMINAL_STATES: tuple[str, ...] = (
     JobState.SUCCEEDED.value,
     JobState.FAILED.value,
     JobState.CANCELLED.value,
+    JobState.SKIPPED.value,
 )
 #: A job that is neither finished nor blocked: it will run if nothing goes wrong.
 UNFINISHED_STATES: tuple[str, ...] = (

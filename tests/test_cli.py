@@ -25,7 +25,8 @@ from dealertui.store import JobStore, rules_from_config
 
 TIMEOUT_S = 60
 DEFAULT_TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
-STATES = ("waiting", "ready", "running", "retrying", "succeeded", "failed", "blocked", "cancelled")
+STATES = ("waiting", "ready", "running", "retrying", "succeeded", "failed", "blocked", "cancelled",
+          "skipped")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -1125,7 +1125,7 @@ async def test_status_shape(db_url: str) -> None:
         assert s["total"] == 8
         assert s["by_state"] == {
             "waiting": 6, "ready": 1, "running": 1, "retrying": 0,
-            "succeeded": 0, "failed": 0, "blocked": 0, "cancelled": 0,
+            "succeeded": 0, "failed": 0, "blocked": 0, "cancelled": 0, "skipped": 0,
         }
         assert list(s["by_state"]) == list(ALL_STATES)
         for name, counts in s["by_type"].items():

@@ -128,6 +128,49 @@ class Operator:
             paused, dealer_id=dealer_id, job_type=job_type, by=self.who, reason=reason
         )
 
+    async def skip(self, job_ids: Sequence[int], reason: str) -> ActionResult:
+        """Release jobs without running them (their children may run); a reason is required."""
+        if not reason or not reason.strip():
+            raise UsageError("skip needs --reason: say why the job is not needed.")
+        await self._check_jobs(job_ids)
+        return await self.store.skip(job_ids, reason=reason.strip(), by=self.who)
+
+    async def rerun(
+        self, *, job_id: int | None = None, dealer_id: str | None = None,
+        reason: str | None = None,
+    ) -> ActionResult:
+        """Run a job again with all its descendants, or a dealer's whole current pipeline."""
+        if job_id is not None:
+            await self._check_jobs([job_id])
+        if dealer_id is not None:
+            await self.check_dealers([dealer_id])
+        return await self.store.rerun(job_id=job_id, dealer_id=dealer_id, by=self.who,
+                                      reason=reason)
+
+    def preview(self) -> Operator:
+        """The same operator on a store whose writes roll back: for --dry-run and confirms."""
+        return Operator(self.store.preview(), self.config, self.who)
+
+    async def blast_radius(self, result: ActionResult) -> dict[str, object]:
+        """What an action (usually a preview) touches, by dealer and job type, with the
+        states the jobs are in now."""
+        ids = [*result.changed, *result.followers]
+        jobs = await self.store.list_jobs(job_ids=ids) if ids else []
+        followers = set(result.followers)
+        groups: dict[tuple[str, str, str], int] = {}
+        for j in jobs:
+            key = (j.dealer_id, j.job_type, "follows" if j.id in followers else "changes")
+            groups[key] = groups.get(key, 0) + 1
+        return {
+            "changes": len(result.changed),
+            "follows": len(result.followers),
+            "jobs": [{"id": j.id, "dealer_id": j.dealer_id, "job_type": j.job_type,
+                      "state": j.state, "role": "follows" if j.id in followers else "changes"}
+                     for j in jobs],
+            "groups": [{"dealer_id": d, "job_type": t, "role": r, "count": n}
+                       for (d, t, r), n in sorted(groups.items())],
+        }
+
     async def reset_stuck(self, older_than_s: float | None = None) -> ActionResult:
         """Rescue running jobs whose lease expired, or that started more than older_than_s ago."""
         return await self.store.rescue_expired(

@@ -31,7 +31,7 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     """Every reason that holds, most fundamental first."""
     j = facts.job
     out: list[Reason] = []
-    if j.state in ("succeeded", "failed", "cancelled"):
+    if j.state in ("succeeded", "failed", "cancelled", "skipped"):
         extra = f": {j.last_error}" if j.state == "failed" and j.last_error else ""
         out.append(Reason("finished", f"it finished as {j.state}{extra}; retry it to run it "
                           "again" if j.state != "succeeded" else "it already succeeded",
@@ -54,7 +54,7 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     elif j.state == "blocked":
         out.append(Reason("blocked", f"blocked: {j.blocked_reason or 'a prerequisite failed'}",
                           {"reason": j.blocked_reason}))
-    pending = [p for p in facts.parents if p.state != "succeeded"]
+    pending = [p for p in facts.parents if p.state not in ("succeeded", "skipped")]
     if pending and j.state in ("waiting", "blocked"):
         names = ", ".join(f"{p.job_type} #{p.id} ({p.state})" for p in pending)
         out.append(Reason("waiting_on_parents",

@@ -21,6 +21,7 @@ STATE_GLYPH = {
     "failed": "✖",
     "blocked": "⊘",
     "cancelled": "−",
+    "skipped": "↷",
 }
 MAX_CYCLES = 20
 

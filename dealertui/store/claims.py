@@ -112,7 +112,8 @@ def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]]) -> Any:
         RETURNING jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
                   jobs.priority, jobs.ready_at, jobs.payload,
                   (SELECT count(*) FROM job_deps dd JOIN jobs p ON p.id = dd.parent_id
-                   WHERE dd.child_id = jobs.id AND p.state <> 'succeeded') AS unmet"""
+                   WHERE dd.child_id = jobs.id
+                     AND p.state NOT IN ('succeeded', 'skipped')) AS unmet"""
     if dialect == "postgresql":
         sql = f"""
             WITH {ranked},

@@ -8,6 +8,7 @@ Postgres: asyncpg, pre-ping, so a connection dropped by a restart is replaced, n
 
 from __future__ import annotations
 
+import copy
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -146,6 +147,7 @@ class Database:
         self._write_engine = self.engine.execution_options(dealertui_write=True)
         self.retry_budget_s = retry_budget_s
         self.url_description = describe_url(url)
+        self.preview = False  # see rolling_back()
         # SQLite has one writer at a time. Two of our own connections racing for it would
         # meet in SQLite's busy handler, which sleeps in steps of up to 25 ms; an in-process
         # lock hands the write lock over at once (other processes still meet busy_timeout).
@@ -183,6 +185,12 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+    def rolling_back(self) -> Database:
+        """A view of this database whose write transactions always roll back (previews)."""
+        view = copy.copy(self)
+        view.preview = True
+        return view
+
     @asynccontextmanager
     async def _begin(self, write: bool) -> AsyncIterator[AsyncConnection]:
         if write and self._write_lock is not None:
@@ -218,7 +226,10 @@ class Database:
             ):
                 with attempt:
                     async with self._begin(write) as conn:
-                        return await fn(conn)
+                        result = await fn(conn)
+                        if write and self.preview:
+                            await conn.rollback()
+                        return result
         except (OperationalError, InterfaceError, OSError) as exc:
             raise self.unavailable(exc) from None
         except DBAPIError as exc:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dealertui.model import JobState
 from dealertui.store.schema import job_events
 
-_SATISFIED = "('succeeded')"
+_SATISFIED = "('succeeded', 'skipped')"  # model.SATISFIED_STATES, as SQL
 _DEAD = "('failed', 'cancelled', 'blocked')"
 
 

@@ -6,6 +6,7 @@ faults) and writes a job_events row per transition.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,7 @@ from dealertui.model import (
     Dealer,
     Job,
     JobOutcome,
+    SATISFIED_STATES,
     UNFINISHED_STATES,
     JobState,
     Pause,
@@ -329,10 +331,10 @@ class JobStore:
                             continue
                         found = latest.get((dealer_id, p))
                         if found is not None and found[1] in (
-                            "waiting", "ready", "running", "retrying", "succeeded"
+                            "waiting", "ready", "running", "retrying", "succeeded", "skipped"
                         ):
                             links.append(("old", found[0], p))
-                            if found[1] != JobState.SUCCEEDED and state != JobState.BLOCKED:
+                            if found[1] not in SATISFIED_STATES and state != JobState.BLOCKED:
                                 state = JobState.WAITING.value
                         else:
                             state, reason = JobState.BLOCKED.value, f"no successful {p} run"
@@ -864,10 +866,6 @@ class JobStore:
             targets = list((await conn.execute(q.order_by(jobs.c.id))).scalars())
             if not targets:
                 return ActionResult([])
-            await self._audit(
-                conn, by=by, action="retry", reason=reason, at=now, job_ids=targets,
-                target=_target(job_ids=job_ids, dealer_id=dealer_id, job_type=job_type),
-            )
             below = await graphops.descendants(conn, targets)
             target_set = set(targets)
             followers = list(
@@ -885,8 +883,16 @@ class JobStore:
             # back to blocked in rearm, since their parent is dead)
             unlinkable = await self._relink_prerequisites(conn, everyone)
             everyone = [i for i in everyone if i not in unlinkable]
+            targets = [i for i in targets if i not in unlinkable]
+            followers = [i for i in followers if i not in unlinkable]
+            if not targets:
+                return ActionResult([])  # nothing it could run: no change, no audit row
             events = await graphops.rearm(conn, everyone, now=now, message="operator retry")
             await graphops.insert_events(conn, events, at=now, worker=by)
+            await self._audit(
+                conn, by=by, action="retry", reason=reason, at=now, job_ids=targets,
+                target=_target(job_ids=job_ids, dealer_id=dealer_id, job_type=job_type),
+            )
             return ActionResult(changed=targets, followers=followers)
 
         return await self.db.run(tx)
@@ -925,7 +931,7 @@ class JobStore:
                 if (r.id, p) in have:
                     continue
                 found = latest.get((r.dealer_id, p))
-                if found is None or found[1] not in (*UNFINISHED_STATES, JobState.SUCCEEDED):
+                if found is None or found[1] not in (*UNFINISHED_STATES, *SATISFIED_STATES):
                     unlinkable.add(r.id)
                     continue
                 edges.append({"child_id": r.id, "parent_id": found[0]})
@@ -945,7 +951,7 @@ class JobStore:
                 await conn.execute(
                     select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
                         jobs.c.id.in_(list(job_ids)),
-                        jobs.c.state.not_in(["succeeded", "cancelled"]),
+                        jobs.c.state.not_in(["succeeded", "cancelled", "skipped"]),
                     )
                 )
             ).all()
@@ -978,6 +984,112 @@ class JobStore:
             return ActionResult(changed=ids, followers=followers)
 
         return await self.db.run(tx)
+
+    async def skip(
+        self, job_ids: Sequence[int], *, reason: str, by: str | None = None
+    ) -> ActionResult:
+        """Mark jobs `skipped` without running them: their children may run (a skipped parent
+        satisfies them), and descendants blocked by them come back. Running and succeeded jobs
+        cannot be skipped."""
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ActionResult:
+            await graphops.lock_rows(conn, job_ids)
+            rows = (
+                await conn.execute(
+                    select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
+                        jobs.c.id.in_(list(job_ids)),
+                        jobs.c.state.in_(
+                            ["waiting", "ready", "retrying", "failed", "blocked", "cancelled"]
+                        ),
+                    )
+                )
+            ).all()
+            if not rows:
+                return ActionResult([])
+            ids = [r.id for r in rows]
+            await conn.execute(
+                update(jobs).where(jobs.c.id.in_(ids)).values(
+                    state=JobState.SKIPPED.value, updated_at=now, finished_at=now,
+                    ready_at=None, blocked_reason=None, locked_by=None, locked_until=None,
+                )
+            )
+            events = [
+                Event(r.id, r.dealer_id, r.job_type, r.state, JobState.SKIPPED,
+                      message=f"skipped: {reason}")
+                for r in rows
+            ]
+            # descendants blocked because of these jobs come back (to ready or waiting)
+            below = await graphops.descendants(conn, ids)
+            revived = list(
+                (await conn.execute(
+                    select(jobs.c.id).where(jobs.c.id.in_(below), jobs.c.state == "blocked")
+                )).scalars()
+            ) if below else []
+            if revived:
+                events += await graphops.rearm(conn, revived, now=now,
+                                               message=f"a parent was skipped: {reason}")
+            promoted = await graphops.promote_children(conn, ids, now=now, worker=by)
+            await graphops.insert_events(conn, events, at=now, worker=by)
+            await self._audit(conn, by=by, action="skip", reason=reason, at=now, job_ids=ids,
+                              target=_target(job_ids=ids))
+            return ActionResult(changed=ids, followers=sorted({*revived, *promoted}))
+
+        return await self.db.run(tx)
+
+    async def rerun(
+        self,
+        *,
+        job_id: int | None = None,
+        dealer_id: str | None = None,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> ActionResult:
+        """Run a finished job again and re-arm every descendant (`retry from this job`), or
+        (dealer_id) the dealer's whole current pipeline: the newest job of each type.
+        Running jobs are left alone; attempts start again from zero."""
+        if (job_id is None) == (dealer_id is None):
+            raise UsageError("rerun needs exactly one of --job ID or --dealer ID.")
+        now = self.clock()
+
+        async def tx(conn: AsyncConnection) -> ActionResult:
+            if job_id is not None:
+                roots = [job_id]
+            else:
+                newest = select(func.max(jobs.c.id)).where(jobs.c.dealer_id == dealer_id
+                                                           ).group_by(jobs.c.job_type)
+                roots = list((await conn.execute(
+                    select(jobs.c.id).where(jobs.c.id.in_(newest)).order_by(jobs.c.id)
+                )).scalars())
+            below = await graphops.descendants(conn, roots)
+            candidates = sorted({*roots, *below})
+            movable = list((await conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.id.in_(candidates), jobs.c.state != JobState.RUNNING
+                ).order_by(jobs.c.id)
+            )).scalars()) if candidates else []
+            if not movable:
+                return ActionResult([])
+            await self._relink_prerequisites(conn, movable)
+            events = await graphops.rearm(conn, movable, now=now, message="operator rerun")
+            await graphops.insert_events(conn, events, at=now, worker=by)
+            changed = [i for i in movable if i in set(roots)]
+            followers = [i for i in movable if i not in set(roots)]
+            await self._audit(
+                conn, by=by, action="rerun", reason=reason, at=now, job_ids=movable,
+                target=_target(job_ids=[job_id] if job_id is not None else None,
+                               dealer_id=dealer_id),
+            )
+            return ActionResult(changed=changed, followers=followers)
+
+        return await self.db.run(tx)
+
+    def preview(self) -> JobStore:
+        """This store, but every write transaction is rolled back at its end: an action run
+        through it reports exactly what it would change, and changes nothing."""
+        clone = copy.copy(self)
+        clone.db = self.db.rolling_back()
+        return clone
 
     async def set_paused(
         self,

@@ -40,7 +40,14 @@ NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 class DealerConsole(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "dealertui"
+    # the lanes take the keys at start (arrows move the selection); Textual's default "*"
+    # focused the event log, so arrows scrolled the log instead
+    AUTO_FOCUS = "#lanes"
+    # the footer shows bindings in this order and cuts what does not fit: `?` (which lists
+    # every key) comes first, and `q` (known to all, listed by `?`) is not shown, so at 100
+    # columns every other key fits
     BINDINGS = [
+        Binding("question_mark", "help", "help"),
         Binding("s", "start", "start"),
         Binding("p", "pause_dealer", "pause"),
         Binding("P", "pause_all", "pause all"),
@@ -50,8 +57,7 @@ class DealerConsole(App[None]):
         Binding("e", "enqueue", "enqueue"),
         Binding("slash", "filter", "filter"),
         Binding("enter", "detail", "detail"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
+        Binding("q", "quit", "quit", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
@@ -99,7 +105,7 @@ class DealerConsole(App[None]):
         yield ThroughputPanel(id="throughput", classes="pane")
         yield RichLog(id="events", classes="pane", max_lines=500, markup=False, wrap=False)
         yield Input(placeholder="filter dealers: id, name or state (esc clears)", id="filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         self.query_one("#graph").border_title = "dependency graph"
@@ -217,7 +223,6 @@ class DealerConsole(App[None]):
         key = (dealer, lanes)
         if key == self._graph_key:
             return
-        self._graph_key = key
         graph = await graphs.build(self.store, self.config, dealer)
         if dealer is not None:
             newest = {str(job_id) for _, job_id, _ in lanes}
@@ -237,6 +242,9 @@ class DealerConsole(App[None]):
             f"graph: {dealer} {names.get(dealer) or ''}".rstrip() if dealer else "job types"
         )
         pane.update(text)
+        # only now: a run cancelled by a newer one (exclusive) during the await above must not
+        # mark this key drawn, or the pane stays empty until the dealer's lanes change
+        self._graph_key = key
 
     @on(DataTable.CellHighlighted, "#lanes")
     def _selection_moved(self) -> None:
@@ -491,7 +499,7 @@ class DealerConsole(App[None]):
             if detail is None:
                 self.notify(f"job {job_id} is gone", severity="warning")
                 return
-            self.push_screen(JobDetailScreen(detail))
+            self.push_screen(JobDetailScreen(detail, now=self.clock()))
 
         self.run_worker(show(), group="action", exit_on_error=False)
 

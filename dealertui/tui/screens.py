@@ -30,7 +30,7 @@ KEYS_HELP = [
     ("enter", "job detail: attempts, errors, timeline, parents and children"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
-    ("q", "quit (also ctrl+c)"),
+    ("q", "quit (also ctrl+q)"),
 ]
 
 
@@ -52,8 +52,9 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help-box", classes="modal-box"):
             yield Label("[b]dealertui keys[/b]")
             yield Static(table)
-            yield Label("[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
-                        "✖ failed  ⊘ blocked  − cancelled; ×N = attempts[/]")
+            # a Static wraps; a Label (width auto) cut the legend at the box's edge
+            yield Static("[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
+                        "✖ failed  ⊘ blocked  − cancelled  ↷ skipped; ×N = attempts[/]")
 
     def action_dismiss(self, result: Any = None) -> Any:
         return self.dismiss(None)
@@ -77,9 +78,11 @@ def _jobs_line(title: str, jobs: Iterable[Job]) -> Text:
 class JobDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,enter", "dismiss", "close")]
 
-    def __init__(self, detail: JobDetail) -> None:
+    def __init__(self, detail: JobDetail, now: float | None = None) -> None:
         super().__init__()
         self.detail = detail
+        #: the console's clock at opening ("next attempt in"): the app's, not the wall clock
+        self.now = time.time() if now is None else now
 
     def compose(self) -> ComposeResult:
         d = self.detail
@@ -94,7 +97,7 @@ class JobDetailScreen(ModalScreen[None]):
             f"started {_when(j.started_at)}  finished {_when(j.finished_at)}",
         ]
         if j.state == "retrying":
-            facts.append(f"next attempt in {max(j.run_after - time.time(), 0):.0f}s")
+            facts.append(f"next attempt in {max(j.run_after - self.now, 0):.0f}s")
         if j.locked_by:
             facts.append(f"lease held by {j.locked_by} until {_when(j.locked_until)}")
         if j.blocked_reason:

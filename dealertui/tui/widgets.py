@@ -22,6 +22,7 @@ STATE_STYLE = {
     "failed": "bold red",
     "blocked": "red",
     "cancelled": "grey50",
+    "skipped": "blue",
 }
 SHORT = {
     "waiting": "wait",
@@ -32,6 +33,7 @@ SHORT = {
     "failed": "FAIL",
     "blocked": "blkd",
     "cancelled": "cncl",
+    "skipped": "skip",
 }
 DEALER_COL, AGE_COL = "dealer", "age"
 LANE_WIDTH = 9
@@ -54,7 +56,9 @@ def lane_text(cell: LaneCell | None) -> Text:
         return Text("·", style="grey37")
     label = f"{STATE_GLYPH.get(cell.state, '?')} {SHORT.get(cell.state, cell.state)}"
     if cell.attempts > 1:
-        label += f" ×{cell.attempts}"
+        # "○ ready ×2" is one wider than the lane and lost its digit: drop the space instead
+        tries = f" ×{cell.attempts}"
+        label += tries if len(label) + len(tries) <= LANE_WIDTH else tries.lstrip()
     return Text(label, style=STATE_STYLE.get(cell.state, ""))
 
 
@@ -127,7 +131,9 @@ class BreakersTable(DataTable[Any]):
         super().__init__(cursor_type="none", **kwargs)
 
     def on_mount(self) -> None:
-        self.add_columns("breaker", "state", "fails", "half-open in")
+        # the time to half-open rides in the state cell ("open 4m"): a fourth column did not
+        # fit the 40-column side pane and was scrolled out of sight
+        self.add_columns("breaker", "state", "fails")
 
     def apply(self, snap: ConsoleSnapshot) -> None:
         # a handful of rows at most: rebuilding is cheaper than diffing here
@@ -136,11 +142,10 @@ class BreakersTable(DataTable[Any]):
             state = b["state"]
             style = {"open": "bold red", "half_open": "yellow"}.get(state, "green")
             due = b.get("half_open_at")
-            eta = age(due - snap.now) if state == "open" and due else ""
-            self.add_row(b["key"], Text(state, style=style), str(b["failures"]), eta,
-                         key=b["key"])
+            label = f"open {age(due - snap.now)}" if state == "open" and due else state
+            self.add_row(b["key"], Text(label, style=style), str(b["failures"]), key=b["key"])
         if not snap.breakers:
-            self.add_row(Text("all closed", style="green"), "", "", "")
+            self.add_row(Text("all closed", style="green"), "", "")
 
 
 class ThroughputPanel(Static):
