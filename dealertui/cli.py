@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N")
     p.add_argument("--dealer", action="append", metavar="ID", dest="run_dealers")
     p.add_argument("--json", action="store_true", dest="run_json", help="--run-once: JSON out")
+    p.add_argument("--dry-run", action="store_true", dest="run_dry",
+                   help="--run-once: print the plan (order per dealer, what is held and why)")
     p.add_argument("--metrics-textfile", metavar="PATH",
                    help="--run-once: write Prometheus metrics for node_exporter's textfile")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -477,6 +479,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
+            if args.run_once and args.run_dry:
+                from dealertui.headless import print_plan
+
+                return anyio.run(
+                    lambda: print_plan(
+                        config,
+                        max_jobs_per_dealer=args.max_jobs_per_dealer,
+                        dealers=args.run_dealers,
+                        limit=args.limit,
+                        json_out=args.run_json,
+                    )
+                )
             if args.run_once:
                 from dealertui.headless import run_once
 

@@ -411,3 +411,47 @@ def print_blast_radius(radius: dict[str, Any]) -> None:
     for g in radius["groups"]:
         table.add_row(g["dealer_id"], g["job_type"], g["role"], str(g["count"]))
     out.print(table)
+
+
+async def print_plan(
+    config: Config,
+    *,
+    max_jobs_per_dealer: int | None = None,
+    dealers: list[str] | None = None,
+    limit: int | None = None,
+    json_out: bool = False,
+) -> int:
+    """`--run-once --dry-run`: what a run would do now; changes nothing, exit 0."""
+    from dealertui.engine.actions import Operator
+    from dealertui.engine.plan import build_plan
+    from dealertui.store import JobStore, rules_from_config
+
+    store = await JobStore.open(config.database_url, rules_from_config(config), create=False,
+                                retry_budget_s=3.0, breaker=config.circuit_breaker)
+    try:
+        if dealers:
+            await Operator(store, config).check_dealers(dealers)
+        plan = await build_plan(store, config, max_jobs_per_dealer=max_jobs_per_dealer,
+                                dealers=dealers, limit=limit)
+    finally:
+        await store.close()
+    if json_out:
+        print(json.dumps(plan), flush=True)
+        return 0
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    out.print(f"[bold]plan[/] (dry run, nothing changed): {plan['would_run']} jobs would run, "
+              f"{plan['held']} held; up to {plan['max_jobs_per_dealer']} at a time per dealer")
+    for d in plan["dealers"]:
+        steps = "  →  ".join(
+            ", ".join(f"{j['job_type']} #{j['id']}" for j in wave) for wave in d["waves"]
+        )
+        out.print(f"[bold]{d['dealer_id']}[/]: {steps or '[dim]nothing to run[/]'}")
+        for h in d["held"]:
+            out.print(f"    [yellow]held[/] {h['job_type']} #{h['id']} ({h['state']}): "
+                      f"{h['reason']}")
+    if plan["cycles"]:
+        for c in plan["cycles"]:
+            out.print(f"[red]cycle[/]: {' -> '.join(map(str, [*c, c[0]]))}")
+    else:
+        out.print("no dependency cycles")
+    return 0

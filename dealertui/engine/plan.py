@@ -1,0 +1,139 @@
+"""Plan before run: what `--run-once` would do now, per dealer, without changing anything.
+
+The plan simulates the run on the store's current state: jobs that can run now or become
+ready during the run are put in waves per dealer (at most max_concurrent_jobs_per_dealer at a
+time, priority order, a child only after all its parents); everything else is held, with the
+reason. Dealers are listed in the order the claim serves them (least recently served first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import networkx as nx
+
+from dealertui.config import Config
+from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job
+from dealertui.store import JobStore
+
+MAX_CYCLES = 20
+
+
+async def build_plan(
+    store: JobStore,
+    config: Config,
+    *,
+    max_jobs_per_dealer: int | None = None,
+    dealers: list[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The `--run-once --dry-run --json` object (see README, "Plan before run")."""
+    now = time.time()
+    per_dealer = max_jobs_per_dealer or config.concurrency.max_concurrent_jobs_per_dealer
+    jobs = [j for j in await store.list_jobs() if dealers is None or j.dealer_id in dealers]
+    by_id = {j.id: j for j in jobs}
+    parents: dict[int, list[int]] = defaultdict(list)
+    graph = nx.DiGraph()
+    for parent, child in await store.edges():
+        if child in by_id:
+            parents[child].append(parent)
+            graph.add_edge(parent, child)
+    pauses = {(p.scope, p.key) for p in await store.pauses()}
+    open_breakers = {b["key"]: b for b in await store.breaker_states() if b["state"] == "open"}
+    served = {d.id: d.last_served_at or 0.0 for d in await store.list_dealers()}
+
+    def hold_reason(j: Job) -> str | None:
+        if ("global", "") in pauses:
+            return "everything is paused"
+        if ("dealer", j.dealer_id) in pauses:
+            return f"dealer {j.dealer_id} is paused"
+        if ("type", j.job_type) in pauses:
+            return f"job type {j.job_type} is paused"
+        for key in (f"type:{j.job_type}", f"dealer:{j.dealer_id}:{j.job_type}"):
+            if key in open_breakers:
+                left = max((open_breakers[key]["half_open_at"] or now) - now, 0)
+                return f"circuit breaker {key} is open (half-open in {left:.0f}s)"
+        if j.state == "blocked":
+            return f"blocked: {j.blocked_reason or 'a prerequisite failed'}"
+        if j.state == "retrying" and j.run_after > now:
+            return (f"backing off: due in {j.run_after - now:.0f}s; --run-once does not wait, "
+                    "a later run takes it")
+        if j.state == "running":
+            return f"running now on {j.locked_by}"
+        return None
+
+    # a job is done when satisfied; it will run when it is unfinished, not held, and every
+    # parent is done or will run; otherwise it is held by itself or by a held parent
+    held: dict[int, str] = {}
+    will_run: set[int] = set()
+    order = [n for n in nx.topological_sort(graph) if n in by_id] if nx.is_directed_acyclic_graph(
+        graph) else []
+    order += [i for i in sorted(by_id) if i not in set(order)]
+    for jid in order:
+        j = by_id[jid]
+        if j.state not in UNFINISHED_STATES and j.state != "blocked":
+            continue
+        reason = hold_reason(j)
+        if reason is None:
+            stuck = [p for p in parents[jid] if p not in will_run and (
+                p not in by_id or by_id[p].state not in SATISFIED_STATES)]
+            if stuck:
+                p = by_id.get(stuck[0])
+                reason = (f"waits for {p.job_type} #{p.id}, which will not run in this run"
+                          if p is not None else f"waits for job #{stuck[0]}")
+        if reason is None:
+            will_run.add(jid)
+        else:
+            held[jid] = reason
+
+    # waves per dealer: per_dealer at a time, parents first, then priority order
+    plan_dealers = []
+    budget = limit
+    for dealer_id in sorted({by_id[i].dealer_id for i in [*will_run, *held]},
+                            key=lambda d: (served.get(d, 0.0), d)):
+        mine = sorted((i for i in will_run if by_id[i].dealer_id == dealer_id),
+                      key=lambda i: (by_id[i].priority, i))
+        done = {i for i in by_id if by_id[i].dealer_id == dealer_id
+                and by_id[i].state in SATISFIED_STATES}
+        waves: list[list[int]] = []
+        left = list(mine)
+        while left and (budget is None or budget > 0):
+            wave = [i for i in left if all(p in done for p in parents[i])][:per_dealer]
+            if budget is not None:
+                wave = wave[:budget]
+                budget -= len(wave)
+            if not wave:
+                break
+            waves.append(wave)
+            done.update(wave)
+            left = [i for i in left if i not in set(wave)]
+        plan_dealers.append({
+            "dealer_id": dealer_id,
+            "waves": [[_brief(by_id[i]) for i in w] for w in waves],
+            "held": [{**_brief(by_id[i]), "reason": held[i]}
+                     for i in sorted(held) if by_id[i].dealer_id == dealer_id],
+        })
+    cycles = [list(c) for c in _first_cycles(graph)]
+    return {
+        "dry_run": True,
+        "would_run": sum(len(w) for d in plan_dealers for w in d["waves"]),
+        "held": len(held),
+        "max_jobs_per_dealer": per_dealer,
+        "dealers": plan_dealers,
+        "cycles": cycles,
+    }
+
+
+def _brief(j: Job) -> dict[str, Any]:
+    return {"id": j.id, "job_type": j.job_type, "state": j.state}
+
+
+def _first_cycles(graph: nx.DiGraph) -> list[list[int]]:
+    out = []
+    for cycle in nx.simple_cycles(graph):
+        out.append(cycle)
+        if len(out) >= MAX_CYCLES:
+            break
+    return out
