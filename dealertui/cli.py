@@ -229,7 +229,10 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_status(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Any) -> int:
+        from dealertui.store.insights import fairness
+
         status = await op.store.status()
+        status["fairness"] = await fairness(op.store)
         if args.json:
             _out(json.dumps(status, indent=2, sort_keys=False))
         else:

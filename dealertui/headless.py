@@ -87,6 +87,18 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
                 f"in {st.get('processing_time_ms', 0) / 1000:.1f}s "
                 f"({st.get('throughput_jobs_per_s', 0):g} jobs/s)"
             )
+    fair = status.get("fairness") or {}
+    starved = sorted(d for d, f in fair.items() if f["starved"])
+    busiest = sorted(fair.items(), key=lambda kv: -kv[1]["share"])[:5]
+    if any(f["outcomes"] for _, f in busiest):
+        out.print()
+        out.print("[bold]Fairness[/] (last 5 min): " + ", ".join(
+            f"{d} {f['share']:.0%}" for d, f in busiest if f["outcomes"]
+        ))
+    if starved:
+        out.print(f"[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
+            f"{d} ({fair[d]['oldest_ready_wait_s']:.0f}s)" for d in starved
+        ))
     workers = status["workers"]
     out.print()
     out.print(f"workers: {len(workers)}" + "".join(

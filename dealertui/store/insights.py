@@ -11,10 +11,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.store.schema import breakers, controls, job_events, jobs, workers
+from dealertui.store.schema import breakers, controls, dealers, job_events, jobs, workers
 
 if TYPE_CHECKING:
     from dealertui.store.jobstore import JobStore
@@ -295,3 +295,60 @@ async def error_groups(
         out.append(g)
     out.sort(key=lambda g: (-g["count"], -g["last_at"], g["job_type"], g["signature"]))
     return out[:limit]
+
+
+#: a dealer whose oldest due ready job has waited longer than this is starved
+STARVED_AFTER_S = 60.0
+FAIRNESS_WINDOW_S = 300.0
+
+
+async def fairness(
+    store: JobStore,
+    *,
+    window_s: float = FAIRNESS_WINDOW_S,
+    starved_after_s: float = STARVED_AFTER_S,
+) -> dict[str, dict[str, Any]]:
+    """Per dealer: share of the outcomes recorded in the last *window_s* (0..1), seconds since
+    it last got a slot, how long its oldest due ready job has waited, and `starved` when that
+    wait exceeds *starved_after_s*."""
+    now = store.clock()
+
+    async def tx(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+        served = {
+            r.id: r.last_served_at
+            for r in await conn.execute(select(dealers.c.id, dealers.c.last_served_at))
+        }
+        done = dict(
+            (await conn.execute(
+                text(
+                    "SELECT dealer_id, count(*) FROM job_events WHERE at >= :since "
+                    "AND to_state IN ('succeeded', 'failed', 'retrying') GROUP BY dealer_id"
+                ),
+                {"since": now - window_s},
+            )).all()
+        )
+        waiting = dict(
+            (await conn.execute(
+                text(
+                    "SELECT dealer_id, min(coalesce(ready_at, run_after)) FROM jobs "
+                    "WHERE state = 'ready' AND run_after <= :now GROUP BY dealer_id"
+                ),
+                {"now": now},
+            )).all()
+        )
+        total = sum(done.values()) or 0
+        out: dict[str, dict[str, Any]] = {}
+        for dealer_id in sorted(served):
+            last = served[dealer_id] or None
+            oldest = waiting.get(dealer_id)
+            wait = round(now - oldest, 1) if oldest is not None else None
+            out[dealer_id] = {
+                "share": round(done.get(dealer_id, 0) / total, 4) if total else 0.0,
+                "outcomes": done.get(dealer_id, 0),
+                "since_last_slot_s": round(now - last, 1) if last else None,
+                "oldest_ready_wait_s": wait,
+                "starved": wait is not None and wait > starved_after_s,
+            }
+        return out
+
+    return await store.db.run(tx, write=False)

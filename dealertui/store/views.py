@@ -42,6 +42,8 @@ class ConsoleSnapshot:
     #: outcomes (succeeded/failed/retrying) recorded since the caller's cursor
     finished_since: int = 0
     succeeded_since: int = 0
+    #: dealer -> when its oldest due ready job became ready (the fairness meter's input)
+    oldest_ready: dict[str, float] = field(default_factory=dict)
 
 
 async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> ConsoleSnapshot:
@@ -89,8 +91,13 @@ async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> Co
             )
         ]
         top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
+        oldest = dict((await conn.execute(
+            text("SELECT dealer_id, min(coalesce(ready_at, run_after)) FROM jobs "
+                 "WHERE state = 'ready' AND run_after <= :now GROUP BY dealer_id"),
+            {"now": now},
+        )).all())
         snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
-                               worker_rows, last_event_id=top)
+                               worker_rows, last_event_id=top, oldest_ready=oldest)
         if after_event_id is not None and top > after_event_id:
             rows = await conn.execute(
                 select(job_events)

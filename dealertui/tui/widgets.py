@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from dealertui.engine.graph import STATE_GLYPH
 from dealertui.model import ALL_STATES
+from dealertui.store.insights import STARVED_AFTER_S
 from dealertui.store.views import ConsoleSnapshot, LaneCell
 
 STATE_STYLE = {
@@ -85,6 +86,10 @@ class LanesTable(DataTable[Any]):
         newest = max((c.updated_at for c in cells if c is not None), default=None)
         paused = ("dealer", dealer_id) in snap.paused
         dealer = Text(dealer_id + (" ⏸" if paused else ""), style="bold" if paused else "")
+        oldest = snap.oldest_ready.get(dealer_id)
+        if oldest is not None and snap.now - oldest > STARVED_AFTER_S and not paused:
+            # the fairness meter: ready work that no worker has picked up for too long
+            dealer.append(" ⌛", style="bold red")
         return (
             dealer,
             *(lane_text(c) for c in cells),
