@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     rwhat.add_argument("--dealer", metavar="ID")
     rwhat.add_argument("--type", metavar="T")
     rwhat.add_argument("--all-failed", action="store_true")
+    rwhat.add_argument("--fingerprint", metavar="F",
+                       help="every failed/blocked job of one analyze-errors group")
     rt.add_argument("--reason", help="recorded in the audit log")
     rt.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
@@ -126,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         pr.add_argument("--type", metavar="T")
         if name == "pause":
             pr.add_argument("--reason")
+            pr.add_argument("--fingerprint", metavar="F",
+                            help="every dealer of one analyze-errors group")
 
     hl = sub.add_parser("health", help="exit 0 healthy, 1 degraded, 3 database unreachable")
     hl.add_argument("--detailed", action="store_true", help="one line per check, and why")
@@ -266,6 +270,13 @@ async def _acting(
 
 
 async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+    if args.fingerprint:
+        return await _acting(
+            config, args,
+            lambda op: op.retry_group(args.fingerprint, reason=args.reason),
+            lambda r: f"retried {len(r.changed)} jobs of group {args.fingerprint}; "
+                      f"{len(r.followers)} blocked descendants follow",
+        )
     return await _acting(
         config, args,
         lambda op: op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
@@ -302,6 +313,11 @@ async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
     paused = args.command == "pause"
 
     async def run(op: Any) -> int:
+        if paused and args.fingerprint:
+            dealers = await op.pause_group(args.fingerprint, reason=args.reason)
+            _out(f"paused {len(dealers)} dealers of group {args.fingerprint}: "
+                 + ", ".join(dealers))
+            return 0
         await op.set_paused(paused, dealer_id=args.dealer, job_type=args.type,
                             reason=getattr(args, "reason", None))
         what = " and ".join(

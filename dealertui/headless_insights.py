@@ -78,6 +78,7 @@ def print_error_groups(
     if not table:
         for g in groups:
             print(
+                f"{g['fingerprint']}  "
                 f"{g['job_type']} [{g['error_class']}] {g['signature']}: {g['count']} "
                 f"time{'' if g['count'] == 1 else 's'} in "
                 f"{_dealers(g)}, last {_ago(now, g['last_at'])}",
@@ -88,7 +89,7 @@ def print_error_groups(
     n = len(groups)
     t = Table(show_edge=False, pad_edge=False, title_justify="left",
               title=f"Failures by cause ({n} group{'s' if n != 1 else ''}, most frequent first)")
-    for name, right in (("count", True), ("type", False), ("class", False),
+    for name, right in (("group", False), ("count", True), ("type", False), ("class", False),
                         ("dealers", True), ("last", False)):
         t.add_column(name, justify="right" if right else "left", no_wrap=True,
                      min_width=len(name))
@@ -97,7 +98,9 @@ def print_error_groups(
         style = _CLASS_STYLE.get(g["error_class"], "")
         dealers = g["dealer_ids"][0] if g["dealers"] == 1 else str(g["dealers"])
         t.add_row(
-            str(g["count"]), Text(g["job_type"]), Text(g["error_class"], style=style),
+            g["fingerprint"], str(g["count"]), Text(g["job_type"]), Text(g["error_class"], style=style),
             Text(dealers), _ago(now, g["last_at"]), Text(g["signature"]),
         )
     console.print(t)
+    console.print("[dim]act on a whole group: dealertui retry --fingerprint F | "
+                  "pause --fingerprint F[/]")

@@ -147,6 +147,33 @@ class Operator:
         return await self.store.rerun(job_id=job_id, dealer_id=dealer_id, by=self.who,
                                       reason=reason)
 
+    async def error_group(self, fingerprint: str) -> dict[str, object]:
+        """The analyze-errors group with this fingerprint (UsageError when there is none)."""
+        from dealertui.store.insights import error_groups
+
+        for group in await error_groups(self.store, limit=10_000):
+            if group["fingerprint"] == fingerprint.strip().lower():
+                return group
+        raise UsageError(
+            f"no failure group has fingerprint {fingerprint!r}; see 'dealertui analyze-errors'."
+        )
+
+    async def retry_group(self, fingerprint: str, reason: str | None = None) -> ActionResult:
+        """Retry every failed or blocked job of one failure group, across dealers."""
+        group = await self.error_group(fingerprint)
+        ids = list(group["job_ids"])  # type: ignore[call-overload]
+        why = reason or f"failure group {fingerprint}: {group['signature']}"
+        return await self.store.retry(job_ids=ids, by=self.who, reason=why)
+
+    async def pause_group(self, fingerprint: str, reason: str | None = None) -> list[str]:
+        """Pause every dealer of one failure group; returns the dealers paused."""
+        group = await self.error_group(fingerprint)
+        dealers = list(group["all_dealer_ids"])  # type: ignore[call-overload]
+        why = reason or f"failure group {fingerprint}: {group['signature']}"
+        for dealer_id in dealers:
+            await self.store.set_paused(True, dealer_id=dealer_id, by=self.who, reason=why)
+        return dealers
+
     def preview(self) -> Operator:
         """The same operator on a store whose writes roll back: for --dry-run and confirms."""
         return Operator(self.store.preview(), self.config, self.who)

@@ -6,6 +6,7 @@ from the store's clock, as everywhere in the store.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -225,6 +226,12 @@ async def health_facts(store: JobStore, *, heartbeat_within_s: float, window_s: 
     return await store.db.run(tx, write=False)
 
 
+def fingerprint(error_class: str, job_type: str, signature: str) -> str:
+    """A short stable id of an error group, to name it in `retry/pause --fingerprint`."""
+    digest = hashlib.sha1(f"{error_class}|{job_type}|{signature}".encode()).hexdigest()
+    return digest[:8]
+
+
 async def error_groups(
     store: JobStore, *, since: float | None = None, limit: int = 50, max_events: int = 200_000
 ) -> list[dict]:
@@ -285,7 +292,11 @@ async def error_groups(
     out = []
     for g in groups.values():
         dealers: Counter[str] = g.pop("_dealers")
-        g["jobs"] = len(g.pop("_jobs"))
+        job_ids = sorted(g.pop("_jobs"))
+        g["jobs"] = len(job_ids)
+        g["job_ids"] = job_ids  # for group actions: retry or pause the whole group
+        g["all_dealer_ids"] = sorted(dealers)
+        g["fingerprint"] = fingerprint(g["error_class"], g["job_type"], g["signature"])
         g["dealers"] = len(dealers)
         g["dealer_ids"] = sorted(dealers)[:DEALER_IDS_SHOWN]
         g["top_dealers"] = [
