@@ -21,9 +21,11 @@ from dealertui.engine import graph as graphs
 from dealertui.engine.actions import Operator
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.errors import DealertuiError
+from dealertui.model import ActionResult
 from dealertui.store import JobStore, describe_database, open_store
 from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
-from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen
+from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
+from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen, ReasonScreen
 from dealertui.tui.widgets import (
     STATE_STYLE,
     BreakersTable,
@@ -32,7 +34,8 @@ from dealertui.tui.widgets import (
 )
 
 #: actions that change state: hidden and refused under --read-only
-MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cancel", "enqueue"}
+MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cancel", "enqueue",
+            "rerun", "skip"}
 REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
 NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 
@@ -57,6 +60,10 @@ class DealerConsole(App[None]):
         Binding("e", "enqueue", "enqueue"),
         Binding("slash", "filter", "filter"),
         Binding("enter", "detail", "detail"),
+        Binding("R", "rerun", "rerun", show=False),
+        Binding("k", "skip", "skip", show=False),
+        Binding("f", "failures", "failure groups", show=False),
+        Binding("a", "audit", "audit log", show=False),
         Binding("q", "quit", "quit", show=False),
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
@@ -150,7 +157,8 @@ class DealerConsole(App[None]):
         """Read one snapshot (in a worker, off the key path) and apply it by key."""
         if self._refreshing or self.store is None:
             return  # the previous read is still running: skip a tick instead of piling up
-        if isinstance(self.screen, (ConfirmScreen, JobDetailScreen, HelpScreen)):
+        if isinstance(self.screen, (ConfirmScreen, JobDetailScreen, HelpScreen,
+                                    FailureGroupsScreen, AuditScreen)):
             return  # nothing of the main screen can be seen: save the work
         self._refreshing = True
         try:
@@ -263,7 +271,7 @@ class DealerConsole(App[None]):
         return True
 
     def on_key(self, event: Key) -> None:
-        if self.read_only and event.character in {"s", "p", "P", "r", "x", "c", "e"}:
+        if self.read_only and event.character in {"s", "p", "P", "r", "x", "c", "e", "R", "k"}:
             self.notify("read-only console: that action is refused", severity="warning")
 
     def _refuse(self) -> bool:
@@ -364,42 +372,60 @@ class DealerConsole(App[None]):
 
         self._act(work)
 
+    def _guarded(
+        self,
+        what: str,
+        act: Callable[[Operator], Awaitable[ActionResult]],
+        done: Callable[[ActionResult], str],
+    ) -> None:
+        """Preview the action (a rolled-back run of it); act at once when it touches one job,
+        else show the jobs that change and the descendants that move, and ask first."""
+
+        async def run() -> None:
+            op = self._operator()
+            radius = await op.blast_radius(await act(op.preview()))
+            if not radius["changes"]:
+                self.notify(f"nothing to {what}", timeout=3)
+                return
+
+            async def really() -> str:
+                return done(await act(op))
+
+            if radius["changes"] + radius["follows"] <= 1:
+                self._act(really)
+                return
+            details = "\n".join(
+                f"{g['dealer_id']:<10} {g['job_type']:<16} {g['role']:<8} ×{g['count']}"
+                for g in radius["groups"][:14]
+            )
+            if len(radius["groups"]) > 14:
+                details += f"\n… and {len(radius['groups']) - 14} more groups"
+            self._confirm_then(
+                f"{what.capitalize()}: {radius['changes']} jobs change and "
+                f"{radius['follows']} descendants move. Go ahead?",
+                details, really,
+            )
+
+        self.run_worker(run(), group="action", exit_on_error=False)
+
     def action_retry(self) -> None:
         if self._refuse():
             return
         dealer, job_id = self._selected()
         if dealer is None:
             return
-        op = self._operator()
         if job_id is not None and self._cell_state(dealer, job_id) in (
             "failed", "blocked", "cancelled"
         ):
-            async def one() -> str:
-                res = await op.retry(job_ids=[job_id])
-                return f"retried job {job_id}; {len(res.followers)} blocked descendants follow"
-
-            self._act(one)
+            self._guarded(
+                f"retry job {job_id}", lambda op: op.retry(job_ids=[job_id]),
+                lambda r: f"retried job {job_id}; {len(r.followers)} blocked descendants follow",
+            )
             return
-
-        async def ask() -> None:
-            assert self.store is not None
-            jobs = await self.store.list_jobs(dealer_id=dealer, states=["failed", "blocked"])
-            if not jobs:
-                self.notify(f"{dealer} has no failed or blocked jobs", timeout=3)
-                return
-
-            async def all_of_dealer() -> str:
-                res = await op.retry(dealer_id=dealer)
-                return f"retried {len(res.changed)} jobs of {dealer}"
-
-            if len(jobs) == 1:
-                self._act(all_of_dealer)
-                return
-            details = "\n".join(f"{j.job_type} #{j.id} ({j.state})" for j in jobs[:12])
-            self._confirm_then(f"Retry {len(jobs)} failed/blocked jobs of {dealer}?", details,
-                               all_of_dealer)
-
-        self.run_worker(ask(), group="action", exit_on_error=False)
+        self._guarded(
+            f"retry {dealer}'s failed and blocked jobs", lambda op: op.retry(dealer_id=dealer),
+            lambda r: f"retried {len(r.changed)} jobs of {dealer}",
+        )
 
     def _cell_state(self, dealer: str, job_id: int) -> str | None:
         if self.snapshot is None:
@@ -412,28 +438,10 @@ class DealerConsole(App[None]):
     def action_reset_stuck(self) -> None:
         if self._refuse():
             return
-
-        async def ask() -> None:
-            assert self.store is not None
-            now = self.clock()
-            stuck = [j for j in await self.store.list_jobs(states=["running"])
-                     if j.locked_until is not None and j.locked_until < now]
-            if not stuck:
-                self.notify("no stuck jobs: every running job's lease is live", timeout=3)
-                return
-
-            async def work() -> str:
-                res = await self._operator().reset_stuck()
-                return f"rescued {len(res.changed)} stuck jobs"
-
-            if len(stuck) == 1:
-                self._act(work)
-                return
-            details = "\n".join(f"{j.dealer_id} {j.job_type} #{j.id} (lease of {j.locked_by})"
-                                for j in stuck[:12])
-            self._confirm_then(f"Reset {len(stuck)} stuck jobs?", details, work)
-
-        self.run_worker(ask(), group="action", exit_on_error=False)
+        self._guarded(
+            "reset stuck jobs", lambda op: op.reset_stuck(),
+            lambda r: f"rescued {len(r.changed)} stuck jobs",
+        )
 
     def action_cancel(self) -> None:
         if self._refuse():
@@ -442,14 +450,47 @@ class DealerConsole(App[None]):
         if job_id is None:
             self.notify("select a job's lane to cancel it", timeout=3)
             return
+        self._guarded(
+            f"cancel job {job_id}", lambda op: op.cancel([job_id]),
+            lambda r: f"cancelled job {job_id}; {len(r.followers)} descendants blocked",
+        )
 
-        async def work() -> str:
-            res = await self._operator().cancel([job_id])
-            if not res.changed:
-                return f"job {job_id} was not cancelled (already succeeded or cancelled)"
-            return f"cancelled job {job_id}; {len(res.followers)} descendants blocked"
+    def action_rerun(self) -> None:
+        if self._refuse():
+            return
+        dealer, job_id = self._selected()
+        if dealer is None:
+            return
+        if job_id is not None:
+            self._guarded(
+                f"rerun job {job_id} and its descendants", lambda op: op.rerun(job_id=job_id),
+                lambda r: f"rerunning job {job_id}; {len(r.followers)} descendants re-armed",
+            )
+            return
+        self._guarded(
+            f"rerun {dealer}'s whole pipeline", lambda op: op.rerun(dealer_id=dealer),
+            lambda r: f"rerunning {len(r.changed)} jobs of {dealer}",
+        )
 
-        self._act(work)
+    def action_skip(self) -> None:
+        if self._refuse():
+            return
+        _, job_id = self._selected()
+        if job_id is None:
+            self.notify("select a job's lane to skip it", timeout=3)
+            return
+
+        def with_reason(reason: str | None) -> None:
+            if not reason:
+                self.notify("not skipped: a reason is required", timeout=3)
+                return
+            self._guarded(
+                f"skip job {job_id}", lambda op: op.skip([job_id], reason),
+                lambda r: f"skipped job {job_id}; {len(r.followers)} descendants move on",
+            )
+
+        self.push_screen(ReasonScreen(f"Skip job {job_id}: why is it not needed?"),
+                         with_reason)
 
     def action_enqueue(self) -> None:
         if self._refuse():
@@ -503,6 +544,46 @@ class DealerConsole(App[None]):
 
         self.run_worker(show(), group="action", exit_on_error=False)
 
+    def action_failures(self) -> None:
+        assert self.store is not None
+
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is None or self._refuse():
+                return
+            what, fp = choice
+            op = self._operator()
+
+            async def preview_then_confirm() -> None:
+                group = await op.error_group(fp)
+                if what == "retry":
+                    radius = await op.blast_radius(await op.preview().retry_group(fp))
+                    question = (f"Retry group {fp} ({group['job_type']}: {group['signature']})? "
+                                f"{radius['changes']} jobs change, {radius['follows']} follow.")
+                    details = "\n".join(f"{g['dealer_id']} {g['job_type']} {g['role']} "
+                                        f"×{g['count']}" for g in radius["groups"][:12])
+
+                    async def act() -> str:
+                        res = await op.retry_group(fp)
+                        return f"retried {len(res.changed)} jobs of group {fp}"
+                else:
+                    dealers = list(group["all_dealer_ids"])
+                    question = f"Pause the {len(dealers)} dealers of group {fp}?"
+                    details = ", ".join(dealers[:40])
+
+                    async def act() -> str:
+                        paused = await op.pause_group(fp)
+                        return f"paused {len(paused)} dealers of group {fp}"
+
+                self._confirm_then(question, details, act)
+
+            self.run_worker(preview_then_confirm(), group="action", exit_on_error=False)
+
+        self.push_screen(FailureGroupsScreen(self.store, self.read_only, self.clock), chosen)
+
+    def action_audit(self) -> None:
+        assert self.store is not None
+        self.push_screen(AuditScreen(self.store))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.read_only))
 
@@ -521,8 +602,16 @@ class DealerConsole(App[None]):
             ("Cancel job", "cancel the selected job", self.action_cancel, "cancel"),
             ("Enqueue pipeline", "enqueue a pipeline for the selected dealer",
              self.action_enqueue, "enqueue"),
+            ("Rerun", "run the selected job again with its descendants (dealer: whole pipeline)",
+             self.action_rerun, "rerun"),
+            ("Skip job", "release the selected job without running it, with a reason",
+             self.action_skip, "skip"),
             ("Filter dealers", "filter by id, name or state", self.action_filter, "filter"),
             ("Job detail", "attempts, errors, timeline", self.action_detail, "detail"),
+            ("Failure groups", "failures by cause across dealers; retry or pause a group",
+             self.action_failures, "failures"),
+            ("Audit log", "every operator action: who, what, when, why", self.action_audit,
+             "audit"),
             ("Keys", "list every key", self.action_help, "help"),
         ]
         for title, help_text, callback, action in commands:

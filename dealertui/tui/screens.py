@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from dealertui.model import Job
 from dealertui.store.views import JobDetail
@@ -28,6 +28,10 @@ KEYS_HELP = [
     ("e", "enqueue a pipeline for the selected dealer"),
     ("/", "filter dealers by id, name or state (esc clears)"),
     ("enter", "job detail: attempts, errors, timeline, parents and children"),
+    ("R", "rerun the selected job and its descendants (on the dealer: its whole pipeline)"),
+    ("k", "skip the selected job with a reason (its children may run)"),
+    ("f", "failure groups across dealers: retry or pause a whole group"),
+    ("a", "audit log: every operator action, who, when, why"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
     ("q", "quit (also ctrl+q)"),
@@ -46,7 +50,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         for key, what in KEYS_HELP:
-            if self.read_only and key in "spPrxce":
+            if self.read_only and key in ("s", "p", "P", "r", "x", "c", "e", "R", "k"):
                 what = f"[dim]{what} (read-only: refused)[/]"
             table.add_row(key, what)
         with Vertical(id="help-box", classes="modal-box"):
@@ -160,3 +164,24 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
+
+
+class ReasonScreen(ModalScreen[str | None]):
+    """Asks for the reason an action needs (skip); enter confirms, escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="reason-box", classes="modal-box"):
+            yield Label(self.question)
+            yield Input(placeholder="reason (recorded in the audit log)", id="reason")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,117 @@
+"""Console panes that open over the main screen: failure groups (act on a whole group) and
+the audit log. Both read in a worker when they open and on `R`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label
+
+from dealertui.store import JobStore
+from dealertui.store.insights import error_groups
+
+
+def _ago(now: float, at: float) -> str:
+    s = int(max(now - at, 0))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+class FailureGroupsScreen(ModalScreen[tuple[str, str] | None]):
+    """Failures grouped by normalised signature across dealers. `r` retries the selected
+    group, `p` pauses its dealers; the app confirms and acts (dismiss with the choice)."""
+
+    BINDINGS = [
+        Binding("escape,q,f", "close", "close"),
+        Binding("r", "choose('retry')", "retry group"),
+        Binding("p", "choose('pause')", "pause group's dealers"),
+        Binding("R", "reload", "reload"),
+    ]
+
+    def __init__(self, store: JobStore, read_only: bool, clock: Any = time.time) -> None:
+        super().__init__()
+        self.store = store
+        self.read_only = read_only
+        self.clock = clock
+        self.groups: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box", id="groups-box"):
+            yield Label("[b]failures by cause[/b] (across dealers, most frequent first)")
+            yield DataTable(id="groups", cursor_type="row")
+            yield Label("[dim]r retry the whole group · p pause its dealers · R reload · "
+                        "esc close[/]" if not self.read_only else "[dim]read-only · esc close[/]")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#groups", DataTable)
+        table.add_columns("group", "count", "type", "class", "dealers", "last", "signature")
+        self.action_reload()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def action_reload(self) -> None:
+        self.groups = await error_groups(self.store, limit=200)
+        table = self.query_one("#groups", DataTable)
+        table.clear()
+        now = self.clock()
+        for g in self.groups:
+            dealers = g["dealer_ids"][0] if g["dealers"] == 1 else f"{g['dealers']} dealers"
+            table.add_row(g["fingerprint"], str(g["count"]), g["job_type"], g["error_class"],
+                          dealers, _ago(now, g["last_at"]), Text(g["signature"]),
+                          key=g["fingerprint"])
+        if not self.groups:
+            table.add_row("", "", "", "", "", "", Text("no failures recorded", style="green"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "choose" and self.read_only:
+            return False
+        return True
+
+    def action_choose(self, what: str) -> None:
+        table = self.query_one("#groups", DataTable)
+        if not self.groups or table.cursor_row >= len(self.groups):
+            return
+        self.dismiss((what, self.groups[table.cursor_row]["fingerprint"]))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class AuditScreen(ModalScreen[None]):
+    """Every operator action: who, what, which jobs, when, why (newest first)."""
+
+    BINDINGS = [Binding("escape,q,a", "close", "close"), Binding("R", "reload", "reload")]
+
+    def __init__(self, store: JobStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box", id="audit-box"):
+            yield Label("[b]audit log[/b] (operator actions, newest first)")
+            yield DataTable(id="audit", cursor_type="row")
+
+    def on_mount(self) -> None:
+        self.query_one("#audit", DataTable).add_columns(
+            "when", "who", "action", "target", "jobs", "reason"
+        )
+        self.action_reload()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def action_reload(self) -> None:
+        entries = await self.store.audit_entries(limit=200)
+        table = self.query_one("#audit", DataTable)
+        table.clear()
+        for e in entries:
+            table.add_row(time.strftime("%m-%d %H:%M:%S", time.localtime(e["at"])), e["who"],
+                          e["action"], e["target"], str(e["count"]), e["reason"] or "")
+        if not entries:
+            table.add_row("", "", "", Text("no operator actions yet", style="dim"), "", "")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
