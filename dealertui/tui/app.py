@@ -540,7 +540,12 @@ class DealerConsole(App[None]):
             if detail is None:
                 self.notify(f"job {job_id} is gone", severity="warning")
                 return
-            self.push_screen(JobDetailScreen(detail, now=self.clock()))
+            from dealertui.engine.explain import reasons
+            from dealertui.store.views import why_facts
+
+            facts = await why_facts(self.store, job_id)
+            why = [r.text for r in reasons(facts, self.config, self.clock())] if facts else []
+            self.push_screen(JobDetailScreen(detail, now=self.clock(), why=why))
 
         self.run_worker(show(), group="action", exit_on_error=False)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.table import Table
@@ -82,9 +82,13 @@ def _jobs_line(title: str, jobs: Iterable[Job]) -> Text:
 class JobDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,enter", "dismiss", "close")]
 
-    def __init__(self, detail: JobDetail, now: float | None = None) -> None:
+    def __init__(
+        self, detail: JobDetail, now: float | None = None, why: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         self.detail = detail
+        #: "why isn't it running?": every reason that holds (engine.explain)
+        self.why = list(why)
         #: the console's clock at opening ("next attempt in"): the app's, not the wall clock
         self.now = time.time() if now is None else now
 
@@ -129,6 +133,9 @@ class JobDetailScreen(ModalScreen[None]):
             yield Static("\n".join(facts))
             yield Static(_jobs_line("parents", d.parents))
             yield Static(_jobs_line("children", d.children))
+            if self.why:
+                yield Label("[b]why[/b]")
+                yield Static("\n".join(f"• {w}" for w in self.why), id="why")
             yield Label(f"[b]timeline[/b] ({len(d.events)} events, {len(errors)} errors)")
             with VerticalScroll(id="timeline"):
                 yield Static(timeline)
