@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import anyio
-
 from rich.console import Console
 from rich.table import Table
 
@@ -96,7 +95,7 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
             f"{d} {f['share']:.0%}" for d, f in busiest if f["outcomes"]
         ))
     if starved:
-        out.print(f"[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
+        out.print("[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
             f"{d} ({fair[d]['oldest_ready_wait_s']:.0f}s)" for d in starved
         ))
     workers = status["workers"]

@@ -98,7 +98,8 @@ def print_error_groups(
         style = _CLASS_STYLE.get(g["error_class"], "")
         dealers = g["dealer_ids"][0] if g["dealers"] == 1 else str(g["dealers"])
         t.add_row(
-            g["fingerprint"], str(g["count"]), Text(g["job_type"]), Text(g["error_class"], style=style),
+            g["fingerprint"], str(g["count"]), Text(g["job_type"]),
+            Text(g["error_class"], style=style),
             Text(dealers), _ago(now, g["last_at"]), Text(g["signature"]),
         )
     console.print(t)

@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 
 from dealertui.config import Config
-from dealertui.errors import StoreUnavailable
 from dealertui.engine import graph as graphs
 from dealertui.engine.events import (
     EventBus,
@@ -37,6 +36,7 @@ from dealertui.engine.events import (
     StatsTick,
 )
 from dealertui.engine.resilience import backoff_delay
+from dealertui.errors import StoreUnavailable
 from dealertui.handlers import HandlerRegistry, JobContext, PermanentError, TransientError
 from dealertui.model import ClaimedJob, DependencyGraph, Job, JobOutcome, ProcessingStats
 from dealertui.store import JobStore

@@ -32,8 +32,8 @@ from dealertui.engine.events import (
     JobFailed,
     JobRetrying,
     JobStarted,
-    LeasesRescued,
     JobSucceeded,
+    LeasesRescued,
     StatsTick,
 )
 from dealertui.model import ALL_STATES, ProcessingStats

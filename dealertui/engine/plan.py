@@ -8,7 +8,6 @@ reason. Dealers are listed in the order the claim serves them (least recently se
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -30,7 +29,7 @@ async def build_plan(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """The `--run-once --dry-run --json` object (see README, "Plan before run")."""
-    now = time.time()
+    now = store.clock()  # the store's clock, like every other time the store judges
     per_dealer = max_jobs_per_dealer or config.concurrency.max_concurrent_jobs_per_dealer
     jobs = [j for j in await store.list_jobs() if dealers is None or j.dealer_id in dealers]
     by_id = {j.id: j for j in jobs}

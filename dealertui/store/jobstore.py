@@ -16,23 +16,23 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dealertui.config import BreakerConfig
 from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.model import (
+    DEALER_ID_HINT,
+    SATISFIED_STATES,
+    UNFINISHED_STATES,
     ActionResult,
     ClaimResult,
-    DEALER_ID_HINT,
     CompletionResult,
     Dealer,
     Job,
     JobOutcome,
-    SATISFIED_STATES,
-    UNFINISHED_STATES,
     JobState,
     Pause,
     empty_state_counts,
     is_valid_dealer_id,
 )
-from dealertui.config import BreakerConfig
 from dealertui.store import breakers, claims, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event

@@ -298,7 +298,9 @@ class DealerConsole(App[None]):
 
         self.run_worker(run(), group="action", exit_on_error=False)
 
-    def _confirm_then(self, question: str, details: str, work: Callable[[], Awaitable[str]]) -> None:
+    def _confirm_then(
+        self, question: str, details: str, work: Callable[[], Awaitable[str]]
+    ) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._act(work)
