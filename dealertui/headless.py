@@ -222,11 +222,13 @@ async def run_once(
 
 
 def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    idx = min(int(round(q * (len(ordered) - 1))), len(ordered) - 1)
-    return ordered[idx]
+    """The q-quantile (0 < q < 1) of *values*, interpolated; 0.0 for none."""
+    import statistics
+
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[min(max(round(q * 100) - 1, 0), 98)]
 
 
 async def bench(
