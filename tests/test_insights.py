@@ -320,18 +320,19 @@ def test_print_error_groups_plain() -> None:
         "job_type": "homenet", "count": 37, "jobs": 37, "dealers": 37,
         "dealer_ids": [f"d{i:03d}" for i in range(1, 11)], "top_dealers": [],
         "first_at": T0, "last_at": T0 - 120, "example": "HTTP 503 ...",
+        "fingerprint": "4376df8c",
     }
     out = io.StringIO()
     print_error_groups([group], file=out, now=T0, table=False)
     assert out.getvalue() == (
-        "homenet [transient] HTTP <n> from feed host homenet.example: 37 times in 37 dealers "
+        "4376df8c  homenet [transient] HTTP <n> from feed host homenet.example: 37 times in 37 dealers "
         "(d001, d002, d003, ...), last 2m ago\n"
     )
     out = io.StringIO()
     print_error_groups([group], file=out, now=T0, table=True)
     table = out.getvalue()
     assert "HTTP <n> from feed host" in table and "homenet.example" in table
-    assert "transient" in table and "37" in table
+    assert "transient" in table and "37" in table and "4376df8c" in table
     out = io.StringIO()
     print_error_groups([], file=out)
     assert out.getvalue() == "no failures recorded.\n"

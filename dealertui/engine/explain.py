@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,5 +105,5 @@ async def explain(store: JobStore, config: Config, job_id: int) -> dict[str, Any
     return {
         "job": {"id": j.id, "dealer_id": j.dealer_id, "job_type": j.job_type, "state": j.state,
                 "attempts": j.attempts, "max_attempts": j.max_attempts},
-        "reasons": [asdict(r) for r in reasons(facts, config, time.time())],
+        "reasons": [asdict(r) for r in reasons(facts, config, store.clock())],
     }

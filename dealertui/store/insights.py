@@ -333,7 +333,10 @@ async def fairness(
             (await conn.execute(
                 text(
                     "SELECT dealer_id, count(*) FROM job_events WHERE at >= :since "
-                    "AND to_state IN ('succeeded', 'failed', 'retrying') GROUP BY dealer_id"
+                    "AND to_state IN ('succeeded', 'failed', 'retrying') "
+                    # a job handed back by a stopping worker (retrying, no error) is no
+                    # outcome, as in health_facts
+                    "AND (to_state <> 'retrying' OR error IS NOT NULL) GROUP BY dealer_id"
                 ),
                 {"since": now - window_s},
             )).all()
