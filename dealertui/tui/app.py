@@ -43,9 +43,6 @@ NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 class DealerConsole(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "dealertui"
-    # the lanes take the keys at start (arrows move the selection); Textual's default "*"
-    # focused the event log, so arrows scrolled the log instead
-    AUTO_FOCUS = "#lanes"
     # the footer shows bindings in this order and cuts what does not fit: `?` (which lists
     # every key) comes first, and `q` (known to all, listed by `?`) is not shown, so at 100
     # columns every other key fits
@@ -121,6 +118,10 @@ class DealerConsole(App[None]):
         self.query_one("#events").border_title = "events"
         self.query_one("#lanes").border_title = "dealer lanes"
         self.query_one("#filter", Input).display = False
+        # the lanes take the keys at start (arrows move the selection): Textual's auto focus
+        # had picked the event log, so arrows scrolled the log. Not App.AUTO_FOCUS = "#lanes":
+        # that applies to every screen and left the modals' inputs and tables unfocused
+        self.query_one(LanesTable).focus()
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
             self.store = await open_store(self.config)
@@ -564,6 +565,10 @@ class DealerConsole(App[None]):
                 group = await op.error_group(fp)
                 if what == "retry":
                     radius = await op.blast_radius(await op.preview().retry_group(fp))
+                    if not radius["changes"]:
+                        self.notify(f"group {fp} has no failed or blocked job to retry",
+                                    timeout=3)
+                        return
                     question = (f"Retry group {fp} ({group['job_type']}: {group['signature']})? "
                                 f"{radius['changes']} jobs change, {radius['follows']} follow.")
                     details = "\n".join(f"{g['dealer_id']} {g['job_type']} {g['role']} "
