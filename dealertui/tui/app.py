@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Key, Resize
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
 
 from dealertui.config import Config
@@ -36,6 +37,7 @@ from dealertui.tui.widgets import (
 #: actions that change state: hidden and refused under --read-only
 MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cancel", "enqueue",
             "rerun", "skip"}
+GRAPH_DEBOUNCE_S = 0.15
 REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
 NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 
@@ -92,6 +94,7 @@ class DealerConsole(App[None]):
         self._refreshing = False
         self._last_refresh = 0.0
         self._graph_key: tuple[Any, ...] | None = None
+        self._graph_timer: Timer | None = None
         self.refreshes = 0
         self.sub_title = describe_database(config.database_url) + (
             "  [read-only]" if read_only else ""
@@ -257,7 +260,11 @@ class DealerConsole(App[None]):
 
     @on(DataTable.CellHighlighted, "#lanes")
     def _selection_moved(self) -> None:
-        self.update_graph()
+        # redraw the graph once the cursor rests: holding an arrow key over 1,000 dealers must
+        # not queue a store read per row passed
+        if self._graph_timer is not None:
+            self._graph_timer.stop()
+        self._graph_timer = self.set_timer(GRAPH_DEBOUNCE_S, self.update_graph)
 
     @on(DataTable.CellSelected, "#lanes")
     def _cell_chosen(self) -> None:
