@@ -57,8 +57,10 @@ class HelpScreen(ModalScreen[None]):
             yield Label("[b]dealertui keys[/b]")
             yield Static(table)
             # a Static wraps; a Label (width auto) cut the legend at the box's edge
-            yield Static("[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
-                        "✖ failed  ⊘ blocked  − cancelled  ↷ skipped; ×N = attempts[/]")
+            yield Static(
+                "[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
+                "✖ failed  ⊘ blocked  − cancelled  ↷ skipped; ×N = attempts[/]"
+            )
 
     def action_dismiss(self, result: Any = None) -> Any:
         return self.dismiss(None)
