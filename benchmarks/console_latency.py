@@ -135,7 +135,8 @@ async def main() -> None:
         print(f"key→repaint p50 {result['key_to_repaint_ms']['p50']} ms, p95 "
               f"{result['key_to_repaint_ms']['p95']} ms (Pilot's own floor "
               f"{result['pilot_floor_ms']} ms; the console's share p50 "
-              f"{result['app_ms']['p50']} ms, p95 {result['app_ms']['p95']} ms); engine {result['headless_jobs_per_s']}"
+              f"{result['app_ms']['p50']} ms, p95 {result['app_ms']['p95']} ms); engine "
+              f"{result['headless_jobs_per_s']}"
               f" jobs/s headless vs {result['attached_jobs_per_s']} with the console attached "
               f"({result['attached_ratio']:.0%})")
 
