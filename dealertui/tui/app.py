@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
 from dealertui.config import Config
 from dealertui.engine import graph as graphs
 from dealertui.engine.actions import Operator
-from dealertui.engine.manager import MultiDealerDependencyManager
+from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
 from dealertui.model import ActionResult
 from dealertui.store import JobStore, describe_database, open_store
@@ -87,7 +87,7 @@ class DealerConsole(App[None]):
         self.seed = seed
         self.clock = clock
         self.refresh_s = refresh_s
-        self.manager: MultiDealerDependencyManager | None = None
+        self.manager: EngineProcess | None = None
         self.snapshot: ConsoleSnapshot | None = None
         self.filter_text = ""
         self._event_cursor: int | None = None
@@ -139,6 +139,7 @@ class DealerConsole(App[None]):
 
     async def on_unmount(self) -> None:
         if self.manager is not None:
+            # the engine worker, cancelled as the app exits, aborts the child and waits for it
             self.manager.abort("console closed")
         if self._owns_store and self.store is not None:
             await self.store.close()
@@ -325,17 +326,16 @@ class DealerConsole(App[None]):
         return dealer, cell.job_id if cell else None
 
     def _start_engine(self) -> None:
-        assert self.store is not None
-        self.manager = MultiDealerDependencyManager(self.store, self.config, kind="console")
-        manager = self.manager
+        # a child process: see dealertui/engine/host.py for why and the numbers
+        self.manager = engine = EngineProcess(self.config, kind="console")
 
         async def run_engine() -> None:
             try:
-                await manager.run(wait=True)
+                await engine.run()
             except DealertuiError as exc:
                 self.notify(f"engine stopped: {exc}", severity="error", timeout=8)
             finally:
-                if self.manager is manager:
+                if self.manager is engine:
                     self.manager = None
 
         self.run_worker(run_engine(), group="engine", exit_on_error=False)
