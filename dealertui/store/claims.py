@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import ClaimedJob, JobState
 from dealertui.store.graphops import Event
+from dealertui.store.idlists import in_list, list_value, sql
 
 _DUE_RETRIES = text(
     """
@@ -72,11 +73,12 @@ def _pick_dealers_sql(
           AND (SELECT count(*) FROM jobs r
                WHERE r.dealer_id = d.id AND r.state = 'running') < :per_dealer
           {" ".join(where)}
-        ORDER BY CASE WHEN d.id IN :active THEN 0 ELSE 1 END, d.last_served_at, d.id
+        ORDER BY CASE WHEN {in_list(dialect, "d.id", "active")} THEN 0 ELSE 1 END,
+                 d.last_served_at, d.id
         LIMIT :n
         {lock}
     """
-    params = [bindparam("active", expanding=True), *filter_params]
+    params = [*filter_params]
     if only:
         params.append(bindparam("only", expanding=True))
     if paused_dealers:
@@ -84,19 +86,21 @@ def _pick_dealers_sql(
     return text(sql).bindparams(*params)
 
 
-def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]]) -> Any:
+def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]], dealers_j: str,
+               dealers_r: str) -> Any:
+    """The claim; *dealers_j* / *dealers_r*: "j.dealer_id / dealer_id is one of :dealers"."""
     type_filter, filter_params = job_filter
     ranked = f"""
         ranked AS (
             SELECT j.id, j.dealer_id, j.priority,
                    row_number() OVER (PARTITION BY j.dealer_id ORDER BY j.priority, j.id) AS rn
             FROM jobs j
-            WHERE j.state = 'ready' AND j.run_after <= :now AND j.dealer_id IN :dealers
+            WHERE j.state = 'ready' AND j.run_after <= :now AND {dealers_j}
               {type_filter}
         ),
         busy AS (
             SELECT dealer_id, count(*) AS n FROM jobs
-            WHERE state = 'running' AND dealer_id IN :dealers GROUP BY dealer_id
+            WHERE state = 'running' AND {dealers_r} GROUP BY dealer_id
         )"""
     pick = """
         SELECT r.id FROM ranked r
@@ -133,7 +137,7 @@ def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]]) -> Any:
             WHERE id IN ({pick})
             {returning}
         """
-    return text(sql).bindparams(bindparam("dealers", expanding=True), *filter_params)
+    return text(sql).bindparams(*filter_params)
 
 
 async def promote_due_retries(conn: AsyncConnection, now: float) -> list[Event]:
@@ -168,7 +172,7 @@ async def claim_batch(
     params: dict[str, Any] = {
         "now": now,
         "per_dealer": per_dealer,
-        "active": active or [""],
+        "active": list_value(dialect, active),
         "n": max(n_dealers, 1),
     }
     if only_dealers is not None:
@@ -201,14 +205,17 @@ async def claim_batch(
         return [], []
     claim_params: dict[str, Any] = {
         "now": now,
-        "dealers": chosen,
+        "dealers": list_value(conn, chosen),
         "per_dealer": per_dealer,
         "limit": limit,
         "worker": worker_id,
         "lease_until": lease_until,
     }
     claim_params.update(filters)
-    rows = (await conn.execute(_claim_sql(dialect, job_filter=job_filter), claim_params)).all()
+    claim_sql = _claim_sql(dialect, job_filter=job_filter,
+                           dealers_j=in_list(conn, "j.dealer_id", "dealers"),
+                           dealers_r=in_list(conn, "dealer_id", "dealers"))
+    rows = (await conn.execute(claim_sql, claim_params)).all()
     claimed: list[ClaimedJob] = []
     violations: list[int] = []
     for r in rows:
@@ -241,9 +248,7 @@ async def claim_batch(
     served = sorted({c.dealer_id for c in claimed})
     if served:
         await conn.execute(
-            text("UPDATE dealers SET last_served_at = :now WHERE id IN :ids").bindparams(
-                bindparam("ids", expanding=True)
-            ),
-            {"now": now, "ids": served},
+            sql(f"UPDATE dealers SET last_served_at = :now WHERE {in_list(conn, 'id')}"),
+            {"now": now, "ids": list_value(conn, served)},
         )
     return claimed, violations

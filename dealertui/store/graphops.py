@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import JobState
+from dealertui.store.idlists import in_list, list_value, sql
 from dealertui.store.schema import job_events
 
 _SATISFIED = "('succeeded', 'skipped')"  # model.SATISFIED_STATES, as SQL
@@ -73,15 +74,15 @@ async def lock_rows(conn: AsyncConnection, ids: Iterable[int]) -> None:
     if not id_list or conn.dialect.name == "sqlite":
         return
     await conn.execute(
-        text("SELECT id FROM jobs WHERE id IN :ids ORDER BY id FOR UPDATE").bindparams(_ids()),
-        {"ids": id_list},
+        sql(f"SELECT id FROM jobs WHERE {in_list(conn, 'id')} ORDER BY id FOR UPDATE"),
+        {"ids": list_value(conn, id_list)},
     )
 
 
 _PROMOTE = f"""
     UPDATE jobs SET state = 'ready', ready_at = :now, updated_at = :now,
            run_after = CASE WHEN run_after > :now THEN run_after ELSE :now END
-    WHERE id IN {{targets}} AND state = 'waiting'
+    WHERE {{targets}} AND state = 'waiting'
       AND NOT EXISTS (
         SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.parent_id
         WHERE d.child_id = jobs.id AND p.state NOT IN {_SATISFIED})
@@ -107,17 +108,17 @@ async def insert_events_for(
     if not job_ids:
         return
     await conn.execute(
-        text(
-            """
+        sql(
+            f"""
             INSERT INTO job_events
                 (job_id, dealer_id, job_type, at, from_state, to_state, worker, attempt, message)
             SELECT id, dealer_id, job_type, :at, :from_state, :to_state, :worker, attempts,
                    :message
-            FROM jobs WHERE id IN :ids
+            FROM jobs WHERE {in_list(conn, 'id')}
             """
-        ).bindparams(_ids()),
+        ),
         {
-            "ids": list(job_ids),
+            "ids": list_value(conn, job_ids),
             "at": at,
             "from_state": from_state,
             "to_state": to_state,
@@ -135,19 +136,17 @@ async def promote_children(
         return []
     if conn.dialect.name == "sqlite":
         # one statement: BEGIN IMMEDIATE already serialises us against every other writer
+        targets = f"id IN (SELECT child_id FROM job_deps WHERE {in_list(conn, 'parent_id')})"
         rows = await conn.execute(
-            text(_PROMOTE.format(targets="(SELECT child_id FROM job_deps WHERE parent_id IN :ids)"))
-            .bindparams(_ids()),
-            {"ids": list(parent_ids), "now": now},
+            sql(_PROMOTE.format(targets=targets)),
+            {"ids": list_value(conn, parent_ids), "now": now},
         )
         promoted = [r.id for r in rows]
     else:
         children = (
             await conn.execute(
-                text(
-                    "SELECT DISTINCT child_id FROM job_deps WHERE parent_id IN :ids"
-                ).bindparams(_ids()),
-                {"ids": list(parent_ids)},
+                sql(f"SELECT DISTINCT child_id FROM job_deps WHERE {in_list(conn, 'parent_id')}"),
+                {"ids": list_value(conn, parent_ids)},
             )
         ).scalars().all()
         promoted = await promote_if_satisfied(conn, children, now=now)
@@ -166,8 +165,8 @@ async def promote_if_satisfied(
         return []
     await lock_rows(conn, job_ids)
     rows = await conn.execute(
-        text(_PROMOTE.format(targets=":ids")).bindparams(_ids()),
-        {"ids": list(job_ids), "now": now},
+        sql(_PROMOTE.format(targets=in_list(conn, "id"))),
+        {"ids": list_value(conn, job_ids), "now": now},
     )
     return [r.id for r in rows]
 

@@ -36,6 +36,7 @@ from dealertui.model import (
 from dealertui.store import breakers, claims, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
+from dealertui.store.idlists import in_list, list_value, sql
 from dealertui.store.schema import (
     SCHEMA_VERSION,
     audit_log,
@@ -546,16 +547,17 @@ class JobStore:
             if succeeded:
                 # the hot path: one UPDATE … RETURNING, events built in the database
                 rows = await conn.execute(
-                    text(
-                        """
+                    sql(
+                        f"""
                         UPDATE jobs SET state = 'succeeded', finished_at = :now,
                                updated_at = :now, locked_by = NULL, locked_until = NULL,
                                last_error = NULL
-                        WHERE id IN :ids AND state = 'running' AND locked_by = :worker
+                        WHERE {in_list(conn, 'id')} AND state = 'running'
+                          AND locked_by = :worker
                         RETURNING id
                         """
-                    ).bindparams(_ids()),
-                    {"ids": list(succeeded), "now": now, "worker": worker_id},
+                    ),
+                    {"ids": list_value(conn, succeeded), "now": now, "worker": worker_id},
                 )
                 ok = [r.id for r in rows]
                 await graphops.insert_events_for(

@@ -1,0 +1,50 @@
+"""Lists of ids as ONE bound parameter, for the hot statements.
+
+SQLAlchemy's expanding `IN :ids` renders one placeholder per id, so a batch of 1,000 jobs is
+a statement with 1,000 parameters whose text changes with the batch size. Its cost was
+measured in `dealertui bench` (10,000 jobs): on Postgres every such statement is a new
+prepared statement to parse and plan (asyncpg caches by text, so it never hits), and on both
+backends SQLAlchemy renders and binds the list on every execution (~62,000 name renders per
+run). One parameter holding the whole list keeps the text fixed:
+
+- Postgres: `col = ANY(:ids)` with a Python list (asyncpg sends an array);
+- SQLite: `col IN (SELECT value FROM json_each(:ids))` with the list as JSON text.
+
+Used where batches are large and frequent (claim, finish, promotion, events); elsewhere the
+plain expanding form stays, it reads better.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _dialect(on: AsyncConnection | str) -> str:
+    return on if isinstance(on, str) else on.dialect.name
+
+
+def in_list(on: AsyncConnection | str, column: str, name: str = "ids") -> str:
+    """The SQL condition "*column* is one of the list bound as :*name*" (*on*: a connection
+    or a dialect name)."""
+    if _dialect(on) == "postgresql":
+        return f"{column} = ANY(:{name})"
+    return f"{column} IN (SELECT value FROM json_each(:{name}))"
+
+
+def list_value(on: AsyncConnection | str, values: Iterable[Any]) -> Any:
+    """*values* as the one parameter `in_list` expects."""
+    if _dialect(on) == "postgresql":
+        return list(values)
+    return json.dumps(list(values))
+
+
+@functools.lru_cache(maxsize=512)
+def sql(statement: str) -> TextClause:
+    """A text() construct per distinct statement text, made once (texts are per dialect)."""
+    return text(statement)
