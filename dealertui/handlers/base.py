@@ -9,6 +9,9 @@ from typing import Any
 
 from dealertui.config import DemoConfig
 
+#: every job's default logger (looked up once: getLogger per job was measurable in the bench)
+JOB_LOGGER = logging.getLogger("dealertui.job")
+
 
 class TransientError(Exception):
     """The job may succeed if tried again later (timeouts, 5xx, exit code 75...)."""
@@ -25,7 +28,7 @@ class JobContext:
     job_type: str
     attempt: int
     payload: Any = None
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("dealertui.job"))
+    logger: logging.Logger = JOB_LOGGER
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
