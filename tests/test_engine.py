@@ -8,6 +8,7 @@ ThreadingHTTPServer on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import http.server
 import importlib
@@ -298,10 +299,40 @@ async def test_timeout_kills_the_whole_process_group(db_url: str, tmp_path: Path
     assert pid_file.exists(), "the script was killed before it spawned its child"
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while alive(pid) and time.monotonic() < deadline:  # noqa: ASYNC110 — polls /proc
+        await asyncio.sleep(0.05)
     assert not alive(pid), f"the script's child {pid} survived the timeout"
     assert [r[0] for r in read_log(log)] == ["start"]  # it never reached "end"
+
+
+async def test_timeouts_are_per_job_and_per_type_within_one_batch(db_url: str) -> None:
+    """Jobs claimed together share one timer per type: a slow job times out at its type's
+    limit while its batch-mates that finished early are unaffected, and a job of another type
+    started in the same batch keeps its own, longer limit."""
+    handler = "tests.fixtures.handlers:sleepy"
+    job_types = {
+        "quick": {"priority": 1, "handler": handler, "timeout_s": 0.5},
+        "steady": {"priority": 2, "handler": handler, "timeout_s": 5},
+    }
+    cfg = make_config(db_url, job_types, dealers=("fast1", "fast2", "slow1"))
+    async with opened(cfg) as store:
+        await store.enqueue(["fast1", "fast2", "slow1"], ["quick"])
+        await store.enqueue(["fast1", "fast2"], ["steady"])
+        t0 = time.monotonic()
+        manager = MultiDealerDependencyManager(store, cfg, 10, 2)
+        stats = await manager.process_multi_dealer_jobs()
+        elapsed = time.monotonic() - t0
+        jobs = await jobs_by(store)
+
+    assert stats.total_jobs == 5, "all five jobs should start in one claim"
+    slow = jobs[("slow1", "quick")]
+    assert slow.state == "retrying" and slow.last_error == "timed out after 0.5s", slow
+    assert slow.attempts == 1, "a timeout is charged an attempt (unlike a stop)"
+    for key in [("fast1", "quick"), ("fast2", "quick"), ("fast1", "steady"),
+                ("fast2", "steady")]:
+        assert jobs[key].state == "succeeded", jobs[key]  # steady ran 1 s > quick's 0.5 s
+    assert stats.retried_jobs == 1 and stats.successful_jobs == 4
+    assert elapsed < 10, f"the slow job ran {elapsed:.1f}s, past its 0.5 s timeout"
 
 
 # -- limit ------------------------------------------------------------------------------------
