@@ -631,7 +631,8 @@ class DealerConsole(App[None]):
              self.action_failures, "failures"),
             ("Audit log", "every operator action: who, what, when, why", self.action_audit,
              "audit"),
-            ("Keys", "list every key", self.action_help, "help"),
+            # not "Keys": that is Textual's own command (the key panel); this is our help screen
+            ("Help", "every key of the console and what it does", self.action_help, "help"),
         ]
         for title, help_text, callback, action in commands:
             if self.read_only and action in MUTATING:
