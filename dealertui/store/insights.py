@@ -313,6 +313,28 @@ STARVED_AFTER_S = 60.0
 FAIRNESS_WINDOW_S = 300.0
 
 
+_OLDEST_CLAIMABLE = text(
+    """
+    SELECT j.dealer_id, min(coalesce(j.ready_at, j.run_after)) FROM jobs j
+    WHERE j.state = 'ready' AND j.run_after <= :now
+      AND NOT EXISTS (SELECT 1 FROM controls c WHERE c.paused = 1 AND (
+            (c.scope = 'global')
+            OR (c.scope = 'dealer' AND c."key" = j.dealer_id)
+            OR (c.scope = 'type' AND c."key" = j.job_type)))
+      AND NOT EXISTS (SELECT 1 FROM breakers b WHERE b.state <> 'closed'
+            AND b.job_type = j.job_type AND (b.dealer_id IS NULL OR b.dealer_id = j.dealer_id))
+    GROUP BY j.dealer_id
+    """
+)
+
+
+async def oldest_claimable(conn: AsyncConnection, now: float) -> dict[str, float]:
+    """Per dealer, since when its oldest due ready job has waited — counting only jobs a
+    worker could claim now: a job held back by a pause or a breaker that is not closed is
+    waiting on purpose, not starving (the fairness meter must not blame the scheduler)."""
+    return {d: t for d, t in (await conn.execute(_OLDEST_CLAIMABLE, {"now": now})).all()}
+
+
 async def fairness(
     store: JobStore,
     *,
@@ -341,15 +363,7 @@ async def fairness(
                 {"since": now - window_s},
             )).all()
         )
-        waiting = dict(
-            (await conn.execute(
-                text(
-                    "SELECT dealer_id, min(coalesce(ready_at, run_after)) FROM jobs "
-                    "WHERE state = 'ready' AND run_after <= :now GROUP BY dealer_id"
-                ),
-                {"now": now},
-            )).all()
-        )
+        waiting = await oldest_claimable(conn, now)
         total = sum(done.values()) or 0
         out: dict[str, dict[str, Any]] = {}
         for dealer_id in sorted(served):

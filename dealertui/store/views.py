@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import Job, empty_state_counts
+from dealertui.store.insights import oldest_claimable
 from dealertui.store.jobstore import JobStore, _job
 from dealertui.store.schema import breakers, controls, dealers, job_deps, job_events, jobs, workers
 
@@ -91,11 +92,7 @@ async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> Co
             )
         ]
         top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
-        oldest = dict((await conn.execute(
-            text("SELECT dealer_id, min(coalesce(ready_at, run_after)) FROM jobs "
-                 "WHERE state = 'ready' AND run_after <= :now GROUP BY dealer_id"),
-            {"now": now},
-        )).all())
+        oldest = await oldest_claimable(conn, now)
         snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
                                worker_rows, last_event_id=top, oldest_ready=oldest)
         if after_event_id is not None and top > after_event_id:

@@ -49,7 +49,8 @@ def age(seconds: float) -> str:
         return f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h"
-    return f"{s // 86400}d"
+    days = s // 86400
+    return f"{days}d" if days < 100 else "old"  # three characters: the column is 3 wide
 
 
 def lane_text(cell: LaneCell | None) -> Text:
@@ -82,7 +83,7 @@ class LanesTable(DataTable[Any]):
         self.add_column("dealer", key=DEALER_COL)
         for t in self.job_types:
             self.add_column(t[:LANE_WIDTH], key=t, width=LANE_WIDTH)
-        self.add_column("age", key=AGE_COL, width=4)
+        self.add_column("age", key=AGE_COL, width=3)
 
     def row_key(self, snap: ConsoleSnapshot, dealer_id: str) -> tuple[Any, ...]:
         """Plain data that decides a row's look: compared first, so an unchanged row (most of
@@ -105,11 +106,17 @@ class LanesTable(DataTable[Any]):
         cells = [snap.lanes.get((dealer_id, t)) for t in self.job_types]
         newest = max((c.updated_at for c in cells if c is not None), default=None)
         paused = ("dealer", dealer_id) in snap.paused
-        dealer = Text(dealer_id + (" ⏸" if paused else ""), style="bold" if paused else "")
         oldest = snap.oldest_ready.get(dealer_id)
-        if oldest is not None and snap.now - oldest > STARVED_AFTER_S and not paused:
-            # the fairness meter: ready work that no worker has picked up for too long
-            dealer.append(" ⌛", style="bold red")
+        # One marker slot, always there (a space when empty): a marker appearing used to widen
+        # the auto-sized dealer column and push the lanes past a 100-column terminal.
+        dealer = Text(dealer_id + " ", style="bold" if paused else "")
+        if paused:
+            dealer.append("⏸", style="bold")
+        elif oldest is not None and snap.now - oldest > STARVED_AFTER_S:
+            # the fairness meter: claimable work that no worker has picked up for too long
+            dealer.append("⌛", style="bold red")
+        else:
+            dealer.append(" ")
         return (
             dealer,
             *(lane_text(c) for c in cells),
