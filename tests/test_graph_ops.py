@@ -28,6 +28,7 @@ from dealertui.errors import UsageError
 from dealertui.model import SATISFIED_STATES, ActionResult, JobOutcome
 from dealertui.store import JobStore, JobTypeRule, rules_from_config
 from dealertui.store.insights import error_groups, fairness
+from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.schema import job_deps as job_deps_table
 from dealertui.store.schema import job_events as job_events_table
 from dealertui.store.schema import jobs as jobs_table
@@ -875,6 +876,43 @@ async def test_fairness_share_last_slot_and_starvation(db_url: str) -> None:
         clock.advance(10_000)
         f = await fairness(store)
         assert all(r["share"] == 0.0 and r["outcomes"] == 0 for r in f.values())
+
+
+async def test_fairness_does_not_blame_the_scheduler_for_work_held_on_purpose(
+    db_url: str,
+) -> None:
+    """Ready work held back by a breaker that is not closed or by a pause is not starving."""
+    clock = Clock()
+    async with operator(db_url, clock, dealers=("d1", "d2", "d3", "d4")) as op:
+        store = op.store
+        for d in ("d1", "d2", "d3", "d4"):
+            await pipeline(store, d)  # every homenet ready since T0
+        clock.set(T0 + 120)
+
+        async def breaker(conn: Any) -> None:
+            await conn.execute(insert(breakers_table).values(
+                key="dealer:d1:homenet", dealer_id="d1", job_type="homenet", state="open",
+                failures=3, opened_at=T0, half_open_at=T0 + 600, updated_at=T0))
+
+        await store.db.run(breaker)
+        await store.set_paused(True, dealer_id="d2")
+        f = await fairness(store)
+        assert (f["d1"]["starved"], f["d2"]["starved"], f["d3"]["starved"]) == (
+            False, False, True)
+
+        await store.set_paused(True, job_type="homenet")  # nobody's homenet may run now
+        f = await fairness(store)
+        assert not any(r["starved"] for r in f.values()), f
+        await store.set_paused(False, job_type="homenet")
+
+        async def type_breaker(conn: Any) -> None:
+            await conn.execute(insert(breakers_table).values(
+                key="type:homenet", job_type="homenet", state="half_open", failures=9,
+                opened_at=T0, half_open_at=T0, updated_at=T0))
+
+        await store.db.run(type_breaker)
+        f = await fairness(store)
+        assert not any(r["starved"] for r in f.values()), f
 
 
 async def test_fairness_does_not_count_a_released_job_as_an_outcome(db_url: str) -> None:
