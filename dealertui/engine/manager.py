@@ -143,6 +143,7 @@ class MultiDealerDependencyManager:
         self._pending: list[_Outcome] = []
         self._wake = anyio.Event()
         self._have_outcomes = anyio.Event()
+        self._none_running = anyio.Event()  # set when the last running job ends
         self._idle = anyio.Event()
         self._flushing = False
         self._job_tasks: set[asyncio.Task[None]] = set()
@@ -400,12 +401,20 @@ class MultiDealerDependencyManager:
         self._dealer_load[job.dealer_id] -= 1
         if not self._dealer_load[job.dealer_id]:
             del self._dealer_load[job.dealer_id]
+        if not self._in_flight:
+            self._none_running.set()
         self._have_outcomes.set()
 
     async def _completer(self) -> None:
         while True:
             await self._have_outcomes.wait()
-            await anyio.sleep(FLUSH_INTERVAL_S)  # let a batch gather
+            if self._in_flight:
+                # let a batch gather: up to FLUSH_INTERVAL_S, or until nothing runs any more
+                # (then nothing else can join it; a fixed sleep idled 4 ms in every cycle of
+                # claim, run, flush when jobs finish at once, ~11% of `dealertui bench`)
+                self._none_running = anyio.Event()
+                with anyio.move_on_after(FLUSH_INTERVAL_S):
+                    await self._none_running.wait()
             self._have_outcomes = anyio.Event()
             batch, self._pending = self._pending, []
             self._flushing = True
