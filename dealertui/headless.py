@@ -335,6 +335,7 @@ async def run_worker(
     from dealertui.store import open_store
 
     store = await open_store(config, retry_budget_s=30.0)
+    store.db.on_outage = _log  # an outage shorter than the retry budget is logged too
     bus = EventBus()
     bus.subscribe(_PlainLog())
     manager = MultiDealerDependencyManager(

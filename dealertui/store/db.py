@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_delay,
     wait_exponential,
@@ -35,6 +37,9 @@ from dealertui.errors import StoreUnavailable
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: how long calls must have been failing before Database.on_outage hears of it (shorter
+#: blips, such as another process holding the SQLite write lock, are normal)
+OUTAGE_REPORT_S = 1.0
 
 # SQLSTATE classes that mean "try again on a fresh connection": connection exceptions (08),
 # admin/crash shutdown and "cannot connect now" (57P0x), serialization failure and deadlock.
@@ -155,6 +160,12 @@ class Database:
         self.retry_budget_s = retry_budget_s
         self.url_description = describe_url(url)
         self.preview = False  # see rolling_back()
+        #: told (one sentence) when the database has been failing for OUTAGE_REPORT_S while
+        #: calls keep retrying, and again when it answers: the worker logs both, so an outage
+        #: shorter than the retry budget no longer passes in silence
+        self.on_outage: Callable[[str], None] | None = None
+        self._failing_since: float | None = None
+        self._outage_reported = False
         # SQLite has one writer at a time. Two of our own connections racing for it would
         # meet in SQLite's busy handler, which sleeps in steps of up to 25 ms; an in-process
         # lock hands the write lock over at once (other processes still meet busy_timeout).
@@ -230,13 +241,15 @@ class Database:
                 wait=wait_exponential(multiplier=0.02, max=1.0) + wait_random(0, 0.05),
                 stop=stop_after_delay(budget),
                 reraise=True,
+                before_sleep=lambda state: self._failing(state, budget),
             ):
                 with attempt:
                     async with self._begin(write) as conn:
                         result = await fn(conn)
                         if write and self.preview:
                             await conn.rollback()
-                        return result
+                    self._answered()
+                    return result
         except (OperationalError, InterfaceError, OSError) as exc:
             raise self.unavailable(exc) from None
         except DBAPIError as exc:
@@ -244,6 +257,27 @@ class Database:
                 raise self.unavailable(exc) from None
             raise
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying reraises
+
+    def _failing(self, state: RetryCallState, budget: float) -> None:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if (self.on_outage is not None and not self._outage_reported
+                and now - self._failing_since >= OUTAGE_REPORT_S and state.outcome is not None):
+            self._outage_reported = True
+            exc = state.outcome.exception()
+            reason = self.unavailable(exc) if exc is not None else "no answer"
+            self.on_outage(f"{reason} Retrying (each call for up to {budget:g}s).")
+
+    def _answered(self) -> None:
+        if self._failing_since is None:
+            return
+        lasted = time.monotonic() - self._failing_since
+        if self._outage_reported and self.on_outage is not None:
+            self.on_outage(f"the database {self.url_description} answers again "
+                           f"(after {lasted:.1f}s).")
+        self._failing_since = None
+        self._outage_reported = False
 
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The StoreUnavailable sentence for *exc*, with any password masked."""
