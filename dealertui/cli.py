@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -43,8 +43,42 @@ def positive_int(value: str) -> int:
     return n
 
 
+class _ArgumentError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors come back to main(), which can word some of them better."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(self, message)
+
+
+def _argument_error(exc: _ArgumentError, argv: Sequence[str]) -> int:
+    """argparse's usage line and error, except where it cannot name the value at fault."""
+    from dealertui.model import DEALER_ID_HINT
+
+    if exc.parser.prog.endswith("dealers add") and "required: ID" in exc.message:
+        # `dealers add -x`: argparse took -x for an option and says the ID is missing
+        known = {"-h", "--help", "--name"}
+        rest = list(argv)[list(argv).index("add") + 1:] if "add" in argv else []
+        for i, token in enumerate(rest):
+            after_name = i > 0 and rest[i - 1] == "--name"
+            if token.startswith("-") and token not in known and not token.startswith(
+                "--name=") and not after_name:
+                print(f"dealertui: error: invalid dealer id {token!r}: {DEALER_ID_HINT}.",
+                      file=sys.stderr)
+                return 2
+    exc.parser.print_usage(sys.stderr)
+    print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="dealertui",
         description="Operations console and headless runner for per-dealer job pipelines.",
     )
@@ -494,7 +528,10 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        return _argument_error(exc, sys.argv[1:] if argv is None else argv)
     try:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
