@@ -11,8 +11,8 @@ console attached vs headless.
   reported as `pilot_floor_ms`; `app_ms` is the press minus that floor: the time the console
   itself needs. p50 and p95 in ms;
 - throughput: the same 4,000 no-op jobs run by MultiDealerDependencyManager headless, then on
-  a fresh database inside the console (the manager in a Textual worker while the console
-  refreshes at 2 Hz); jobs/s both ways and the ratio.
+  a fresh database by the console's EngineProcess (a child process) while the console
+  refreshes at 2 Hz; jobs/s both ways and the ratio. Config and seeding: console_bench.py.
 Targets (issue 5): p95 under 100 ms; attached at least 50% of headless.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import statistics
 import tempfile
@@ -28,46 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dealertui.config import Config, parse_config
-from dealertui.engine.manager import MultiDealerDependencyManager
-from dealertui.store import JobStore, open_store
+from console_bench import headless_rate, seeded  # benchmarks/ is the script's directory
+
+from dealertui.engine.host import EngineProcess
 from dealertui.tui.app import make_app
 from dealertui.tui.widgets import LanesTable
-
-NOOP = "dealertui.handlers.demo:noop"
-
-
-def config(url: str) -> Config:
-    types = {"homenet": [], "dealer_com": ["homenet"], "product_scrape": ["homenet"],
-             "url_shorten": ["product_scrape"]}
-    cfg = parse_config(
-        {
-            "concurrency": {"max_concurrent_dealers": 500, "max_concurrent_jobs_per_dealer": 2},
-            "job_types": {n: {"priority": i, "depends_on": d, "handler": NOOP}
-                          for i, (n, d) in enumerate(types.items(), 1)},
-        },
-        None,
-    )
-    return dataclasses.replace(cfg, database_url=url)
-
-
-async def seeded(url: str, dealers: int) -> tuple[Config, JobStore]:
-    cfg = config(url)
-    store = await open_store(cfg)
-    ids = [f"d{i:04d}" for i in range(dealers)]
-    await store.add_dealers([(d, f"Dealer {d}") for d in ids])
-    for i in range(0, len(ids), 500):
-        await store.enqueue(ids[i:i + 500])
-    return cfg, store
-
-
-async def headless(tmp: Path, dealers: int) -> float:
-    cfg, store = await seeded(f"sqlite+aiosqlite:///{tmp}/headless.db", dealers)
-    try:
-        stats = await MultiDealerDependencyManager(store, cfg).process_multi_dealer_jobs()
-        return stats.processed_jobs / (stats.processing_time_ms / 1000)
-    finally:
-        await store.close()
 
 
 async def timed_presses(pilot: Any, keys: list[str]) -> list[float]:
@@ -90,14 +54,13 @@ async def attached(
         async with app.run_test(size=(100, 30)) as pilot:
             while app.refreshes < 1:
                 await pilot.pause(0.01)
-            manager = MultiDealerDependencyManager(store, cfg, kind="console")
-            worker = app.run_worker(manager.run(wait=False), group="engine")
+            # the engine as the console runs it (`s`): a child process
+            running = asyncio.create_task(EngineProcess(cfg, wait=False).run())
             table = app.query_one(LanesTable)
             keys = ["down" if i % 20 < 10 else "up" for i in range(presses)]
             latencies = await timed_presses(pilot, keys)
             floor = await timed_presses(pilot, ["f20"] * presses)
-            await worker.wait()
-            stats = manager.get_processing_stats()
+            stats = await running
             assert table.row_count == dealers
             rate = stats.processed_jobs / (stats.processing_time_ms / 1000)
     finally:
@@ -112,7 +75,7 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dealertui-console-bench-") as tmp:
-        alone = await headless(Path(tmp), args.dealers)
+        alone, _ = await headless_rate(Path(tmp), args.dealers)
         with_console, lat, floor = await attached(Path(tmp), args.dealers, args.presses)
     q = statistics.quantiles(lat, n=100, method="inclusive")
     base = statistics.median(floor)

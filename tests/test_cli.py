@@ -9,7 +9,6 @@ Config-file errors are covered by tests/test_config.py, not here.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,19 +22,15 @@ from dealertui.config import parse_config
 from dealertui.model import ALL_STATES
 from dealertui.store import JobStore, rules_from_config
 
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from clihelp import cli_env, show
+except ImportError:  # tests/ made a package, or --import-mode=importlib
+    from tests.clihelp import cli_env, show
+
 TIMEOUT_S = 60
 DEFAULT_TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
 STATES = ("waiting", "ready", "running", "retrying", "succeeded", "failed", "blocked", "cancelled",
           "skipped")
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
-    env["COLUMNS"] = "120"
-    env.pop("PYTHONWARNINGS", None)
-    return env
 
 
 def run(
@@ -49,7 +44,7 @@ def run(
     return subprocess.run(
         cmd,
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=cli_env(tmp_path),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -58,24 +53,20 @@ def run(
     )
 
 
-def _show(p: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
-
-
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert p.returncode == 0, _show(p)
-    assert "Traceback" not in p.stderr, _show(p)
+    assert p.returncode == 0, show(p)
+    assert "Traceback" not in p.stderr, show(p)
     return p
 
 
 def user_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
     """Exit *code*, exactly one line on stderr containing every needle, no traceback."""
-    assert p.returncode == code, _show(p)
-    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, _show(p)
+    assert p.returncode == code, show(p)
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, show(p)
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, _show(p)
+    assert len(lines) == 1, show(p)
     for needle in needles:
-        assert needle in lines[0], _show(p)
+        assert needle in lines[0], show(p)
     return lines[0]
 
 
@@ -395,9 +386,9 @@ def test_retry_all_failed_and_reset_stuck_with_nothing_to_do(cli: Cli) -> None:
 def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
     # argparse rejects them before any database is opened
     p = run(tmp_path, *args, db_url=f"sqlite:///{tmp_path}/never.db")
-    assert p.returncode == 2, _show(p)
-    assert args[-1] in p.stderr.splitlines()[-1], _show(p)
-    assert "Traceback" not in p.stderr, _show(p)
+    assert p.returncode == 2, show(p)
+    assert args[-1] in p.stderr.splitlines()[-1], show(p)
+    assert "Traceback" not in p.stderr, show(p)
     assert not (tmp_path / "never.db").exists()
 
 
@@ -439,7 +430,7 @@ def test_health_exit_codes_and_analyze_errors(tmp_path: Path, db_url: str) -> No
     ok(run(tmp_path, "enqueue", "--dealer", "d1", db_url=db_url))
     # work is due and no worker is alive: degraded, and --detailed says which check and why
     p = run(tmp_path, "health", "--detailed", db_url=db_url)
-    assert p.returncode == 1, _show(p)
+    assert p.returncode == 1, show(p)
     assert "worker_heartbeat" in p.stdout and "due" in p.stdout
     data = json.loads(run(tmp_path, "health", "--json", db_url=db_url).stdout)
     assert data["status"] == "degraded" and data["exit_code"] == 1

@@ -8,10 +8,7 @@ The store runs on a controllable clock, so waits, windows and "last slot" times 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +29,11 @@ from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.schema import job_deps as job_deps_table
 from dealertui.store.schema import job_events as job_events_table
 from dealertui.store.schema import jobs as jobs_table
+
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from clihelp import cli, ok, show
+except ImportError:  # tests/ made a package, or --import-mode=importlib
+    from tests.clihelp import cli, ok, show
 
 pytestmark = pytest.mark.anyio
 
@@ -934,32 +936,6 @@ async def test_fairness_does_not_count_a_released_job_as_an_outcome(db_url: str)
 # --- CLI (SQLite) --------------------------------------------------------------------------------
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
-    env["COLUMNS"] = "120"
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
-def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dealertui", "--database-url", url, *args],
-        cwd=tmp_path, env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=60, check=False,
-    )
-
-
-def _show(p: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
-
-
-def ok(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode == 0 and "Traceback" not in p.stderr, _show(p)
-    return p.stdout
-
-
 def _with_store(url: str, fn: Callable[[JobStore], Awaitable[Any]]) -> Any:
     async def go() -> Any:
         store = await JobStore.open(url, rules_from_config(CONFIG), create=False)
@@ -1051,7 +1027,7 @@ def test_cli_dry_runs_change_nothing_then_the_actions_do(tmp_path: Path) -> None
     assert "skipped 1 jobs; 2 descendants move on" in out
     assert {j.id: j.state for j in _jobs(url)}[ids["homenet"]] == "skipped"
     p = cli(tmp_path, url, "skip", "--job", h)
-    assert p.returncode == 2 and "--reason" in p.stderr, _show(p)
+    assert p.returncode == 2 and "--reason" in p.stderr, show(p)
 
     out = dry("rerun", "--job", h)
     assert "would change 1 jobs; 3 descendants would move" in out
@@ -1097,7 +1073,7 @@ def test_cli_group_actions_by_fingerprint(tmp_path: Path) -> None:
     assert f"paused 3 dealers of group {fp}: d101, d202, d303" in out
     assert _status(tmp_path, url)["paused"]["dealers"] == ["d101", "d202", "d303"]
     p = cli(tmp_path, url, "retry", "--fingerprint", "0badf00d")
-    assert p.returncode == 2 and "no failure group has fingerprint" in p.stderr, _show(p)
+    assert p.returncode == 2 and "no failure group has fingerprint" in p.stderr, show(p)
     assert "Traceback" not in p.stderr
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +27,11 @@ from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
 from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.views import why_facts
+
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from clihelp import cli, ok, show
+except ImportError:  # tests/ made a package, or --import-mode=importlib
+    from tests.clihelp import cli, ok, show
 
 T0 = 10_000.0
 CONFIG: Config = parse_config({}, None)  # homenet → dealer_com, product_scrape → url_shorten
@@ -466,39 +469,13 @@ async def test_explain_json_shape(db_url: str) -> None:
         json.dumps(got)  # serialisable as is
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
-    env["COLUMNS"] = "120"
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
-def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dealertui", "--database-url", url, *args],
-        cwd=tmp_path, env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=60, check=False,
-    )
-
-
-def _show(p: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
-
-
-def ok(p: subprocess.CompletedProcess[str]) -> str:
-    assert p.returncode == 0 and "Traceback" not in p.stderr, _show(p)
-    return p.stdout
-
-
 def one_line_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    assert p.returncode == code, _show(p)
-    assert "Traceback" not in p.stderr + p.stdout, _show(p)
+    assert p.returncode == code, show(p)
+    assert "Traceback" not in p.stderr + p.stdout, show(p)
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, _show(p)
+    assert len(lines) == 1, show(p)
     for n in needles:
-        assert n in lines[0], _show(p)
+        assert n in lines[0], show(p)
     return lines[0]
 
 
