@@ -70,8 +70,9 @@ def _pick_dealers_sql(
         WHERE d.id IN (
             SELECT j.dealer_id FROM jobs j
             WHERE j.state = 'ready' AND j.run_after <= :now {type_filter})
-          AND (SELECT count(*) FROM jobs r
-               WHERE r.dealer_id = d.id AND r.state = 'running') < :per_dealer
+          AND d.id NOT IN (
+            SELECT r.dealer_id FROM jobs r WHERE r.state = 'running'
+            GROUP BY r.dealer_id HAVING count(*) >= :per_dealer)
           {" ".join(where)}
         ORDER BY CASE WHEN {in_list(dialect, "d.id", "active")} THEN 0 ELSE 1 END,
                  d.last_served_at, d.id
