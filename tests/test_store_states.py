@@ -1191,3 +1191,19 @@ async def test_version_1_database_is_upgraded_on_first_use(db_url: str) -> None:
         assert (entry["who"], entry["action"], entry["count"]) == ("alice@host", "enqueue", 4)
     finally:
         await store.close()
+
+
+async def test_forty_thousand_dealers_in_one_call(db_url: str) -> None:
+    """A dealers file or `enqueue` of every dealer is one call with the whole list; an
+    expanding IN of one parameter per dealer stopped at 32,767 on both backends (Postgres
+    said "the number of query arguments cannot exceed 32767")."""
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        ids = [f"d{i:05d}" for i in range(40_000)]
+        assert await store.add_dealers([(d, None) for d in ids]) == 40_000
+        assert await store.add_dealers([(d, "again") for d in ids[:3]]) == 0
+        new = await store.enqueue(ids, ["homenet"])
+        assert len(new) == 40_000
+        assert len(await store.enqueue(ids[:5], ["dealer_com"])) == 5  # links to the latest
+    finally:
+        await store.close()

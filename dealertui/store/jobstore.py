@@ -157,7 +157,10 @@ class JobStore:
             if version is not None:
                 self._check_version(version)
                 if version < SCHEMA_VERSION:
-                    # every change so far only added tables: create what is missing
+                    # changes so far added tables and dropped indexes
+                    for name, dialects in DROPPED_INDEXES.items():
+                        if conn.dialect.name in dialects:
+                            await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
                     await conn.run_sync(metadata.create_all)
                     await conn.execute(
                         update(meta).where(meta.c.key == "schema_version")
@@ -220,7 +223,7 @@ class JobStore:
             existing = set(
                 (
                     await conn.execute(
-                        select(dealers.c.id).where(dealers.c.id.in_([r[0] for r in rows]))
+                        select(dealers.c.id).where(one_of(conn, "dealers.id", [r[0] for r in rows]))
                     )
                 ).scalars()
             )
@@ -300,7 +303,7 @@ class JobStore:
             known = set(
                 (
                     await conn.execute(
-                        select(dealers.c.id).where(dealers.c.id.in_(wanted_dealers))
+                        select(dealers.c.id).where(one_of(conn, "dealers.id", wanted_dealers))
                     )
                 ).scalars()
             )
