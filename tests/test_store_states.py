@@ -1193,6 +1193,44 @@ async def test_version_1_database_is_upgraded_on_first_use(db_url: str) -> None:
         await store.close()
 
 
+async def test_version_2_database_loses_the_state_index_on_upgrade(db_url: str) -> None:
+    """Version 3 dropped ix_jobs_state_type (every transition paid for it), and on Postgres
+    ix_jobs_dealer_type; an older database has them removed on first use, and its jobs run."""
+    from sqlalchemy import inspect, text
+
+    async def job_indexes(store: JobStore) -> set[str]:
+        async with store.db.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: {ix["name"] for ix in inspect(sync).get_indexes("jobs")}
+            )
+
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        async with store.db.engine.begin() as conn:
+            await conn.execute(text("CREATE INDEX ix_jobs_state_type ON jobs (state, job_type)"))
+            if not db_url.startswith("sqlite"):
+                await conn.execute(text(
+                    "CREATE INDEX ix_jobs_dealer_type ON jobs (dealer_id, job_type, id)"))
+            await conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+        assert "ix_jobs_state_type" in await job_indexes(store)
+    finally:
+        await store.close()
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION == 3
+        names = await job_indexes(store)
+        assert "ix_jobs_state_type" not in names
+        assert {"ix_jobs_ready", "ix_jobs_running_dealer"} <= names
+        # the newest-job-per-lane index stays where it is free (SQLite), not on Postgres
+        assert ("ix_jobs_dealer_type" in names) == db_url.startswith("sqlite")
+        await store.add_dealers([("d1", None)])
+        await store.enqueue(["d1"])
+        claimed = await store.claim("w", 10, per_dealer=1, lease_s=30)
+        assert [j.job_type for j in claimed.jobs] == ["homenet"]
+    finally:
+        await store.close()
+
+
 async def test_forty_thousand_dealers_in_one_call(db_url: str) -> None:
     """A dealers file or `enqueue` of every dealer is one call with the whole list; an
     expanding IN of one parameter per dealer stopped at 32,767 on both backends (Postgres

@@ -36,8 +36,9 @@ from dealertui.model import (
 from dealertui.store import breakers, claims, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
-from dealertui.store.idlists import in_list, list_value, sql
+from dealertui.store.idlists import in_list, list_value, one_of, sql
 from dealertui.store.schema import (
+    DROPPED_INDEXES,
     SCHEMA_VERSION,
     audit_log,
     controls,
@@ -422,7 +423,7 @@ class JobStore:
             return {}
         newest = (
             select(func.max(jobs.c.id))
-            .where(jobs.c.dealer_id.in_(dealer_ids), jobs.c.job_type.in_(types))
+            .where(one_of(conn, "jobs.dealer_id", dealer_ids), jobs.c.job_type.in_(types))
             .group_by(jobs.c.dealer_id, jobs.c.job_type)
         )
         rows = await conn.execute(
