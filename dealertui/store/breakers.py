@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import BreakerConfig
+from dealertui.store.fastpath import fetch
 from dealertui.store.schema import breakers, dealers
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -50,25 +51,28 @@ class Gate:
 
 async def gate(conn: AsyncConnection, cfg: BreakerConfig, now: float) -> Gate:
     """Move due open breakers to half-open; return what the claim must skip."""
-    await conn.execute(
-        text(
-            "UPDATE breakers SET state = 'half_open', trials = 0, updated_at = :now "
-            "WHERE state = 'open' AND half_open_at <= :now"
-        ),
+    # before every claim: the fast path (see fastpath.py)
+    await fetch(
+        conn,
+        "UPDATE breakers SET state = 'half_open', trials = 0, updated_at = :now "
+        "WHERE state = 'open' AND half_open_at <= :now",
         {"now": now},
     )
-    rows = (await conn.execute(select(breakers).where(breakers.c.state != CLOSED))).all()
+    rows = await fetch(
+        conn, "SELECT dealer_id, job_type, state, trials FROM breakers WHERE state <> :closed",
+        {"closed": CLOSED},
+    )
     blocked_types: list[str] = []
     blocked_pairs: list[str] = []
     trials: list[tuple[str | None, str, int]] = []
-    for r in rows:
-        left = cfg.half_open_max_jobs - r.trials if r.state == HALF_OPEN else 0
-        if r.dealer_id is None:
-            blocked_types.append(r.job_type)
+    for dealer_id, job_type, state, n_trials in rows:
+        left = cfg.half_open_max_jobs - n_trials if state == HALF_OPEN else 0
+        if dealer_id is None:
+            blocked_types.append(job_type)
         else:
-            blocked_pairs.append(f"{r.dealer_id}:{r.job_type}")
+            blocked_pairs.append(f"{dealer_id}:{job_type}")
         if left > 0:
-            trials.append((r.dealer_id, r.job_type, left))
+            trials.append((dealer_id, job_type, left))
     return Gate(blocked_types, blocked_pairs, trials)
 
 

@@ -20,6 +20,7 @@ parent had not succeeded is a dependency violation, counted and sent back to wai
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,49 +28,43 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import ClaimedJob, JobState
+from dealertui.store.fastpath import fetch
 from dealertui.store.graphops import Event
-from dealertui.store.idlists import in_list, list_value, sql
+from dealertui.store.idlists import in_list, list_value
 
-_DUE_RETRIES = text(
-    """
+_DUE_RETRIES = """
     UPDATE jobs SET state = 'ready', ready_at = run_after, updated_at = :now
     WHERE state = 'retrying' AND run_after <= :now
     RETURNING id, dealer_id, job_type, attempts
-    """
-)
+"""
 
 
-def _job_filter(
-    paused_types: bool, blocked_pairs: bool, only_type: bool
-) -> tuple[str, list[Any]]:
+def _job_filter(dialect: str, paused_types: bool, blocked_pairs: bool, only_type: bool) -> str:
     """Conditions on ready jobs `j` shared by both steps: paused types, open breakers."""
-    sql, params = [], []
+    sql = []
     if paused_types:
-        sql.append("AND j.job_type NOT IN :paused_types")
-        params.append(bindparam("paused_types", expanding=True))
+        sql.append(f"AND NOT ({in_list(dialect, 'j.job_type', 'paused_types')})")
     if blocked_pairs:
-        sql.append("AND (j.dealer_id || ':' || j.job_type) NOT IN :blocked_pairs")
-        params.append(bindparam("blocked_pairs", expanding=True))
+        pair = "(j.dealer_id || ':' || j.job_type)"
+        sql.append(f"AND NOT ({in_list(dialect, pair, 'blocked_pairs')})")
     if only_type:
         sql.append("AND j.job_type = :only_type")
-    return " ".join(sql), params
+    return " ".join(sql)
 
 
-def _pick_dealers_sql(
-    dialect: str, *, only: bool, paused_dealers: bool, job_filter: tuple[str, list[Any]]
-) -> Any:
-    type_filter, filter_params = job_filter
+@functools.lru_cache(maxsize=64)
+def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_filter: str) -> str:
     where = []
     if only:
-        where.append("AND d.id IN :only")
+        where.append(f"AND {in_list(dialect, 'd.id', 'only')}")
     if paused_dealers:
-        where.append("AND d.id NOT IN :paused_dealers")
+        where.append(f"AND NOT ({in_list(dialect, 'd.id', 'paused_dealers')})")
     lock = "FOR UPDATE OF d SKIP LOCKED" if dialect == "postgresql" else ""
-    sql = f"""
+    return f"""
         SELECT d.id FROM dealers d
         WHERE d.id IN (
             SELECT j.dealer_id FROM jobs j
-            WHERE j.state = 'ready' AND j.run_after <= :now {type_filter})
+            WHERE j.state = 'ready' AND j.run_after <= :now {job_filter})
           AND d.id NOT IN (
             SELECT r.dealer_id FROM jobs r WHERE r.state = 'running'
             GROUP BY r.dealer_id HAVING count(*) >= :per_dealer)
@@ -79,18 +74,14 @@ def _pick_dealers_sql(
         LIMIT :n
         {lock}
     """
-    params = [*filter_params]
-    if only:
-        params.append(bindparam("only", expanding=True))
-    if paused_dealers:
-        params.append(bindparam("paused_dealers", expanding=True))
-    return text(sql).bindparams(*params)
 
 
-def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]], dealers_j: str,
-               dealers_r: str) -> Any:
-    """The claim; *dealers_j* / *dealers_r*: "j.dealer_id / dealer_id is one of :dealers"."""
-    type_filter, filter_params = job_filter
+@functools.lru_cache(maxsize=64)
+def _claim_sql(dialect: str, *, job_filter: str) -> str:
+    """The claim of up to :limit ready jobs of the dealers in :dealers."""
+    type_filter = job_filter
+    dealers_j = in_list(dialect, "j.dealer_id", "dealers")
+    dealers_r = in_list(dialect, "dealer_id", "dealers")
     ranked = f"""
         ranked AS (
             SELECT j.id, j.dealer_id, j.priority,
@@ -138,15 +129,15 @@ def _claim_sql(dialect: str, *, job_filter: tuple[str, list[Any]], dealers_j: st
             WHERE id IN ({pick})
             {returning}
         """
-    return text(sql).bindparams(*filter_params)
+    return sql
 
 
 async def promote_due_retries(conn: AsyncConnection, now: float) -> list[Event]:
     """`retrying` jobs whose run_after has passed become `ready` again."""
-    rows = await conn.execute(_DUE_RETRIES, {"now": now})
+    rows = await fetch(conn, _DUE_RETRIES, {"now": now})
     return [
-        Event(r.id, r.dealer_id, r.job_type, JobState.RETRYING, JobState.READY, attempt=r.attempts)
-        for r in rows
+        Event(job_id, dealer_id, job_type, JobState.RETRYING, JobState.READY, attempt=attempts)
+        for job_id, dealer_id, job_type, attempts in rows
     ]
 
 
@@ -177,15 +168,16 @@ async def claim_batch(
         "n": max(n_dealers, 1),
     }
     if only_dealers is not None:
-        params["only"] = list(only_dealers)
+        params["only"] = list_value(dialect, only_dealers)
     if paused_dealers:
-        params["paused_dealers"] = list(paused_dealers)
-    job_filter = _job_filter(bool(paused_types), bool(blocked_pairs), only_type is not None)
+        params["paused_dealers"] = list_value(dialect, paused_dealers)
+    job_filter = _job_filter(dialect, bool(paused_types), bool(blocked_pairs),
+                             only_type is not None)
     filters: dict[str, Any] = {}
     if paused_types:
-        filters["paused_types"] = list(paused_types)
+        filters["paused_types"] = list_value(dialect, paused_types)
     if blocked_pairs:
-        filters["blocked_pairs"] = list(blocked_pairs)
+        filters["blocked_pairs"] = list_value(dialect, blocked_pairs)
     if only_type is not None:
         filters["only_type"] = only_type
     params.update(filters)
@@ -195,7 +187,7 @@ async def claim_batch(
         paused_dealers=bool(paused_dealers),
         job_filter=job_filter,
     )
-    chosen = list((await conn.execute(pick_sql, params)).scalars())
+    chosen = [r[0] for r in await fetch(conn, pick_sql, params)]
     if max_dealers is not None:
         # Active dealers do not count against the worker's dealer limit; new ones do.
         active_set = set(active)
@@ -206,17 +198,14 @@ async def claim_batch(
         return [], []
     claim_params: dict[str, Any] = {
         "now": now,
-        "dealers": list_value(conn, chosen),
+        "dealers": list_value(dialect, chosen),
         "per_dealer": per_dealer,
         "limit": limit,
         "worker": worker_id,
         "lease_until": lease_until,
     }
     claim_params.update(filters)
-    claim_sql = _claim_sql(dialect, job_filter=job_filter,
-                           dealers_j=in_list(conn, "j.dealer_id", "dealers"),
-                           dealers_r=in_list(conn, "dealer_id", "dealers"))
-    rows = (await conn.execute(claim_sql, claim_params)).all()
+    rows = await fetch(conn, _claim_sql(dialect, job_filter=job_filter), claim_params)
     claimed: list[ClaimedJob] = []
     violations: list[int] = []
     # plain tuples, positional: Row attribute access and keyword construction were ~15 µs a
@@ -242,8 +231,8 @@ async def claim_batch(
         )
     served = sorted({c.dealer_id for c in claimed})
     if served:
-        await conn.execute(
-            sql(f"UPDATE dealers SET last_served_at = :now WHERE {in_list(conn, 'id')}"),
+        await fetch(
+            conn, f"UPDATE dealers SET last_served_at = :now WHERE {in_list(conn, 'id')}",
             {"now": now, "ids": list_value(conn, served)},
         )
     return claimed, violations

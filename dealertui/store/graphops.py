@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import JobState
+from dealertui.store.fastpath import fetch
 from dealertui.store.idlists import in_list, list_value, sql
 from dealertui.store.schema import job_events
 
@@ -107,16 +108,15 @@ async def insert_events_for(
     """
     if not job_ids:
         return
-    await conn.execute(
-        sql(
-            f"""
-            INSERT INTO job_events
-                (job_id, dealer_id, job_type, at, from_state, to_state, worker, attempt, message)
-            SELECT id, dealer_id, job_type, :at, :from_state, :to_state, :worker, attempts,
-                   :message
-            FROM jobs WHERE {in_list(conn, 'id')}
-            """
-        ),
+    await fetch(
+        conn,
+        f"""
+        INSERT INTO job_events
+            (job_id, dealer_id, job_type, at, from_state, to_state, worker, attempt, message)
+        SELECT id, dealer_id, job_type, :at, :from_state, :to_state, :worker, attempts,
+               :message
+        FROM jobs WHERE {in_list(conn, 'id')}
+        """,
         {
             "ids": list_value(conn, job_ids),
             "at": at,
@@ -137,11 +137,11 @@ async def promote_children(
     if conn.dialect.name == "sqlite":
         # one statement: BEGIN IMMEDIATE already serialises us against every other writer
         targets = f"id IN (SELECT child_id FROM job_deps WHERE {in_list(conn, 'parent_id')})"
-        rows = await conn.execute(
-            sql(_PROMOTE.format(targets=targets)),
+        rows = await fetch(
+            conn, _PROMOTE.format(targets=targets),
             {"ids": list_value(conn, parent_ids), "now": now},
         )
-        promoted = [r.id for r in rows]
+        promoted = [r[0] for r in rows]
     else:
         children = (
             await conn.execute(

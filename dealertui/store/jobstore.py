@@ -33,10 +33,10 @@ from dealertui.model import (
     empty_state_counts,
     is_valid_dealer_id,
 )
-from dealertui.store import breakers, claims, graphops
+from dealertui.store import breakers, claims, fastpath, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
-from dealertui.store.idlists import in_list, list_value, one_of, sql
+from dealertui.store.idlists import in_list, list_value, one_of
 from dealertui.store.schema import (
     DROPPED_INDEXES,
     SCHEMA_VERSION,
@@ -550,20 +550,18 @@ class JobStore:
             ok: list[int] = []
             if succeeded:
                 # the hot path: one UPDATE … RETURNING, events built in the database
-                rows = await conn.execute(
-                    sql(
-                        f"""
-                        UPDATE jobs SET state = 'succeeded', finished_at = :now,
-                               updated_at = :now, locked_by = NULL, locked_until = NULL,
-                               last_error = NULL
-                        WHERE {in_list(conn, 'id')} AND state = 'running'
-                          AND locked_by = :worker
-                        RETURNING id
-                        """
-                    ),
+                rows = await fastpath.fetch(
+                    conn,
+                    f"""
+                    UPDATE jobs SET state = 'succeeded', finished_at = :now,
+                           updated_at = :now, locked_by = NULL, locked_until = NULL,
+                           last_error = NULL
+                    WHERE {in_list(conn, 'id')} AND state = 'running' AND locked_by = :worker
+                    RETURNING id
+                    """,
                     {"ids": list_value(conn, succeeded), "now": now, "worker": worker_id},
                 )
-                ok = [r.id for r in rows]
+                ok = [r[0] for r in rows]
                 await graphops.insert_events_for(
                     conn, ok, JobState.RUNNING, JobState.SUCCEEDED, at=now, worker=worker_id
                 )
@@ -708,10 +706,10 @@ class JobStore:
 
     async def _any_half_open(self, conn: AsyncConnection) -> bool:
         # successes only matter to half-open breakers; skip the work when there are none
-        row = (
-            await conn.execute(text("SELECT 1 FROM breakers WHERE state = 'half_open' LIMIT 1"))
-        ).first()
-        return row is not None
+        rows = await fastpath.fetch(
+            conn, "SELECT 1 FROM breakers WHERE state = 'half_open' LIMIT 1"
+        )
+        return bool(rows)
 
     async def breaker_states(self) -> list[dict[str, Any]]:
         """Every breaker: key, dealer_id, job_type, state, failures, opened_at, half_open_at."""
@@ -1146,10 +1144,10 @@ class JobStore:
         return await self.db.run(tx, write=False)
 
     async def _paused_keys(self, conn: AsyncConnection) -> set[tuple[str, str]]:
-        rows = await conn.execute(
-            select(controls.c.scope, controls.c.key).where(controls.c.paused == 1)
+        rows = await fastpath.fetch(
+            conn, 'SELECT scope, "key" FROM controls WHERE paused = 1'
         )
-        return {(r.scope, r.key) for r in rows}
+        return {(scope, key) for scope, key in rows}
 
     # -- audit ----------------------------------------------------------------------------------
 
