@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.fastpath import fetch
 
