@@ -76,12 +76,20 @@ def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_fil
     """
 
 
+_SETS = """
+    state = 'running', attempts = attempts + 1, locked_by = :worker,
+    locked_until = :lease_until, started_at = :now, updated_at = :now, finished_at = NULL"""
+
+
 @functools.lru_cache(maxsize=64)
 def _claim_sql(dialect: str, *, job_filter: str) -> str:
     """The claim of up to :limit ready jobs of the dealers in :dealers."""
     type_filter = job_filter
     dealers_j = in_list(dialect, "j.dealer_id", "dealers")
-    dealers_r = in_list(dialect, "dealer_id", "dealers")
+    # SQLite counts every running job (a few per dealer slot, read from the partial index on
+    # running jobs): filtered by dealer, it read each chosen dealer's jobs through the
+    # (dealer_id, job_type) index instead, 1.5 of the claim's 9 ms for 500 dealers
+    busy_filter = "AND " + in_list(dialect, "dealer_id", "dealers") if dialect == "postgresql" else ""
     ranked = f"""
         ranked AS (
             SELECT j.id, j.dealer_id, j.priority,
@@ -92,7 +100,7 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         ),
         busy AS (
             SELECT dealer_id, count(*) AS n FROM jobs
-            WHERE state = 'running' AND {dealers_r} GROUP BY dealer_id
+            WHERE state = 'running' {busy_filter} GROUP BY dealer_id
         )"""
     pick = """
         SELECT r.id FROM ranked r
@@ -101,15 +109,12 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         WHERE r.rn <= :per_dealer - COALESCE(b.n, 0)
         ORDER BY r.rn, d.last_served_at, r.priority, r.id
         LIMIT :limit"""
-    sets = """
-        state = 'running', attempts = attempts + 1, locked_by = :worker,
-        locked_until = :lease_until, started_at = :now, updated_at = :now, finished_at = NULL"""
-    returning = """
-        RETURNING jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
-                  jobs.priority, jobs.ready_at, jobs.payload,
-                  (SELECT count(*) FROM job_deps dd JOIN jobs p ON p.id = dd.parent_id
-                   WHERE dd.child_id = jobs.id
-                     AND p.state NOT IN ('succeeded', 'skipped')) AS unmet"""
+    sets = _SETS
+    columns = """
+        jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
+        jobs.priority, jobs.ready_at, jobs.payload,
+        (SELECT count(*) FROM job_deps dd JOIN jobs p ON p.id = dd.parent_id
+         WHERE dd.child_id = jobs.id AND p.state NOT IN ('succeeded', 'skipped')) AS unmet"""
     if dialect == "postgresql":
         sql = f"""
             WITH {ranked},
@@ -120,16 +125,23 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
             )
             UPDATE jobs SET {sets}
             FROM picked WHERE jobs.id = picked.id
-            {returning}
+            RETURNING {columns}
         """
     else:
+        # SQLite: read the jobs, then move them (claim_batch) — BEGIN IMMEDIATE already
+        # excludes every other writer. One UPDATE … RETURNING cost 9 ms for 500 jobs against
+        # 5 ms for the two: SQLite's RETURNING (an ephemeral table, a step per row) was 3.7 ms.
         sql = f"""
             WITH {ranked}
-            UPDATE jobs SET {sets}
-            WHERE id IN ({pick})
-            {returning}
+            SELECT {columns} FROM jobs WHERE id IN ({pick})
         """
     return sql
+
+
+_CLAIM_SQLITE = f"""
+    UPDATE jobs SET {_SETS}
+    WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'ready'
+"""
 
 
 async def promote_due_retries(conn: AsyncConnection, now: float) -> list[Event]:
@@ -206,6 +218,7 @@ async def claim_batch(
     }
     claim_params.update(filters)
     rows = await fetch(conn, _claim_sql(dialect, job_filter=job_filter), claim_params)
+    moved = dialect == "postgresql"  # its claim moved them already; SQLite's only read them
     claimed: list[ClaimedJob] = []
     violations: list[int] = []
     # plain tuples, positional: Row attribute access and keyword construction were ~15 µs a
@@ -216,14 +229,20 @@ async def claim_batch(
         if unmet:
             violations.append(job_id)
             continue
-        claimed.append(ClaimedJob(job_id, dealer, job_type, attempts, max_attempts, priority,
-                                  ready_at, payload))
+        claimed.append(ClaimedJob(job_id, dealer, job_type, attempts if moved else attempts + 1,
+                                  max_attempts, priority, ready_at, payload))
+    if claimed and not moved:
+        await fetch(conn, _CLAIM_SQLITE, {**claim_params, "ids": list_value(
+            dialect, [c.id for c in claimed])})
     if violations:
+        # a job that was ready while a parent had not succeeded goes back to waiting
+        # (Postgres had claimed it: its attempt is given back)
+        undo = ", attempts = attempts - 1" if moved else ""
         await conn.execute(
             text(
-                """
-                UPDATE jobs SET state = 'waiting', attempts = attempts - 1, locked_by = NULL,
-                       locked_until = NULL, started_at = NULL, ready_at = NULL
+                f"""
+                UPDATE jobs SET state = 'waiting', locked_by = NULL, locked_until = NULL,
+                       started_at = NULL, ready_at = NULL {undo}
                 WHERE id IN :ids
                 """
             ).bindparams(bindparam("ids", expanding=True)),
