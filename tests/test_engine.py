@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from dealertui.config import Config, parse_config
@@ -333,6 +334,42 @@ async def test_timeouts_are_per_job_and_per_type_within_one_batch(db_url: str) -
         assert jobs[key].state == "succeeded", jobs[key]  # steady ran 1 s > quick's 0.5 s
     assert stats.retried_jobs == 1 and stats.successful_jobs == 4
     assert elapsed < 10, f"the slow job ran {elapsed:.1f}s, past its 0.5 s timeout"
+
+
+async def test_abort_right_after_a_claim_releases_jobs_that_never_started(db_url: str) -> None:
+    """abort() between a claim and its tasks' first step (a worker's second signal can land
+    there): those tasks never run their code, so nothing recorded their jobs and run() waited
+    for them forever, the jobs left `running` until their lease ran out. They are released
+    like any aborted job: `retrying`, due at once, no attempt charged."""
+    from dealertui.engine.events import EventBus, JobStarted
+
+    cfg = make_config(db_url, default_types(f"{FIXTURE_HANDLERS}:ok"), dealers=("a1", "a2", "a3"))
+    async with opened(cfg) as store:
+        await store.enqueue(["a1", "a2", "a3"], ["homenet"])
+        bus = EventBus()
+        manager = MultiDealerDependencyManager(store, cfg, 10, 2, bus=bus, kind="worker")
+        seen: list[int] = []
+
+        def on_event(event: object) -> None:
+            # JobStarted is emitted as each task is created: at the third, the first two
+            # tasks exist and have not run a step yet
+            if isinstance(event, JobStarted):
+                seen.append(event.job_id)
+                if len(seen) == 3:
+                    manager.abort("second signal")
+
+        bus.subscribe(on_event)
+        with anyio.fail_after(30):
+            stats = await manager.run(wait=True)
+        jobs = {j.dealer_id: j for j in await store.list_jobs()}
+
+    assert len(seen) == 3
+    released = [j for j in jobs.values() if j.state == "retrying"]
+    assert len(released) >= 2, jobs
+    for j in released:
+        assert j.attempts == 0 and j.locked_by is None and j.last_error == "second signal", j
+    assert all(j.state in ("retrying", "succeeded") for j in jobs.values()), jobs
+    assert stats.total_jobs == 3
 
 
 # -- limit ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Side tasks (lease heartbeat, lease rescuer, stats tick) live in the same group a
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -203,9 +204,18 @@ class MultiDealerDependencyManager:
         due at once and not charged an attempt, so any worker picks them up again."""
         self._stopping = True
         self._aborting = reason
-        for task in list(self._job_tasks.values()):
+        for job_id, task in list(self._job_tasks.items()):
             task.cancel()
+            # A task cancelled before its first step never runs _run_job, so nothing would
+            # record its job (and run() waited for it forever): release it when the task ends.
+            task.add_done_callback(functools.partial(self._release_unstarted, job_id))
         self._wake.set()
+
+    def _release_unstarted(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        job = self._in_flight.get(job_id)
+        if job is not None:  # still ours: its coroutine never ran
+            self._job_tasks.pop(job_id, None)
+            self._ended(job, "release", self._aborting or "worker stopped", 0.0, None)
 
     @property
     def paused(self) -> bool:
@@ -425,18 +435,26 @@ class MultiDealerDependencyManager:
                     kind, error = "release", self._aborting
             except Exception as exc:  # a handler's own bug: worth another try, with its message
                 kind, error = "retry", f"{type(exc).__name__}: {exc}"
-            self._pending.append(_Outcome(job, kind, error, time.perf_counter() - t0))
-            del self._in_flight[job.id]
-            self._dealer_load[job.dealer_id] -= 1
-            if not self._dealer_load[job.dealer_id]:
-                del self._dealer_load[job.dealer_id]
-            left[0] -= 1
-            if not left[0] or not self._in_flight:
-                self._batch_ended.set()
-            self._have_outcomes.set()
+            self._ended(job, kind, error, time.perf_counter() - t0, left)
         finally:
             deadline.done(job.id)
             self._job_tasks.pop(job.id, None)
+
+    def _ended(
+        self, job: ClaimedJob, kind: str, error: str | None, duration_s: float,
+        left: list[int] | None,
+    ) -> None:
+        """Hand a job's outcome to the completer and free its slot."""
+        self._pending.append(_Outcome(job, kind, error, duration_s))
+        del self._in_flight[job.id]
+        self._dealer_load[job.dealer_id] -= 1
+        if not self._dealer_load[job.dealer_id]:
+            del self._dealer_load[job.dealer_id]
+        if left is not None:
+            left[0] -= 1
+        if left is None or not left[0] or not self._in_flight:
+            self._batch_ended.set()
+        self._have_outcomes.set()
 
     async def _completer(self) -> None:
         while True:
