@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import socket
 import time
@@ -96,6 +97,21 @@ def _lone_store_error(group: BaseExceptionGroup) -> StoreUnavailable | None:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc if isinstance(exc, StoreUnavailable) else None
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Take every object alive now (modules, SQLAlchemy's and Textual's caches, the config)
+    out of the cyclic garbage collector's view, once per process. They live as long as the
+    process, yet each full collection scanned them all: ~30 ms once per 10,000 bench jobs,
+    the event loop stalled meanwhile. Garbage is collected first, so none is kept forever."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def make_worker_id(kind: str) -> str:
@@ -238,6 +254,7 @@ class MultiDealerDependencyManager:
         self._stopping = False
         self._aborting = None
         self._idle = anyio.Event()
+        freeze_startup_heap()
         self._started_at = time.time()
         self._t0 = time.perf_counter()
         await self.store.register_worker(
