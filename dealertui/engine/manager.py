@@ -369,10 +369,9 @@ class MultiDealerDependencyManager:
                 # woken during the claim (e.g. a flush promoted children after the claim's
                 # snapshot was taken, as Postgres allows), or the claim was full (of jobs, or
                 # of new dealers while more may start): claim again. A claim that came back
-                # short took every job
-                # it could: claiming again before anything changes found nothing (22 of 52
-                # claims per 10,000 bench jobs, 8.6 ms each), so wait for a flush, a control
-                # or the idle poll instead.
+                # short took every job it could: claiming again before anything changes found
+                # nothing (22 of 52 claims per 10,000 bench jobs, 8.6 ms each), so wait for a
+                # flush, a control or the idle poll instead.
                 continue
             if not wait and not self._busy:
                 return  # drained: nothing claimable, nothing running, nothing to record

@@ -84,7 +84,6 @@ _SETS = """
 @functools.lru_cache(maxsize=64)
 def _claim_sql(dialect: str, *, job_filter: str) -> str:
     """The claim of up to :limit ready jobs of the dealers in :dealers."""
-    type_filter = job_filter
     dealers_j = in_list(dialect, "j.dealer_id", "dealers")
     # SQLite counts every running job (a few per dealer slot, read from the partial index on
     # running jobs): filtered by dealer, it read each chosen dealer's jobs through the
@@ -98,7 +97,7 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
                    row_number() OVER (PARTITION BY j.dealer_id ORDER BY j.priority, j.id) AS rn
             FROM jobs j
             WHERE j.state = 'ready' AND j.run_after <= :now AND {dealers_j}
-              {type_filter}
+              {job_filter}
         ),
         busy AS (
             SELECT dealer_id, count(*) AS n FROM jobs
@@ -111,7 +110,6 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         WHERE r.rn <= :per_dealer - COALESCE(b.n, 0)
         ORDER BY r.rn, d.last_served_at, r.priority, r.id
         LIMIT :limit"""
-    sets = _SETS
     columns = """
         jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
         jobs.priority, jobs.ready_at, jobs.payload,
@@ -125,7 +123,7 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
                 WHERE j.id IN ({pick}) AND j.state = 'ready'
                 FOR UPDATE SKIP LOCKED
             )
-            UPDATE jobs SET {sets}
+            UPDATE jobs SET {_SETS}
             FROM picked WHERE jobs.id = picked.id
             RETURNING {columns}
         """

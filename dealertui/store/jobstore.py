@@ -221,13 +221,7 @@ class JobStore:
         now = self.clock()
 
         async def tx(conn: AsyncConnection) -> int:
-            existing = set(
-                (
-                    await conn.execute(
-                        select(dealers.c.id).where(one_of(conn, "dealers.id", [r[0] for r in rows]))
-                    )
-                ).scalars()
-            )
+            existing = await self._existing_dealers(conn, [r[0] for r in rows])
             new = [
                 {"id": i, "name": n, "created_at": now, "last_served_at": 0.0}
                 for i, n in dict(rows).items()
@@ -241,6 +235,12 @@ class JobStore:
             return len(new)
 
         return await self.db.run(tx)
+
+    @staticmethod
+    async def _existing_dealers(conn: AsyncConnection, dealer_ids: Sequence[str]) -> set[str]:
+        """Which of *dealer_ids* are in the dealers table (the list may be every dealer)."""
+        query = select(dealers.c.id).where(one_of(conn, "dealers.id", dealer_ids))
+        return set((await conn.execute(query)).scalars())
 
     async def list_dealers(self) -> list[Dealer]:
         async def tx(conn: AsyncConnection) -> list[Dealer]:
@@ -301,13 +301,7 @@ class JobStore:
         now = self.clock()
 
         async def tx(conn: AsyncConnection) -> list[int]:
-            known = set(
-                (
-                    await conn.execute(
-                        select(dealers.c.id).where(one_of(conn, "dealers.id", wanted_dealers))
-                    )
-                ).scalars()
-            )
+            known = await self._existing_dealers(conn, wanted_dealers)
             missing = [d for d in wanted_dealers if d not in known]
             if missing:
                 raise UsageError(
