@@ -122,6 +122,20 @@ class CompletionResult:
     promoted: list[int] = field(default_factory=list)
     blocked: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    #: the claim made in the same transaction (`JobStore.finish(then_claim=…)`), if asked
+    claimed: ClaimResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A claim's arguments (see `JobStore.claim`), so that `finish` can make one too."""
+
+    limit: int
+    per_dealer: int
+    lease_s: float
+    max_dealers: int | None = None
+    active_dealers: tuple[str, ...] = ()
+    only_dealers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from dealertui.errors import StoreUnavailable, UsageError
-from dealertui.model import ALL_STATES, JobOutcome
+from dealertui.model import ALL_STATES, ClaimRequest, ClaimResult, JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.db import Database
 from dealertui.store.schema import SCHEMA_VERSION
@@ -351,6 +351,34 @@ async def test_claim_then_succeed(db_url: str) -> None:
 
         assert await run_everything(store) == 3
         assert set((await states(store, ids)).values()) == {"succeeded"}
+
+
+async def test_finish_then_claim_takes_the_children_it_promoted(db_url: str) -> None:
+    """The engine's SQLite flush claims in its own transaction: that claim must see the
+    children the flush just promoted, honour the per-dealer limit, and audit both moves."""
+    async with opened(db_url, dealers=("d1", "d2")) as store:
+        one, two = await pipeline(store, "d1"), await pipeline(store, "d2")
+        homes = await claim_ids(store)
+        assert sorted(homes) == sorted([one["homenet"], two["homenet"]])
+        done = await store.finish(
+            "w1", succeeded=[one["homenet"]],
+            then_claim=ClaimRequest(limit=10, per_dealer=2, lease_s=60.0, max_dealers=5,
+                                    active_dealers=("d2",)),
+        )
+        assert done.done == [one["homenet"]]
+        assert done.claimed is not None
+        # d1's two children, nothing of d2 (its homenet still runs: its children wait)
+        assert sorted(c.id for c in done.claimed.jobs) == sorted(
+            [one["dealer_com"], one["product_scrape"]]
+        )
+        for t in ("dealer_com", "product_scrape"):
+            assert await trail(store, one[t]) == [
+                (None, "waiting"), ("waiting", "ready"), ("ready", "running")
+            ]
+        # no outcomes, only a claim: nothing is ready now
+        nothing = await store.finish("w1", then_claim=ClaimRequest(10, 2, 60.0))
+        assert nothing.done == [] and nothing.claimed == ClaimResult([])
+        assert await state(store, two["dealer_com"]) == "waiting"
 
 
 async def test_complete_by_another_worker_is_ignored(db_url: str) -> None:

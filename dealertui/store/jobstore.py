@@ -7,6 +7,7 @@ faults) and writes a job_events row per transition.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ from dealertui.model import (
     SATISFIED_STATES,
     UNFINISHED_STATES,
     ActionResult,
+    ClaimRequest,
     ClaimResult,
     CompletionResult,
     Dealer,
@@ -449,70 +451,74 @@ class JobStore:
         """
         if limit <= 0:
             return ClaimResult([])
+        request = ClaimRequest(limit, per_dealer, lease_s, max_dealers, tuple(active_dealers),
+                               None if only_dealers is None else tuple(only_dealers))
         now = self.clock()
+        return await self.db.run(lambda conn: self._claim_in(conn, worker_id, request, now))
 
-        async def tx(conn: AsyncConnection) -> ClaimResult:
-            paused = await self._paused_keys(conn)
-            due = await claims.promote_due_retries(conn, now)
-            await graphops.insert_events(conn, due, at=now, worker=worker_id)
-            if ("global", "") in paused:
-                return ClaimResult([])
-            g = await breakers.gate(conn, self.breaker_cfg, now)
-            common: dict[str, Any] = {
-                "worker_id": worker_id,
-                "per_dealer": per_dealer,
-                "lease_until": now + lease_s,
-                "now": now,
-                "max_dealers": max_dealers,
-                "active_dealers": active_dealers,
-                "paused_dealers": [k for s, k in paused if s == "dealer"],
-            }
-            paused_types = [k for s, k in paused if s == "type"]
-            claimed, violations = await claims.claim_batch(
+    async def _claim_in(
+        self, conn: AsyncConnection, worker_id: str, request: ClaimRequest, now: float
+    ) -> ClaimResult:
+        limit, per_dealer, only_dealers = request.limit, request.per_dealer, request.only_dealers
+        paused = await self._paused_keys(conn)
+        due = await claims.promote_due_retries(conn, now)
+        await graphops.insert_events(conn, due, at=now, worker=worker_id)
+        if ("global", "") in paused:
+            return ClaimResult([])
+        g = await breakers.gate(conn, self.breaker_cfg, now)
+        common: dict[str, Any] = {
+            "worker_id": worker_id,
+            "per_dealer": per_dealer,
+            "lease_until": now + request.lease_s,
+            "now": now,
+            "max_dealers": request.max_dealers,
+            "active_dealers": request.active_dealers,
+            "paused_dealers": [k for s, k in paused if s == "dealer"],
+        }
+        paused_types = [k for s, k in paused if s == "type"]
+        claimed, violations = await claims.claim_batch(
+            conn,
+            limit=limit,
+            only_dealers=only_dealers,
+            paused_types=sorted({*paused_types, *g.blocked_types}),
+            blocked_pairs=g.blocked_pairs,
+            **common,
+        )
+        # half-open breakers: admit at most their remaining trial jobs, key by key
+        for dealer_id, job_type, slots in g.trials:
+            room = min(slots, limit - len(claimed))
+            if room <= 0 or job_type in paused_types:
+                continue
+            if dealer_id is not None and job_type in g.blocked_types:
+                continue  # the shared breaker of the type is not closed: no trial
+            if dealer_id is not None and only_dealers is not None and (
+                dealer_id not in only_dealers
+            ):
+                continue
+            pairs = [p for p in g.blocked_pairs if p != f"{dealer_id}:{job_type}"]
+            extra, more_violations = await claims.claim_batch(
                 conn,
-                limit=limit,
-                only_dealers=only_dealers,
-                paused_types=sorted({*paused_types, *g.blocked_types}),
-                blocked_pairs=g.blocked_pairs,
+                limit=room,
+                only_dealers=[dealer_id] if dealer_id is not None else only_dealers,
+                paused_types=paused_types,
+                blocked_pairs=pairs,
+                only_type=job_type,
                 **common,
             )
-            # half-open breakers: admit at most their remaining trial jobs, key by key
-            for dealer_id, job_type, slots in g.trials:
-                room = min(slots, limit - len(claimed))
-                if room <= 0 or job_type in paused_types:
-                    continue
-                if dealer_id is not None and job_type in g.blocked_types:
-                    continue  # the shared breaker of the type is not closed: no trial
-                if dealer_id is not None and only_dealers is not None and (
-                    dealer_id not in only_dealers
-                ):
-                    continue
-                pairs = [p for p in g.blocked_pairs if p != f"{dealer_id}:{job_type}"]
-                extra, more_violations = await claims.claim_batch(
-                    conn,
-                    limit=room,
-                    only_dealers=[dealer_id] if dealer_id is not None else only_dealers,
-                    paused_types=paused_types,
-                    blocked_pairs=pairs,
-                    only_type=job_type,
-                    **common,
-                )
-                if extra:
-                    await breakers.count_trials(conn, dealer_id, job_type, len(extra), now)
-                claimed += extra
-                violations += more_violations
-            await graphops.insert_events_for(
-                conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
-                worker=worker_id,
-            )
-            # the claim put violating jobs back to waiting; record both of their moves
-            await graphops.insert_events_for(
-                conn, violations, JobState.READY, JobState.WAITING, at=now, worker=worker_id,
-                message="dependency violation: a parent had not succeeded",
-            )
-            return ClaimResult(claimed, len(violations))
-
-        return await self.db.run(tx)
+            if extra:
+                await breakers.count_trials(conn, dealer_id, job_type, len(extra), now)
+            claimed += extra
+            violations += more_violations
+        await graphops.insert_events_for(
+            conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
+            worker=worker_id,
+        )
+        # the claim put violating jobs back to waiting; record both of their moves
+        await graphops.insert_events_for(
+            conn, violations, JobState.READY, JobState.WAITING, at=now, worker=worker_id,
+            message="dependency violation: a parent had not succeeded",
+        )
+        return ClaimResult(claimed, len(violations))
 
     async def finish(
         self,
@@ -523,6 +529,7 @@ class JobStore:
         retry: Sequence[JobOutcome] = (),
         release: Sequence[int] = (),
         release_reason: str | None = None,
+        then_claim: ClaimRequest | None = None,
     ) -> CompletionResult:
         """Record a batch of outcomes in one transaction.
 
@@ -537,7 +544,7 @@ class JobStore:
         all_ids = [
             *succeeded, *(o.job_id for o in failed), *(o.job_id for o in retry), *release
         ]
-        if not all_ids:
+        if not all_ids and then_claim is None:
             return CompletionResult([])
 
         async def tx(conn: AsyncConnection) -> CompletionResult:
@@ -660,7 +667,15 @@ class JobStore:
                 failed=[o.job_id for o in dead],
             )
 
-        return await self.db.run(tx)
+        async def and_claim(conn: AsyncConnection) -> CompletionResult:
+            done = await tx(conn) if all_ids else CompletionResult([])
+            if then_claim is None or then_claim.limit <= 0:
+                return done
+            # after the outcomes, so the claim sees the children they promoted
+            claimed = await self._claim_in(conn, worker_id, then_claim, now)
+            return dataclasses.replace(done, claimed=claimed)
+
+        return await self.db.run(and_claim)
 
     async def _fail_held(
         self,
