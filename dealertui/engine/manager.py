@@ -6,7 +6,8 @@ Three loops share one anyio task group:
 - every claimed job runs as its own task, under its job type's timeout;
 - the completer gathers outcomes for a few milliseconds and records them with one
   `store.finish` call, which also promotes children, so jobs that become ready mid-run are
-  claimed in the same run.
+  claimed in the same run (on SQLite that call makes the next claim too, in the same
+  transaction; at most one claim is in flight at a time).
 Side tasks (lease heartbeat, lease rescuer, stats tick) live in the same group and stop with it.
 """
 
