@@ -27,6 +27,7 @@ import anyio
 import pytest
 
 from dealertui.config import Config, parse_config
+from dealertui.engine import manager as manager_module
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import JobStore, open_store
 
@@ -394,6 +395,48 @@ async def test_limit_starts_exactly_that_many_jobs(db_url: str) -> None:
         assert rest.total_jobs == 21, f"the run returned with jobs left over: {left}"
         assert rest.total_jobs == rest.successful_jobs == 21
         assert {j.state for j in await store.list_jobs()} == {"succeeded"}
+
+
+async def test_limits_hold_when_outcomes_arrive_during_claims(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker polling every 2 ms while jobs of many lengths end: its claims and the flushes
+    (which claim too, on SQLite) interleave, and the dealer and per-dealer limits must hold.
+    (A flush that claims while another claim is in flight would count the slots that claim is
+    about to fill; the manager keeps one claim in flight. This test reaches that moment once
+    or twice a run, not always with new dealers waiting, so it guards the limits in general
+    rather than that one line.)"""
+    from dealertui.engine.events import EventBus, JobSucceeded
+
+    monkeypatch.setattr(manager_module, "IDLE_POLL_S", 0.002)
+    handlers = importlib.import_module(FIXTURE_HANDLERS)
+    handlers.RUNNING.clear()
+    handlers.PEAKS.update(dealers=0, per_dealer=0)
+    dealers = tuple(f"j{i:02d}" for i in range(40))
+    cfg = make_config(db_url, default_types(f"{FIXTURE_HANDLERS}:jittery"), dealers=dealers)
+    cfg = dataclasses.replace(
+        cfg, concurrency=dataclasses.replace(cfg.concurrency, max_concurrent_dealers=3)
+    )
+    async with opened(cfg) as store:
+        await store.enqueue(list(dealers))
+        bus = EventBus()
+        manager = MultiDealerDependencyManager(store, cfg, bus=bus, kind="worker")
+        succeeded: list[int] = []
+
+        def on_event(event: object) -> None:
+            if isinstance(event, JobSucceeded):
+                succeeded.append(event.job_id)
+                if len(succeeded) == 160:
+                    manager.stop()
+
+        bus.subscribe(on_event)
+        with anyio.fail_after(60):
+            await manager.run(wait=True)
+        assert {j.state for j in await store.list_jobs()} == {"succeeded"}
+    assert manager.get_processing_stats().successful_jobs == 160
+    assert handlers.PEAKS["dealers"] <= 3, "more than max_concurrent_dealers=3 dealers ran"
+    assert handlers.PEAKS["per_dealer"] <= 2, "more than 2 jobs of one dealer ran at once"
+    assert handlers.PEAKS["dealers"] == 3, "the dealer slots were never all used"
 
 
 # -- python callables -------------------------------------------------------------------------
