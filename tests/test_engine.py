@@ -439,6 +439,73 @@ async def test_limits_hold_when_outcomes_arrive_during_claims(
     assert handlers.PEAKS["dealers"] == 3, "the dealer slots were never all used"
 
 
+async def test_a_job_ending_during_a_claim_does_not_start_extra_dealers(db_url: str) -> None:
+    """One claim in flight at a time. Here a job ends while the claim loop's claim is in
+    flight (its dealer's gate opens as that claim's transaction begins): the flush of that
+    outcome must not claim as well, with a count of free slots that misses the jobs the claim
+    in flight is taking. It did on SQLite, whose flush claims in its own transaction: three
+    dealers ran with max_concurrent_dealers=2."""
+    from sqlalchemy import event
+
+    from dealertui.engine.events import EventBus, JobStarted, JobSucceeded
+
+    handlers = importlib.import_module(FIXTURE_HANDLERS)
+    handlers.RUNNING.clear()
+    handlers.PEAKS.update(dealers=0, per_dealer=0)
+    handlers.GATES.clear()
+    dealers = ("b", "e", "f", "g")
+    cfg = make_config(db_url, default_types(f"{FIXTURE_HANDLERS}:gated"), dealers=dealers)
+    cfg = dataclasses.replace(cfg, concurrency=dataclasses.replace(
+        cfg.concurrency, max_concurrent_dealers=2, max_concurrent_jobs_per_dealer=1,
+        lease_s=600.0,  # no heartbeat or rescue transaction during the test
+    ))
+    async with opened(cfg) as store:
+        await store.enqueue(["b"], ["homenet"])
+        bus = EventBus()
+        manager = MultiDealerDependencyManager(store, cfg, bus=bus, kind="worker")
+        armed = [False]
+        running: set[str] = set()
+        b_running, two_running, all_done = anyio.Event(), anyio.Event(), anyio.Event()
+        succeeded: list[int] = []
+
+        def on_event(ev: object) -> None:
+            if isinstance(ev, JobStarted):
+                running.add(ev.dealer_id)
+                if ev.dealer_id == "b":
+                    b_running.set()
+                if len(running) >= 2:
+                    two_running.set()
+            elif isinstance(ev, JobSucceeded):
+                running.discard(ev.dealer_id)
+                succeeded.append(ev.job_id)
+                if len(succeeded) == 4:
+                    all_done.set()
+
+        def open_b_gate(_conn: object) -> None:
+            if armed[0]:
+                armed[0] = False
+                handlers.GATES.setdefault("b", asyncio.Event()).set()
+
+        bus.subscribe(on_event)
+        event.listen(store.db.engine.sync_engine, "begin", open_b_gate)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(manager.run)
+                await b_running.wait()
+                await store.enqueue(["e", "f", "g"], ["homenet"])
+                armed[0] = True
+                manager.resume()  # the claim loop claims now: b ends during that claim
+                await two_running.wait()  # e, and f from the claim after b's flush
+                await anyio.sleep(0.2)  # room for a third dealer to start, were it claimed
+                for d in dealers:  # let everyone finish
+                    handlers.GATES.setdefault(d, asyncio.Event()).set()
+                await all_done.wait()
+                manager.stop()
+        assert not armed[0], "no transaction began after the claim loop was woken"
+        assert {j.state for j in await store.list_jobs()} == {"succeeded"}
+    assert handlers.PEAKS["dealers"] <= 2, "more than max_concurrent_dealers=2 dealers ran"
+
+
 # -- python callables -------------------------------------------------------------------------
 
 
