@@ -338,10 +338,9 @@ class MultiDealerDependencyManager:
                 continue
             capacity = self._slots - len(self._in_flight)
             free_dealers = self.max_concurrent_dealers - len(self._dealer_load)
+            share_jobs, share_dealers = self._share(shares)
             if (self._pending or self._flushing) and (
-                shares == 1
-                or (capacity < -(-self._slots // shares)
-                    and free_dealers < -(-self.max_concurrent_dealers // shares))
+                shares == 1 or (capacity < share_jobs and free_dealers < share_dealers)
             ):
                 # Outcomes are about to be recorded: that frees slots and promotes children,
                 # so claim after it, unless a whole share of the slots is free already.
@@ -391,6 +390,10 @@ class MultiDealerDependencyManager:
     def _slots(self) -> int:
         return self.max_concurrent_dealers * self.max_concurrent_jobs_per_dealer
 
+    def _share(self, shares: int) -> tuple[int, int]:
+        """(jobs, new dealers) one claim may take when the slots are split into *shares*."""
+        return -(-self._slots // shares), -(-self.max_concurrent_dealers // shares)
+
     def _limit_reached(self) -> bool:
         return self._limit is not None and self._stats.total_jobs >= self._limit
 
@@ -408,8 +411,9 @@ class MultiDealerDependencyManager:
             n >= self.max_concurrent_jobs_per_dealer for n in self._dealer_load.values()
         ):
             return None  # every slot this worker may use is taken: a claim cannot win
-        new_dealers = min(free_dealers, -(-self.max_concurrent_dealers // shares))
-        asked = min(capacity, -(-self._slots // shares), CLAIM_BATCH)
+        share_jobs, share_dealers = self._share(shares)
+        new_dealers = min(free_dealers, share_dealers)
+        asked = min(capacity, share_jobs, CLAIM_BATCH)
         if asked <= 0:
             return None
         request = ClaimRequest(asked, self.max_concurrent_jobs_per_dealer, self.lease_s,
