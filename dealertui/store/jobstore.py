@@ -539,6 +539,8 @@ class JobStore:
         *release* ones were interrupted (the worker is stopping): they wait as `retrying`, due
         at once, and the attempt is not charged.
         Jobs this worker no longer holds (lease rescued, cancelled) are left alone.
+        With *then_claim*, the same transaction then claims as `claim` would (after the
+        outcomes, so it sees the children they promoted); the result's `claimed` holds it.
         """
         now = self.clock()
         all_ids = [
