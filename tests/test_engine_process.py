@@ -85,6 +85,31 @@ async def test_pause_before_start_claims_nothing_until_resumed(db_url: str) -> N
         await store.close()
 
 
+async def test_close_returns_only_after_a_child_still_starting_has_exited(db_url: str) -> None:
+    # the console closes its engine as it unmounts; quit within a second of opening and the
+    # child is still importing: close() must not return before that child has gone
+    cfg = config(db_url, "tests.fixtures.handlers:ok")
+    engine = EngineProcess(cfg)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(engine.run)
+        with anyio.fail_after(30):
+            while engine.pid is None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        with anyio.fail_after(30):
+            await engine.close()
+        assert not _alive(engine.pid)
+    with pytest.raises(DealertuiError, match="closed"):
+        await engine.run()  # a closed engine starts no second child
+
+
+async def test_close_before_run_starts_no_child(db_url: str) -> None:
+    engine = EngineProcess(config(db_url, "tests.fixtures.handlers:ok"))
+    await engine.close()
+    with pytest.raises(DealertuiError, match="closed"):
+        await engine.run()
+    assert engine.pid is None
+
+
 async def test_an_unusable_database_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     cfg = config(f"sqlite+aiosqlite:///{tmp_path}/file/t.db", "tests.fixtures.handlers:ok")

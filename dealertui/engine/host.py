@@ -70,6 +70,9 @@ class EngineProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._queued: list[tuple[Any, ...]] = []  # controls sent before the child is up
         self._stderr: deque[str] = deque(maxlen=20)
+        self._running = False  # run() has been entered
+        self._closing = False  # close() has been called: start no child
+        self._ended = asyncio.Event()  # run() has followed its child to the end
 
     # -- controls (the caller's event loop) ----------------------------------------------------
 
@@ -97,6 +100,29 @@ class EngineProcess:
         """Cancel running jobs (released as retrying, not charged); the child exits."""
         self._send(("abort", reason))
 
+    async def close(self, reason: str = "console closed", timeout_s: float = 10.0) -> None:
+        """Abort the child and return once it has exited (killed after *timeout_s*).
+
+        The console awaits this as it unmounts. Cancelling run() is not enough: Textual
+        cancels its workers as the app exits without awaiting them, and asyncio.run then
+        cancels run() a second time while it waits, so a child still starting up (~1 s of
+        imports) outlived the console and created its database after the console had gone.
+        """
+        self._closing = True
+        if not self._running:
+            return  # no child, and run() will not start one now
+        self.abort(reason)
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()  # the child aborts at end of input even if it missed the frame
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ended.wait()), timeout_s)
+        except TimeoutError:
+            if self._proc is not None and self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+            await self._ended.wait()
+
     def _send(self, message: tuple[Any, ...]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None:
@@ -111,6 +137,15 @@ class EngineProcess:
 
     async def run(self) -> ProcessingStats:
         """Start the child and follow it to its end: its stats, or its error raised here."""
+        if self._closing or self._running:
+            raise DealertuiError("this engine process has been closed or started already.")
+        self._running = True
+        try:
+            return await self._run()
+        finally:
+            self._ended.set()
+
+    async def _run(self) -> ProcessingStats:
         self._proc = proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dealertui.engine.host",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -120,10 +155,13 @@ class EngineProcess:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         drain = asyncio.create_task(self._keep_stderr(proc.stderr))
         try:
-            # sys.path too: a python handler importable here must be importable there
-            proc.stdin.write(_frame(("start", self.config, self.kind, self.wait, sys.path)))
-            for message in self._queued:
-                proc.stdin.write(_frame(message))
+            if self._closing:  # closed while the child was being spawned: it gets no start
+                proc.stdin.close()
+            else:
+                # sys.path too: a python handler importable here must be importable there
+                proc.stdin.write(_frame(("start", self.config, self.kind, self.wait, sys.path)))
+                for message in self._queued:
+                    proc.stdin.write(_frame(message))
             self._queued.clear()
             outcome: tuple[Any, ...] | None = None
             while (message := await _read_frame(proc.stdout)) is not None:

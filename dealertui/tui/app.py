@@ -139,8 +139,8 @@ class DealerConsole(App[None]):
 
     async def on_unmount(self) -> None:
         if self.manager is not None:
-            # the engine worker, cancelled as the app exits, aborts the child and waits for it
-            self.manager.abort("console closed")
+            # the child's running jobs are released; the console exits after the child
+            await self.manager.close("console closed")
         if self._owns_store and self.store is not None:
             await self.store.close()
 
