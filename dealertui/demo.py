@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dealertui.config import Config
 from dealertui.store import JobStore
@@ -18,9 +20,20 @@ DEMO_DEALERS = (
 DEMO_FAILING = ("d004", "d009")
 
 
-def demo_config(config: Config) -> Config:
-    """*config* pointed at a new SQLite file in a temp dir, with the demo's failure knobs."""
-    tmp = tempfile.mkdtemp(prefix="dealertui-demo-")
+@contextmanager
+def demo_database(config: Config) -> Iterator[Config]:
+    """*config* pointed at a fresh SQLite file in a temp dir that is removed afterwards.
+
+    Every `dealertui --demo` used to leave its directory behind (~2 MB of database and WAL
+    each) in /tmp.
+    """
+    with tempfile.TemporaryDirectory(prefix="dealertui-demo-",
+                                     ignore_cleanup_errors=True) as tmp:
+        yield demo_config(config, tmp)
+
+
+def demo_config(config: Config, tmp: str) -> Config:
+    """*config* pointed at a new SQLite file in *tmp*, with the demo's failure knobs."""
     demo = dataclasses.replace(
         config.demo, latency_ms_min=300, latency_ms_max=2500, failure_rate=0.08,
         failing_dealers=DEMO_FAILING,
