@@ -156,7 +156,13 @@ async def run_once(
     """`dealertui --run-once`: exit 0 when no job failed or was blocked in this run, else 1.
 
     With *metrics_textfile*, the run's metrics are written there in node_exporter's textfile
-    format (atomically), for cron hosts without a long-running worker to scrape."""
+    format (atomically), for cron hosts without a long-running worker to scrape.
+
+    SIGTERM (cron's timeout, systemd, `timeout`) or SIGINT: running jobs are cancelled (an
+    exec handler's whole process group is killed) and released as `retrying`, due at once
+    and not charged an attempt; the summary (and JSON) of what ran is printed and the exit
+    code is 128 + the signal's number. Python's default for SIGTERM, dying on the spot, left
+    the jobs `running` until their leases ran out and a handler's children still working."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from dealertui.engine.actions import Operator
@@ -164,7 +170,10 @@ async def run_once(
     from dealertui.engine.manager import MultiDealerDependencyManager
     from dealertui.store import open_store
 
+    if metrics_textfile is not None:
+        _check_writable_dir(metrics_textfile, "--metrics-textfile")
     store = await open_store(config)
+    interrupted: list[int] = []
     try:
         if dealers:
             await Operator(store, config).check_dealers(dealers)
@@ -196,10 +205,10 @@ async def run_once(
                         ))
 
                 bus.subscribe(on_event)
-                stats = await manager.process_multi_dealer_jobs(limit)
+                stats = await _run_until_signalled(manager, limit, interrupted)
         else:
             bus.subscribe(_PlainLog())
-            stats = await manager.process_multi_dealer_jobs(limit)
+            stats = await _run_until_signalled(manager, limit, interrupted)
         if metrics is not None and metrics_textfile is not None:
             metrics.observe_stats(stats, in_flight=0)
             await metrics.refresh(store)
@@ -215,7 +224,45 @@ async def run_once(
     print(_summary_line(stats), file=sys.stderr)
     if json_out:
         print(json.dumps(stats.summary()), flush=True)
+    if interrupted:
+        return 128 + interrupted[0]
     return 0 if not (stats.failed_jobs or stats.blocked_jobs) else 1
+
+
+async def _run_until_signalled(manager: Any, limit: int | None, interrupted: list[int]
+                               ) -> ProcessingStats:
+    """manager.process_multi_dealer_jobs(limit), aborted by SIGTERM or SIGINT (whose numbers
+    are appended to *interrupted*)."""
+    import signal
+
+    async def watch() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not interrupted:
+                    name = signal.Signals(signum).name
+                    _log(f"{name}: stopping now; releasing {manager.in_flight} running jobs",
+                         "run-once")
+                    manager.abort(f"run-once stopped by {name}")
+                interrupted.append(signum)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        stats: ProcessingStats = await manager.process_multi_dealer_jobs(limit)
+        tg.cancel_scope.cancel()
+    return stats
+
+
+def _check_writable_dir(path: str, option: str) -> None:
+    """Refuse, before any work, a file path whose directory is missing or not writable."""
+    import os
+
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path} is a directory, not a file.")
+    if not os.path.isdir(directory):
+        raise UsageError(f"{option} {path}: directory {directory} does not exist.")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"{option} {path}: directory {directory} is not writable.")
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -307,9 +354,9 @@ DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)
 METRICS_REFRESH_S = 5.0
 
 
-def _log(message: str) -> None:
+def _log(message: str, who: str = "worker") -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    print(f"{stamp} dealertui worker: {message}", file=sys.stderr, flush=True)
+    print(f"{stamp} dealertui {who}: {message}", file=sys.stderr, flush=True)
 
 
 async def run_worker(

@@ -159,6 +159,12 @@ def test_run_once_exit_codes_json_and_graph(db_url: str, tmp_path: Path) -> None
     (p,) = run_all(tmp_path, cli("enqueue", "--all-dealers"))
     assert "12" in expect(p, 0).stdout, show(p)
 
+    # a --metrics-textfile that cannot be written is refused before any job runs (the counts
+    # below would be off otherwise); it used to run every job, then exit 2 with no JSON
+    (p,) = run_all(tmp_path, cli("--run-once", "--json", "--metrics-textfile",
+                                 str(tmp_path / "nodir" / "m.prom")))
+    one_error_line(p, 2, str(tmp_path / "nodir"))
+
     # --limit 2: two jobs, then exit 0
     (p,) = run_all(tmp_path, cli("--run-once", "--limit", "2", "--dealer", "d1", "--dealer",
                                  "d2", "--json"))

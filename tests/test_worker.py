@@ -672,3 +672,40 @@ def check_fleet_log(log: Path, total: int) -> None:
     over = {d: p for d, p in peaks.items() if p > PER_DEALER}
     assert not over, f"dealers with more than {PER_DEALER} jobs running at once: {over}"
     assert max(peaks.values()) == PER_DEALER  # the limit was actually reached
+
+
+# -- 6. cron's timeout: SIGTERM or SIGINT to --run-once ----------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
+    db_url: str, tmp_path: Path, rigs: list[Rig], signum: int
+) -> None:
+    # Each handler forks a grandchild that would write a line after 1.5 s. Python's default
+    # SIGTERM killed dealertui on the spot: the jobs stayed `running` until their 300 s
+    # leases ran out, and the grandchildren (out of PDEATHSIG's reach) did their work anyway.
+    started, late = tmp_path / "started.log", tmp_path / "late.log"
+    script = f"echo {{job_id}} >> {started}; (sleep 1.5; echo {{job_id}} >> {late}) & wait"
+    handler = "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=dealers(3), job_types=ONE_TYPE,
+                       handler=handler, max_dealers=3, per_dealer=1, lease_s=300)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--all-dealers")
+    run = Worker(rig.argv("--run-once", "--json"), tmp_path, rig.env, "run-once")
+    rig.workers.append(run)
+    wait_for(lambda: started.exists() and len(started.read_text().split()) == 3, 60,
+             "3 running jobs", run)
+    run.signal(signum)
+    assert run.wait(20) == 128 + signum, run.describe()
+    assert_clean(run.stderr)
+    assert signal.Signals(signum).name in run.stderr
+    summary = json.loads(run.out_path.read_text())  # still one JSON object on stdout
+    assert summary["processed_jobs"] == 0 and summary["failed_jobs"] == 0, summary
+
+    jobs = rig.jobs()
+    assert len(jobs) == 3
+    for job in jobs:  # released for the next run, not charged, not left to the lease
+        assert job.state == "retrying" and job.attempts == 0 and job.locked_by is None, job
+    time.sleep(2.5)
+    assert not late.exists(), f"a handler's child outlived the run: {late.read_text()}"
