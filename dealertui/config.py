@@ -196,9 +196,20 @@ def normalize_database_url(url: str, source_desc: str) -> str:
     if scheme.lower() in ("sqlite", "sqlite+aiosqlite"):
         if rest and not rest.startswith("/"):  # sqlite://x.db: a host, not a path
             raise ConfigError(f"{shown} has no path (use sqlite:///rel.db or sqlite:////abs.db).")
+        if rest.partition("?")[0] in ("", "/", "/:memory:"):
+            # each process, and each pooled connection, would get a database of its own
+            raise ConfigError(
+                f"{shown} names no database file, and an in-memory database is gone when the "
+                "command exits (use sqlite:///dealertui.db)."
+            )
         return "sqlite+aiosqlite://" + rest
     if scheme.lower() in ("postgresql", "postgres", "postgresql+asyncpg"):
-        return "postgresql+asyncpg://" + rest
+        normalized = "postgresql+asyncpg://" + rest
+        try:
+            urlsplit(normalized).port  # noqa: B018 - parsing it is the check
+        except ValueError as exc:
+            raise ConfigError(f"{shown} is not a valid database URL: {exc}.") from None
+        return normalized
     raise ConfigError(
         f"{shown} uses unsupported scheme {scheme!r} (use sqlite://, sqlite+aiosqlite://, "
         "postgresql://, postgres:// or postgresql+asyncpg://)."
@@ -379,6 +390,9 @@ class _Table:
             return default
         if not _KINDS[kind](value := self.data[name]):
             self.fail(name, f"must be {kind}, not {_show(value)}")
+        if kind == "an integer" and not -_INT32 <= value < _INT32:
+            # stored in INTEGER columns: Postgres's are 32-bit, and SQLite's stop at 64
+            self.fail(name, f"must be between {-_INT32} and {_INT32 - 1}, not {value}")
         return value
 
     def number(self, name: str, kind: str, default: Any, zero_ok: bool = False) -> Any:
@@ -387,6 +401,9 @@ class _Table:
         if value < 0 or (value == 0 and not zero_ok):
             self.fail(name, f"must be {'at least' if zero_ok else 'greater than'} 0, not {value}")
         return value if kind == "an integer" else float(value)
+
+
+_INT32 = 2**31
 
 
 def _names(cls: type) -> tuple[str, ...]:
