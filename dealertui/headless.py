@@ -381,22 +381,27 @@ async def run_worker(
     from dealertui.errors import StoreUnavailable
     from dealertui.store import open_store
 
-    store = await open_store(config, retry_budget_s=30.0)
-    store.db.on_outage = _log  # an outage shorter than the retry budget is logged too
     bus = EventBus()
     bus.subscribe(_PlainLog())
-    manager = MultiDealerDependencyManager(
-        store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker"
-    )
-    stopping = anyio.Event()
     server = None
-    if metrics_port is not None:
+    if metrics_port is not None:  # first: a port in use is refused before anything is opened
         from dealertui.engine.metrics import EngineMetrics
 
         metrics = EngineMetrics()
         metrics.subscribe(bus)
         server = metrics.serve(metrics_port, host=metrics_host)
         _log(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+    try:
+        store = await open_store(config, retry_budget_s=30.0)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    store.db.on_outage = _log  # an outage shorter than the retry budget is logged too
+    manager = MultiDealerDependencyManager(
+        store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker"
+    )
+    stopping = anyio.Event()
 
     async def watch_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -36,6 +36,7 @@ from dealertui.engine.events import (
     LeasesRescued,
     StatsTick,
 )
+from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
 from dealertui.store.schema import breakers
 
@@ -181,7 +182,11 @@ class EngineMetrics:
 
         Port 0 picks a free port (see `.port` on the result). Call `.close()` to stop.
         """
-        httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:  # in use, no such address, not ours to bind
+            reason = exc.strerror or str(exc)
+            raise UsageError(f"cannot serve metrics on {host}:{port}: {reason}.") from None
         return MetricsServer(httpd, thread)
 
     def write_textfile(self, path: str | PathLike[str]) -> None:
