@@ -568,11 +568,12 @@ class _Server:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw
-                outer.received.append((self.command, self.path, body))
-                if self.path == "/slow":
+                path = self.path.partition("?")[0]
+                outer.received.append((self.command, path, body))
+                if path == "/slow":
                     outer.release.wait(3)
-                status = {"/ok": 200, "/bad": 404, "/down": 503, "/slow": 200}.get(self.path, 404)
-                payload = json.dumps({"path": self.path}).encode()
+                status = {"/ok": 200, "/bad": 404, "/down": 503, "/slow": 200}.get(path, 404)
+                payload = json.dumps({"path": path}).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -615,10 +616,14 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
     def hook(path: str) -> dict[str, Any]:
         return {"url": http_server.url(path), "method": "POST"}
 
+    # credentials in the URL and a token in its query must not reach job errors
+    secret_down = {"url": http_server.url("/down?token=t0ken").replace(
+        "http://", "http://hookuser:s3cret@"), "method": "POST"}
+
     job_types = {
         "hook_ok": {"priority": 1, "handler": hook("/ok")},
         "hook_bad": {"priority": 2, "handler": hook("/bad")},
-        "hook_down": {"priority": 3, "handler": hook("/down")},
+        "hook_down": {"priority": 3, "handler": secret_down},
         "hook_slow": {"priority": 4, "handler": hook("/slow"), "timeout_s": 0.5},
     }
     cfg = make_config(db_url, job_types, dealers=("d1",))
@@ -628,6 +633,7 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
         stats = await run_all(store, cfg)
         elapsed = time.monotonic() - t0
         jobs = await jobs_by(store)
+        down_events = await store.job_events(jobs[("d1", "hook_down")].id)
 
     ok = jobs[("d1", "hook_ok")]
     assert ok.state == "succeeded"
@@ -644,6 +650,9 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
     down = jobs[("d1", "hook_down")]
     assert down.state == "retrying"
     assert "503" in (down.last_error or "")
+    assert "/down?…" in (down.last_error or ""), down.last_error
+    for text in [down.last_error or "", *(str(e) for e in down_events)]:
+        assert "s3cret" not in text and "t0ken" not in text, text
     slow = jobs[("d1", "hook_slow")]
     assert slow.state == "retrying"
     assert "timed out" in (slow.last_error or "")

@@ -7,16 +7,26 @@ status is permanent.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from dealertui.config import HttpHandler
+from dealertui.config import HttpHandler, mask_url
 from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
 
 TRANSIENT_STATUSES = {408, 425, 429}
 
 
+def shown_url(url: str) -> str:
+    """*url* as error messages show it: password masked, query elided (webhook URLs carry
+    tokens there), since job errors are stored, logged and shown in the console."""
+    parts = urlsplit(mask_url(url))
+    return urlunsplit(parts._replace(query="…" if parts.query else "", fragment=""))
+
+
 def make_http_handler(spec: HttpHandler, client: httpx.AsyncClient) -> Handler:
+    where = f"{spec.method} {shown_url(spec.url)}"
+
     async def run(ctx: JobContext) -> Any:
         body = {
             "job_id": ctx.job_id,
@@ -30,16 +40,16 @@ def make_http_handler(spec: HttpHandler, client: httpx.AsyncClient) -> Handler:
                 spec.method, spec.url, json=body, headers=dict(spec.headers)
             )
         except httpx.TimeoutException:
-            raise TransientError(f"{spec.method} {spec.url} timed out") from None
+            raise TransientError(f"{where} timed out") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"{spec.method} {spec.url}: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
         status = response.status_code
         if 200 <= status < 300:
             try:
                 return response.json() if response.content else None
             except ValueError:
                 return None
-        text = f"HTTP {status} from {spec.method} {spec.url}: {response.text[:200].strip()}"
+        text = f"HTTP {status} from {where}: {response.text[:200].strip()}"
         if status in TRANSIENT_STATUSES or status >= 500:
             raise TransientError(text)
         raise PermanentError(text)
