@@ -40,6 +40,15 @@ def positive_int(value: str) -> int:
         n = 0
     if n <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    if n >= 2**63:  # no job id, limit or count is this big, and SQLite's integers end here
+        raise argparse.ArgumentTypeError(f"expected a positive integer below 2**63, got {value!r}")
+    return n
+
+
+def port_number(value: str) -> int:
+    n = positive_int(value)
+    if n > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {value!r}")
     return n
 
 
@@ -88,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", action="store_true", help="console: refuse every action")
     p.add_argument("--demo", action="store_true", help="console on a fresh demo database")
     p.add_argument("--run-once", action="store_true", help="process ready jobs, then exit")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="--run-once: at most N jobs")
-    p.add_argument("--max-dealers", type=positive_int, metavar="N")
-    p.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N")
+    # dests of their own: a command's --limit or --max-dealers must not look like these
+    p.add_argument("--limit", type=positive_int, metavar="N", dest="run_limit",
+                   help="--run-once: at most N jobs")
+    p.add_argument("--max-dealers", type=positive_int, metavar="N", dest="run_max_dealers")
+    p.add_argument("--max-jobs-per-dealer", type=positive_int, metavar="N",
+                   dest="run_max_jobs_per_dealer")
     p.add_argument("--dealer", action="append", metavar="ID", dest="run_dealers")
     p.add_argument("--json", action="store_true", dest="run_json", help="--run-once: JSON out")
     p.add_argument("--dry-run", action="store_true", dest="run_dry",
@@ -183,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                     dest="worker_max_jobs")
     wk.add_argument("--grace", type=parse_duration, default=30.0, metavar="DURATION",
                     help="how long running jobs may finish after the first signal (30s)")
-    wk.add_argument("--metrics-port", type=positive_int, metavar="P")
+    wk.add_argument("--metrics-port", type=port_number, metavar="P")
     wk.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST")
 
     gr = sub.add_parser("graph", help="print the dependency graph")
@@ -526,12 +538,44 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
 }
 
 
+_RUN_ONCE_ONLY = {
+    "run_limit": "--limit", "run_max_dealers": "--max-dealers",
+    "run_max_jobs_per_dealer": "--max-jobs-per-dealer", "run_dealers": "--dealer",
+    "run_json": "--json", "run_dry": "--dry-run", "metrics_textfile": "--metrics-textfile",
+}
+
+
+def _misplaced_option(args: argparse.Namespace) -> str | None:
+    """A global option that does nothing where it was given, as a usage error sentence.
+
+    Silently ignored, they did harm: a cron line missing --run-once opened the console and
+    wrote its escape codes into the pipe, and `--json status` printed a table."""
+    given = [flag for dest, flag in _RUN_ONCE_ONLY.items() if getattr(args, dest)]
+    if args.command is not None:
+        modes = [flag for flag in ("--run-once", "--demo", "--read-only")
+                 if getattr(args, flag[2:].replace("-", "_"))]
+        if given or modes:
+            flag = (given or modes)[0]
+            return (f"{flag} does not apply to the {args.command} command (a command's own "
+                    f"options go after it; see 'dealertui {args.command} --help').")
+        return None
+    if given and not args.run_once:
+        return f"{given[0]} applies to --run-once only (dealertui --run-once {given[0]} ...)."
+    if args.run_once and (args.demo or args.read_only):
+        flag = "--demo" if args.demo else "--read-only"
+        return f"{flag} applies to the console, not to --run-once."
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as exc:
         return _argument_error(exc, sys.argv[1:] if argv is None else argv)
+    if (problem := _misplaced_option(args)) is not None:
+        print(f"dealertui: error: {problem}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config, database_url=args.database_url)
         if args.command is None:
@@ -541,9 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return anyio.run(
                     lambda: print_plan(
                         config,
-                        max_jobs_per_dealer=args.max_jobs_per_dealer,
+                        max_jobs_per_dealer=args.run_max_jobs_per_dealer,
                         dealers=args.run_dealers,
-                        limit=args.limit,
+                        limit=args.run_limit,
                         json_out=args.run_json,
                     )
                 )
@@ -553,9 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return anyio.run(
                     lambda: run_once(
                         config,
-                        limit=args.limit,
-                        max_dealers=args.max_dealers,
-                        max_jobs_per_dealer=args.max_jobs_per_dealer,
+                        limit=args.run_limit,
+                        max_dealers=args.run_max_dealers,
+                        max_jobs_per_dealer=args.run_max_jobs_per_dealer,
                         dealers=args.run_dealers,
                         json_out=args.run_json,
                         metrics_textfile=args.metrics_textfile,

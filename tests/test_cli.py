@@ -380,8 +380,10 @@ def test_retry_all_failed_and_reset_stuck_with_nothing_to_do(cli: Cli) -> None:
         ["reset-stuck", "--older-than", "banana"],
         ["cancel", "--job", "banana"],
         ["retry", "--job", "0"],
+        ["why", "--job", "99999999999999999999"],  # was an OverflowError traceback
+        ["worker", "--metrics-port", "99999"],
     ],
-    ids=["duration", "cancel-job", "retry-job"],
+    ids=["duration", "cancel-job", "retry-job", "huge-job-id", "port-range"],
 )
 def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
     # argparse rejects them before any database is opened
@@ -389,6 +391,45 @@ def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
     assert p.returncode == 2, show(p)
     assert args[-1] in p.stderr.splitlines()[-1], show(p)
     assert "Traceback" not in p.stderr, show(p)
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_metrics_port_in_use_is_one_sentence_before_anything_opens(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run(tmp_path, "worker", "--metrics-port", str(port),
+                db_url=f"sqlite:///{tmp_path}/never.db")
+    user_error(p, 2, f"127.0.0.1:{port}", "in use")
+    assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--json"], "--json"),  # a cron line missing --run-once opened the console
+        (["--limit", "3"], "--limit"),
+        (["--metrics-textfile", "m.prom"], "--metrics-textfile"),
+        (["--json", "status"], "--json"),  # printed the table, not JSON
+        (["--run-once", "status"], "--run-once"),
+        (["--max-dealers", "3", "enqueue", "--all-dealers"], "--max-dealers"),
+        (["--read-only", "pause"], "--read-only"),  # paused everything
+        (["--read-only", "--run-once"], "--read-only"),  # ran jobs
+        (["--demo", "--run-once"], "--demo"),  # ran the configured database's jobs
+    ],
+    ids=["json-alone", "limit-alone", "textfile-alone", "json-status", "run-once-status",
+         "max-dealers-enqueue", "read-only-pause", "read-only-run-once", "demo-run-once"],
+)
+def test_global_options_where_they_do_nothing_are_refused(
+    tmp_path: Path, args: list[str], flag: str
+) -> None:
+    p = run(tmp_path, *args, db_url=f"sqlite:///{tmp_path}/never.db")
+    line = user_error(p, 2, flag)
+    assert p.stdout == "" and "\x1b[" not in p.stderr, show(p)
+    assert line.startswith("dealertui: error:"), show(p)
     assert not (tmp_path / "never.db").exists()
 
 
