@@ -444,6 +444,30 @@ def test_unreachable_postgres(tmp_path: Path) -> None:
     assert p.stdout == ""
 
 
+def test_a_database_holding_another_applications_jobs_table_is_left_alone(
+    tmp_path: Path, db_url: str
+) -> None:
+    # create_all skips a table whose name exists: dealertui wrote its other tables beside
+    # the foreign `jobs` and then failed on a missing column
+    from sqlalchemy import inspect, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def tables(ddl: str | None = None) -> set[str]:
+        engine = create_async_engine(db_url)
+        try:
+            async with engine.begin() as conn:
+                if ddl:
+                    await conn.execute(text(ddl))
+                return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    assert anyio.run(tables, "CREATE TABLE jobs (x TEXT)") == {"jobs"}
+    p = run(tmp_path, "status", db_url=db_url)
+    user_error(p, 3, "not dealertui's", "jobs")
+    assert anyio.run(tables) == {"jobs"}  # nothing written
+
+
 @pytest.mark.parametrize("path", ["/proc/nope/x.db", "/proc/x.db"], ids=["no-dir", "no-write"])
 def test_unwritable_sqlite(tmp_path: Path, path: str) -> None:
     p = run(tmp_path, "status", db_url=f"sqlite:///{path}")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import BreakerConfig
@@ -170,6 +170,7 @@ class JobStore:
                         .values(value=str(SCHEMA_VERSION))
                     )
                 return False
+            await self._refuse_foreign_tables(conn)
             await conn.run_sync(metadata.create_all)
             await conn.execute(
                 insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
@@ -177,6 +178,19 @@ class JobStore:
             return True
 
         return await self.db.run(tx)
+
+    async def _refuse_foreign_tables(self, conn: AsyncConnection) -> None:
+        """A database without our meta table must not already hold tables we would create
+        beside (create_all skips a table whose name exists, whatever its columns); a SQLite
+        file is one application's, so there any table at all means it is not ours."""
+        existing = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+        clash = existing if conn.dialect.name == "sqlite" else existing & set(metadata.tables)
+        if clash:
+            shown = ", ".join(sorted(clash)[:5]) + (", ..." if len(clash) > 5 else "")
+            raise StoreUnavailable(
+                f"the database {self.db.url_description} holds tables that are not "
+                f"dealertui's ({shown}); give dealertui a database of its own."
+            )
 
     async def check_schema(self) -> None:
         version = await self.db.run(self._read_version, write=False)
@@ -203,7 +217,15 @@ class JobStore:
         value = (
             await conn.execute(select(meta.c.value).where(meta.c.key == "schema_version"))
         ).scalar()
-        return int(value) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise StoreUnavailable(
+                f"the database {self.db.url_description} has an unreadable schema version "
+                f"{value!r} in its meta table."
+            ) from None
 
     async def schema_version(self) -> int | None:
         return await self.db.run(self._read_version, write=False)
