@@ -216,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]]) -> int:
+async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]], *,
+                         create: bool = True) -> int:
     from dealertui.engine.actions import Operator
     from dealertui.store import open_store
 
-    store = await open_store(config, retry_budget_s=CLI_RETRY_BUDGET_S)
+    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S)
     try:
         return await fn(Operator(store, config))
     finally:
@@ -312,7 +313,8 @@ async def _acting(
         print_blast_radius(radius)
         return 0
 
-    return await _with_operator(config, run)
+    # they act on jobs that exist: a database that does not is an error, not created
+    return await _with_operator(config, run, create=False)
 
 
 async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
@@ -567,6 +569,22 @@ def _misplaced_option(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_names(config: Config, args: argparse.Namespace) -> None:
+    """Dealer ids and job types named on the command line, checked before the database is
+    opened: a typo must not create one."""
+    from dealertui.engine.actions import check_names
+
+    dealer_ids = list(args.run_dealers or ())
+    if args.command == "enqueue":
+        dealer_ids += args.dealers or ()
+    types = list(getattr(args, "types", None) or ())
+    for name, into in (("dealer", dealer_ids), ("type", types)):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            into.append(value)
+    check_names(config, dealer_ids=dealer_ids, types=types)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -578,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         config = load_config(args.config, database_url=args.database_url)
+        _check_names(config, args)
         if args.command is None:
             if args.run_once and args.run_dry:
                 from dealertui.headless import print_plan

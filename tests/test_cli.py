@@ -364,6 +364,10 @@ def test_retry_of_job_without_prerequisite_run(cli: Cli) -> None:
 
 
 def test_retry_all_failed_and_reset_stuck_with_nothing_to_do(cli: Cli) -> None:
+    # no database yet (a typo in the path, say): an error, not "retried 0" over a new one
+    user_error(cli("retry", "--all-failed"), 3, "init-db")
+    user_error(cli("reset-stuck"), 3, "init-db")
+    ok(cli("init-db"))
     assert "retried 0" in ok(cli("retry", "--all-failed")).stdout
     assert "rescued 0" in ok(cli("reset-stuck")).stdout
     assert "rescued 0" in ok(cli("reset-stuck", "--older-than", "15m")).stdout
@@ -392,6 +396,31 @@ def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
     assert args[-1] in p.stderr.splitlines()[-1], show(p)
     assert "Traceback" not in p.stderr, show(p)
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["health"], 3, "does not exist"),  # each of these left a 4 KB file behind
+        (["why", "--job", "1"], 3, "does not exist"),
+        (["audit"], 3, "does not exist"),
+        (["retry", "--job", "99"], 3, "does not exist"),  # these created a whole schema
+        (["skip", "--job", "99", "--reason", "x"], 3, "does not exist"),
+        (["reset-stuck"], 3, "does not exist"),
+        (["enqueue", "--dealer", "d\u00e9"], 2, "invalid dealer id"),
+        (["pause", "--type", "nosuch"], 2, "unknown job type 'nosuch'"),
+        (["graph", "--dealer", "bad id"], 2, "invalid dealer id"),
+        (["--run-once", "--dealer", "bad id"], 2, "invalid dealer id"),
+    ],
+    ids=["health", "why", "audit", "retry", "skip", "reset-stuck", "enqueue-bad-id",
+         "pause-unknown-type", "graph-bad-id", "run-once-bad-id"],
+)
+def test_a_failing_command_creates_no_database_file(
+    tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    p = run(tmp_path, *args, db_url=f"sqlite:///{tmp_path}/typo.db")
+    user_error(p, code, needle)
+    assert not list(tmp_path.glob("typo.db*")), show(p)
 
 
 def test_metrics_port_in_use_is_one_sentence_before_anything_opens(tmp_path: Path) -> None:

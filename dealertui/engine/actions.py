@@ -26,6 +26,19 @@ def operator_identity() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def check_names(config: Config, *, dealer_ids: Sequence[str] | None = None,
+                types: Sequence[str] | None = None) -> None:
+    """The checks that need no database: dealer id syntax, job types of the config. The CLI
+    runs them before it opens (and so perhaps creates) the database."""
+    for t in types or ():
+        if t not in config.job_types:
+            known = ", ".join(config.job_types)
+            raise UsageError(f"unknown job type {t!r} (known: {known}).")
+    for d in dealer_ids or ():
+        if not is_valid_dealer_id(d):
+            raise UsageError(f"invalid dealer id {d!r}: {DEALER_ID_HINT}.")
+
+
 class Operator:
     """The actions an operator can take, with the checks that keep them sane."""
 
@@ -35,17 +48,10 @@ class Operator:
         self.who = who or operator_identity()
 
     def _check_types(self, types: Sequence[str] | None) -> None:
-        for t in types or ():
-            if t not in self.config.job_types:
-                known = ", ".join(self.config.job_types)
-                raise UsageError(f"unknown job type {t!r} (known: {known}).")
+        check_names(self.config, types=types)
 
     async def check_dealers(self, dealer_ids: Sequence[str]) -> None:
-        for d in dealer_ids:
-            if not is_valid_dealer_id(d):
-                raise UsageError(
-                    f"invalid dealer id {d!r}: {DEALER_ID_HINT}."
-                )
+        check_names(self.config, dealer_ids=dealer_ids)
         known = set(await self.store.dealer_ids())
         for d in dealer_ids:
             if d not in known:

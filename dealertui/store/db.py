@@ -171,18 +171,24 @@ class Database:
         # lock hands the write lock over at once (other processes still meet busy_timeout).
         self._write_lock = anyio.Lock() if self.is_sqlite else None
 
-    async def preflight(self) -> None:
+    async def preflight(self, create: bool = True) -> None:
         """Open a SQLite file once in a thread before the pool does.
 
         When aiosqlite fails to open a file, its worker thread may report the error to an
         event loop that has already closed and print a traceback; checking first keeps the
-        user's error to one sentence.
+        user's error to one sentence. Unless *create*, a missing file is that error (opening
+        it would create it: read-only commands left empty files behind for a typo).
         """
         path = sqlite_path(self.url)
         if path is None:
             return
 
         def probe() -> None:
+            if not create and not os.path.exists(path):
+                raise StoreUnavailable(
+                    f"the database {self.url_description} does not exist; run 'dealertui "
+                    "init-db' first (or check the path)."
+                )
             conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
             try:
                 conn.execute("PRAGMA schema_version").fetchone()

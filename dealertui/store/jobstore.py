@@ -134,7 +134,7 @@ class JobStore:
             Database(url, retry_budget_s=retry_budget_s), rules, clock=clock, breaker=breaker
         )
         try:
-            await store.db.preflight()
+            await store.db.preflight(create)
             if create:
                 await store.init_schema()
             else:
