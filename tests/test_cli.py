@@ -497,6 +497,34 @@ def test_a_database_holding_another_applications_jobs_table_is_left_alone(
     assert anyio.run(tables) == {"jobs"}  # nothing written
 
 
+def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_server: Any) -> None:
+    # not transient, so not retried: these were re-raised raw, a ~200-line traceback, exit 1
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        from pg import _execute, _run_async
+    except ImportError:
+        from tests.pg import _execute, _run_async
+
+    missing = postgres_server.url_for(f"nosuch_{uuid.uuid4().hex[:8]}")
+    user_error(run(tmp_path, "status", db_url=missing), 3, "does not exist")
+
+    url = postgres_server.create_database()
+    role = f"noperm_{uuid.uuid4().hex[:8]}"
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        ok(run(tmp_path, "init-db", db_url=url))
+        _run_async(_execute(admin, f'CREATE ROLE "{role}" LOGIN'))
+        weak = make_url(url).set(username=role).render_as_string(hide_password=False)
+        user_error(run(tmp_path, "status", db_url=weak), 3, "permission denied")
+    finally:
+        postgres_server.drop_database(make_url(url).database)
+        _run_async(_execute(admin.rsplit("/", 1)[0] + "/postgres",
+                            f'DROP ROLE IF EXISTS "{role}"'))
+
+
 @pytest.mark.parametrize("path", ["/proc/nope/x.db", "/proc/x.db"], ids=["no-dir", "no-write"])
 def test_unwritable_sqlite(tmp_path: Path, path: str) -> None:
     p = run(tmp_path, "status", db_url=f"sqlite:///{path}")

@@ -44,6 +44,11 @@ OUTAGE_REPORT_S = 1.0
 # SQLSTATE classes that mean "try again on a fresh connection": connection exceptions (08),
 # admin/crash shutdown and "cannot connect now" (57P0x), serialization failure and deadlock.
 _TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "53300")
+# SQLSTATEs that no retry cures but that say the database cannot be used as configured: a
+# wrong password or role (28), no such database (3D000) or schema (3F000), no privilege
+# (42501), a read-only standby (25006), disk full or out of memory (53), I/O errors (58),
+# corruption (XX001, XX002). Raised as they were, they reached the user as tracebacks.
+_UNUSABLE_SQLSTATES = ("28", "3D000", "3F000", "42501", "25006", "53", "58", "XX001", "XX002")
 
 
 def mask_password(url: str) -> str:
@@ -84,8 +89,7 @@ def is_transient(exc: BaseException) -> bool:
             msg = str(e).lower()
             if "locked" in msg or "busy" in msg:
                 return True
-        sqlstate = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        if _sqlstate(e).startswith(_TRANSIENT_SQLSTATES):
             return True
         if isinstance(e, ConnectionError | TimeoutError):
             return True
@@ -95,6 +99,16 @@ def is_transient(exc: BaseException) -> bool:
         ):
             return True
     return False
+
+
+def _sqlstate(e: BaseException) -> str:
+    code = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+    return code if isinstance(code, str) else ""
+
+
+def is_unusable(exc: BaseException) -> bool:
+    """True for faults that mean the database cannot be used as configured (no retry)."""
+    return any(_sqlstate(e).startswith(_UNUSABLE_SQLSTATES) for e in _chain(exc))
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -259,7 +273,7 @@ class Database:
         except (OperationalError, InterfaceError, OSError) as exc:
             raise self.unavailable(exc) from None
         except DBAPIError as exc:
-            if is_transient(exc):
+            if is_transient(exc) or is_unusable(exc):
                 raise self.unavailable(exc) from None
             raise
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying reraises
