@@ -233,12 +233,16 @@ class MultiDealerDependencyManager:
         due at once and not charged an attempt, so any worker picks them up again."""
         self._stopping = True
         self._aborting = reason
+        self._cancel_running()
+        self._wake.set()
+
+    def _cancel_running(self) -> None:
+        """Cancel every job task; each job's release is recorded as it ends."""
         for job_id, task in list(self._job_tasks.items()):
             task.cancel()
             # A task cancelled before its first step never runs _run_job, so nothing would
             # record its job (and run() waited for it forever): release it when the task ends.
             task.add_done_callback(functools.partial(self._release_unstarted, job_id))
-        self._wake.set()
 
     def _release_unstarted(self, job_id: int, _task: asyncio.Task[None]) -> None:
         job = self._in_flight.get(job_id)
@@ -275,9 +279,21 @@ class MultiDealerDependencyManager:
         await self.store.register_worker(
             self.worker_id, host=socket.gethostname(), pid=os.getpid(), kind=self.kind
         )
+        if self._pending:
+            # Outcomes a database outage kept the last run from recording, and the jobs it
+            # stopped (released uncharged): recorded first. Dropped, as they were, the jobs
+            # came back through the rescue below as "lease expired", charged an attempt: a
+            # job that had succeeded during a 40 s outage failed ("no attempts left").
+            carried, self._pending = self._pending, []
+            try:
+                await self._flush(carried, claim=False)
+            except BaseException:
+                self._pending[:0] = carried
+                raise
         # expired leases of dead workers, and our own jobs from a run that a database
         # outage cut short (same worker id, so they cannot be running any more)
         await self.store.rescue_expired(worker_id=self.worker_id, locked_by=self.worker_id)
+        ended = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._completer)
@@ -290,6 +306,7 @@ class MultiDealerDependencyManager:
                     self._wake = anyio.Event()
                     await self._wake.wait()
                 tg.cancel_scope.cancel()
+            ended = True
         except BaseExceptionGroup as group:
             # A side task's StoreUnavailable (e.g. the completer's finish) reaches us wrapped
             # in the task group's ExceptionGroup; callers (the worker's reconnect loop,
@@ -301,9 +318,12 @@ class MultiDealerDependencyManager:
         finally:
             self._stats.processing_time_ms = (time.perf_counter() - self._t0) * 1000
             self._idle.set()
+            if not ended and self._aborting is None:
+                # cut short (the database went away): running jobs are stopped and kept as
+                # releases for the next run to record, like the outcomes not yet recorded
+                self._aborting = f"{self.kind} lost the database"
             with anyio.CancelScope(shield=True):
-                for task in list(self._job_tasks.values()):
-                    task.cancel()
+                self._cancel_running()
                 if self._job_tasks:
                     await asyncio.wait(list(self._job_tasks.values()))
                 await self.handlers.aclose()
@@ -541,17 +561,22 @@ class MultiDealerDependencyManager:
             self._flushing = True
             try:
                 await self._flush(batch)
+            except BaseException:
+                # not known to be recorded: kept for the next run (finish ignores jobs that
+                # are no longer running under our lease, so recording twice is harmless)
+                self._pending[:0] = batch
+                raise
             finally:
                 self._flushing = False
             self._wake.set()
 
-    async def _flush(self, batch: list[_Outcome]) -> None:
+    async def _flush(self, batch: list[_Outcome], claim: bool = True) -> None:
         if not batch:
             return
         # SQLite: the claim that follows a flush is made in the flush's transaction (both
         # need the one writer anyway): 35 -> 20 transactions, each a begin, a checkout and a
         # commit, per 10,000 bench jobs; 15,555 -> 16,140 jobs/s (medians of 20, interleaved).
-        ask = self._claim_request(1) if self._claim_shares() == 1 else None
+        ask = self._claim_request(1) if claim and self._claim_shares() == 1 else None
         ok = [o.job.id for o in batch if o.kind == "ok"]
         released = [o.job.id for o in batch if o.kind == "release"]
         failed = [JobOutcome(o.job.id, o.error) for o in batch if o.kind == "failed"]
@@ -566,7 +591,8 @@ class MultiDealerDependencyManager:
         try:
             result = await self.store.finish(
                 self.worker_id, succeeded=ok, failed=failed, retry=retry, release=released,
-                release_reason=self._aborting, then_claim=None if ask is None else ask[0],
+                release_reason=next((o.error for o in batch if o.kind == "release"), None),
+                then_claim=None if ask is None else ask[0],
             )
         finally:
             if ask is not None:
