@@ -713,3 +713,24 @@ def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
     time.sleep(2.5)
     assert not late.exists(), f"a handler's child outlived the run: {late.read_text()}"
 
+
+def test_kill9_of_a_worker_kills_its_handlers_whole_process_groups(
+    db_url: str, tmp_path: Path, rigs: list[Rig]
+) -> None:
+    # PDEATHSIG kills the handler's own process only: its children (a wrapper script's curl)
+    # used to finish the job after the worker's death, and the next worker ran it again
+    started, late = tmp_path / "started.log", tmp_path / "late.log"
+    script = f"echo {{job_id}} >> {started}; (sleep 1.5; echo {{job_id}} >> {late}) & wait"
+    handler = "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=dealers(3), job_types=ONE_TYPE,
+                       handler=handler, max_dealers=3, per_dealer=1, lease_s=300)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--all-dealers")
+    w = rig.worker()
+    wait_for(lambda: started.exists() and len(started.read_text().split()) == 3, 60,
+             "3 running jobs", w)
+    w.signal(signal.SIGKILL)
+    w.wait(10)
+    time.sleep(2.5)
+    assert not late.exists(), f"a handler's child outlived its worker: {late.read_text()}"

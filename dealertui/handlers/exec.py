@@ -2,7 +2,7 @@
 
 Exit 0 succeeds; 75 (EX_TEMPFAIL) or a timeout is transient; any other exit is permanent unless
 the job type lists it in retry_exit_codes. A timeout kills the whole process group, so a
-script's own children die with it.
+script's own children die with it; so does the worker's death, even by kill -9 (reaper.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import anyio
 
 from dealertui.config import ExecHandler
 from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
+from dealertui.handlers.reaper import REAPER
 
 EX_TEMPFAIL = 75
 PR_SET_PDEATHSIG = 1
@@ -61,6 +62,8 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
             )
         except OSError as exc:
             raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        # PDEATHSIG reaches this process only; the reaper kills its whole group if we die
+        REAPER.watch(process.pid)
         tail = b""
         try:
             assert process.stderr is not None
@@ -72,6 +75,8 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
             with anyio.CancelScope(shield=True):
                 await process.wait()
             raise
+        finally:
+            REAPER.forget(process.pid)
         if code == 0:
             return {"exit_code": 0}
         message = _last_line(tail) or f"exited with code {code}"
