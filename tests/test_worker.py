@@ -734,3 +734,38 @@ def test_kill9_of_a_worker_kills_its_handlers_whole_process_groups(
     w.wait(10)
     time.sleep(2.5)
     assert not late.exists(), f"a handler's child outlived its worker: {late.read_text()}"
+
+
+def test_cancelling_a_running_job_stops_its_handler_and_frees_its_slot(
+    db_url: str, tmp_path: Path, rigs: list[Rig]
+) -> None:
+    # the worker learns at its next heartbeat (lease_s / 3) that the job is no longer its
+    # own; the handler used to run to its end (30 s here) and hold the dealer's one slot
+    started = tmp_path / "started.log"
+    script = f"echo {{job_id}} >> {started}; sleep 30"
+    handler = "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d1"], job_types=ONE_TYPE,
+                       handler=handler, max_dealers=1, per_dealer=1, lease_s=1.5)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--dealer", "d1")
+    rig.cli("enqueue", "--dealer", "d1")
+    w = rig.worker()
+
+    def ids() -> list[str]:
+        return started.read_text().split() if started.exists() else []
+
+    first = wait_for(lambda: ids() and ids()[0], 60, "the first job to start", w)
+    pids = handler_pids(started)
+    assert pids, "no handler process found"
+    rig.cli("cancel", "--job", first)
+    second = wait_for(lambda: len(ids()) > 1 and ids()[1], 15,
+                      "the second job to start in the freed slot", w)
+    assert second != first
+    wait_for(lambda: not (pids & handler_pids(started)), 10,
+             "the cancelled job's handler to be gone")
+    jobs = {str(j.id): j for j in rig.jobs()}
+    assert jobs[first].state == "cancelled", jobs[first]
+    assert jobs[second].state == "running", jobs[second]
+    assert w.alive(), w.describe()
+    assert_clean(w.stderr)

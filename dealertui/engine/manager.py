@@ -172,6 +172,7 @@ class MultiDealerDependencyManager:
         self._flushing = False
         self._job_tasks: dict[int, asyncio.Task[None]] = {}  # by job id
         self._timed_out: set[int] = set()  # jobs cancelled by their type's timeout
+        self._lost: set[int] = set()  # jobs taken from us meanwhile (cancelled, rescued)
         self._aborting: str | None = None
         self._limit: int | None = None  # of this run's jobs
         # the last flush claimed in its own transaction (SQLite) and took every job it could
@@ -248,7 +249,11 @@ class MultiDealerDependencyManager:
         job = self._in_flight.get(job_id)
         if job is not None:  # still ours: its coroutine never ran
             self._job_tasks.pop(job_id, None)
-            self._ended(job, "release", self._aborting or "worker stopped", 0.0, None)
+            if job_id in self._lost:
+                self._lost.discard(job_id)
+                self._ended(job, "lost", None, 0.0, None)
+            else:
+                self._ended(job, "release", self._aborting or "worker stopped", 0.0, None)
 
     @property
     def paused(self) -> bool:
@@ -519,6 +524,12 @@ class MultiDealerDependencyManager:
                     if task is not None:
                         task.uncancel()
                     kind, error = "retry", f"timed out after {deadline.timeout_s:g}s"
+                elif job.id in self._lost:  # no longer ours: stopped, nothing to record
+                    self._lost.discard(job.id)
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    kind, error = "lost", None
                 elif self._aborting is None:
                     raise  # run() is unwinding after an error: the lease will bring it back
                 else:
@@ -635,7 +646,17 @@ class MultiDealerDependencyManager:
     async def _heartbeat(self) -> None:
         while True:
             await anyio.sleep(self.lease_s / 3)
-            await self.store.extend_leases(self.worker_id, self.lease_s)
+            running = set(self._job_tasks)  # claimed (committed) before the heartbeat begins
+            held = set(await self.store.extend_leases(self.worker_id, self.lease_s))
+            # Running here, not there: an operator cancelled or skipped it, or reset-stuck
+            # took it back. Its handler is stopped (an exec handler's process group killed)
+            # and its slot freed; it used to run to its end, holding the slot meanwhile.
+            for job_id in running - held:
+                task = self._job_tasks.get(job_id)
+                if task is not None and job_id in self._in_flight:
+                    self._lost.add(job_id)
+                    task.cancel()
+                    task.add_done_callback(functools.partial(self._release_unstarted, job_id))
 
     async def _rescuer(self) -> None:
         while True:

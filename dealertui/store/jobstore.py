@@ -766,24 +766,28 @@ class JobStore:
         """Send held jobs to `retrying` until now + delay_s (failed when attempts are used)."""
         return await self.finish(worker_id, retry=outcomes)
 
-    async def extend_leases(self, worker_id: str, lease_s: float) -> int:
+    async def extend_leases(self, worker_id: str, lease_s: float) -> list[int]:
         """Push the lease of every job *worker_id* runs to now + lease_s; heartbeat the worker.
+        Returns the ids of those jobs: one the worker runs but that is missing has been
+        taken from it (cancelled, rescued, skipped), and its handler should stop.
 
         Not written to job_events: a lease extension is not a transition, and one row per job
         per heartbeat would drown the audit trail.
         """
         now = self.clock()
 
-        async def tx(conn: AsyncConnection) -> int:
+        async def tx(conn: AsyncConnection) -> list[int]:
             result = await conn.execute(
                 update(jobs)
                 .where(jobs.c.state == JobState.RUNNING, jobs.c.locked_by == worker_id)
                 .values(locked_until=now + lease_s)
+                .returning(jobs.c.id)
             )
+            held = [row[0] for row in result]
             await conn.execute(
                 update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
             )
-            return result.rowcount or 0
+            return held
 
         return await self.db.run(tx)
 
