@@ -660,6 +660,26 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
     assert (stats.successful_jobs, stats.failed_jobs, stats.retried_jobs) == (1, 1, 2)
 
 
+async def test_a_run_reports_the_expired_leases_it_rescues_as_it_starts(db_url: str) -> None:
+    # a worker starting after another died takes its jobs back before its first claim; that
+    # rescue was neither logged nor counted in dealertui_lease_rescues_total
+    from dealertui.engine.events import EventBus, LeasesRescued
+
+    cfg = make_config(db_url, {"work": {"priority": 1, "handler": f"{FIXTURE_HANDLERS}:ok"}})
+    async with opened(cfg) as store:
+        await store.enqueue(list(DEALERS))
+        dead = await store.claim("dead-worker", 10, per_dealer=2, lease_s=0.01)
+        assert len(dead.jobs) == len(DEALERS)
+        await anyio.sleep(0.05)  # the dead worker's leases run out
+        bus = EventBus()
+        rescues: list[int] = []
+        bus.subscribe(lambda e: rescues.append(e.count) if isinstance(e, LeasesRescued)
+                      else None)
+        stats = await MultiDealerDependencyManager(store, cfg, bus=bus).run(wait=False)
+    assert rescues == [len(DEALERS)], rescues
+    assert stats.successful_jobs == len(DEALERS), stats
+
+
 # -- dependency graph -------------------------------------------------------------------------
 
 

@@ -297,7 +297,10 @@ class MultiDealerDependencyManager:
                 raise
         # expired leases of dead workers, and our own jobs from a run that a database
         # outage cut short (same worker id, so they cannot be running any more)
-        await self.store.rescue_expired(worker_id=self.worker_id, locked_by=self.worker_id)
+        rescued = await self.store.rescue_expired(worker_id=self.worker_id,
+                                                  locked_by=self.worker_id)
+        if rescued.changed:  # logged and counted like the rescuer's (they were silent)
+            self.bus.emit(LeasesRescued(len(rescued.changed), time.time()))
         ended = False
         try:
             async with anyio.create_task_group() as tg:
