@@ -372,6 +372,14 @@ async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
             x for x in (args.dealer and f"dealer {args.dealer}",
                         args.type and f"job type {args.type}") if x
         ) or "everything"
+        if not paused and what == "everything":
+            # `resume` alone lifts the global pause; saying "everything" while dealer and
+            # type pauses stay in force misled operators
+            left = [f"{p.scope} {p.key}" for p in await op.store.pauses() if p.scope != "global"]
+            what = "the global pause"
+            if left:
+                what += (f"; still paused: {', '.join(left)} (lift them with "
+                         "'dealertui resume --dealer ID' or '--type T')")
         _out(f"{'paused' if paused else 'resumed'} {what}")
         return 0
 

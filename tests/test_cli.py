@@ -293,7 +293,8 @@ def test_pause_and_resume(cli: Cli) -> None:
     assert cli.status()["paused"] == {"global": True, "dealers": ["d1"], "types": ["homenet"]}
     assert "paused" in ok(cli("status")).stdout
 
-    ok(cli("resume"))
+    said = ok(cli("resume")).stdout  # the global pause only, and it says what still holds
+    assert "resumed the global pause; still paused: dealer d1, type homenet" in said, said
     assert cli.status()["paused"] == {"global": False, "dealers": ["d1"], "types": ["homenet"]}
     ok(cli("resume", "--dealer", "d1"))
     ok(cli("resume", "--type", "homenet"))
