@@ -236,6 +236,14 @@ async def test_ready_work_needs_a_worker(db_url: str) -> None:
         assert code == 1 and failed_names(checks) == ["worker_heartbeat"]
         assert "2 jobs are due but no worker has sent a heartbeat within 2m" in checks[3].detail
 
+        # a console's engine does not count as a worker, but is named (the check said that
+        # no live worker was registered while one heartbeated)
+        await store.register_worker("c1", host="h", pid=2, kind="console")
+        code, checks = await check_health(store, None)
+        assert code == 1 and failed_names(checks) == ["worker_heartbeat"]
+        assert "only 1 console engine runs" in checks[3].detail, checks[3].detail
+        await store.unregister_worker("c1")
+
         await store.register_worker("w1", host="h", pid=1, kind="worker")
         clock.t += 30
         code, checks = await check_health(store, None)

@@ -117,10 +117,15 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
             f"within {_span(within_s)}.",
         )
     seen_text = f", last seen {_ago(now, seen)}" if seen is not None else ", none ever seen"
+    consoles = facts.get("console_engines", 0)
+    console_text = (
+        f"; only {_plural(consoles, 'console engine')} {'runs' if consoles == 1 else 'run'}, "
+        "and a console's engine stops when its console closes" if consoles else ""
+    )
     return Check(
         "worker_heartbeat", False,
         f"{_plural(due, 'job')} {'is' if due == 1 else 'are'} due but no worker has sent a "
-        f"heartbeat within {_span(within_s)} ({last}{seen_text}).",
+        f"heartbeat within {_span(within_s)} ({last}{seen_text}{console_text}).",
     )
 
 

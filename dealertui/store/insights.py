@@ -214,6 +214,12 @@ async def health_facts(store: JobStore, *, heartbeat_within_s: float, window_s: 
             "fresh_workers": sum(
                 1 for w in processors if w.heartbeat_at >= now - heartbeat_within_s
             ),
+            # not counted as workers (a console's engine stops when its console closes), but
+            # named, so health does not say that nothing is running
+            "console_engines": sum(
+                1 for w in live
+                if w.kind == "console" and w.heartbeat_at >= now - heartbeat_within_s
+            ),
             "open_breakers": [dict(r._mapping) for r in open_rows],
             "outcomes": outcomes,
             "window_s": window_s,
