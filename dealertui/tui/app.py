@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -40,6 +41,11 @@ MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cance
 GRAPH_DEBOUNCE_S = 0.15
 REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
 NARROW_WIDTH, NARROW_HEIGHT = 100, 28
+
+
+def plural(n: int, word: str) -> str:
+    """'1 job', '2 jobs', '0 jobs'."""
+    return f"{n} {word if n == 1 else word + 's'}"
 
 
 class DealerConsole(App[None]):
@@ -96,6 +102,16 @@ class DealerConsole(App[None]):
         self._graph_key: tuple[Any, ...] | None = None
         self._graph_timer: Timer | None = None
         self.refreshes = 0
+        #: pause flags asked for and not yet seen in a snapshot read after the write: a second
+        #: p or P before the next refresh toggles from here, not from the stale snapshot
+        self._pause_intent: dict[tuple[str, str], bool] = {}
+        #: per flag: pause writes in flight, and when the last one finished (monotonic)
+        self._pause_pending: dict[tuple[str, str], int] = {}
+        self._pause_written: dict[tuple[str, str], float] = {}
+        self._pause_lock = asyncio.Lock()  # FIFO: the writes land in the order of the keys
+        #: guarded actions being previewed, asked about or done: a key pressed again meanwhile
+        #: does not start the same action twice (nor stack two identical questions)
+        self._busy: set[str] = set()
         self.sub_title = describe_database(config.database_url) + (
             "  [read-only]" if read_only else ""
         )
@@ -148,7 +164,9 @@ class DealerConsole(App[None]):
         self._apply_narrow(event.size.width, event.size.height)
 
     def _apply_narrow(self, width: int, height: int) -> None:
-        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "narrow")
+        # the main screen's layout, whatever is on top: under a modal, self.screen is the modal
+        main = self.screen_stack[0] if self.screen_stack else self.screen
+        main.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "narrow")
 
     def _check_terminal(self) -> None:
         # SSH dropped: stdin is gone; exit instead of spinning on a dead terminal
@@ -166,6 +184,7 @@ class DealerConsole(App[None]):
                                     FailureGroupsScreen, AuditScreen)):
             return  # nothing of the main screen can be seen: save the work
         self._refreshing = True
+        read_at = time.monotonic()
         try:
             snap = await console_snapshot(self.store, after_event_id=self._event_cursor)
         except DealertuiError as exc:
@@ -178,6 +197,10 @@ class DealerConsole(App[None]):
         now = time.monotonic()
         dt, self._last_refresh = now - self._last_refresh, now
         self.snapshot = snap
+        for key, written in list(self._pause_written.items()):
+            if not self._pause_pending.get(key) and written < read_at:  # the snapshot shows it
+                del self._pause_written[key]
+                self._pause_intent.pop(key, None)
         with self.batch_update():
             self.query_one(LanesTable).apply(snap, self.visible_dealers(snap))
             self.query_one(BreakersTable).apply(snap)
@@ -236,8 +259,12 @@ class DealerConsole(App[None]):
         key = (dealer, lanes)
         if key == self._graph_key:
             return
-        graph = await graphs.build(self.store, self.config, dealer)
-        if dealer is not None:
+        if dealer is None:
+            # no dealer selected (none yet, or the filter hides them all): the job types, as
+            # the README says; graphs.build(None) would list every job of every dealer
+            graph = graphs.from_config(self.config)
+        else:
+            graph = await graphs.build(self.store, self.config, dealer)
             newest = {str(job_id) for _, job_id, _ in lanes}
             # the dealer's current pipeline only: older runs would crowd the pane
             graph = graphs.DependencyGraph(
@@ -292,8 +319,13 @@ class DealerConsole(App[None]):
         assert self.store is not None
         return Operator(self.store, self.config)
 
-    def _act(self, work: Callable[[], Awaitable[str | None]]) -> None:
-        """Run an action's store calls in a worker; report the result as a notification."""
+    def _act(
+        self,
+        work: Callable[[], Awaitable[str | None]],
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Run an action's store calls in a worker; report the result as a notification.
+        *then* runs when the work is over, whatever its outcome."""
 
         async def run() -> None:
             try:
@@ -301,6 +333,9 @@ class DealerConsole(App[None]):
             except DealertuiError as exc:
                 self.notify(str(exc), severity="error", timeout=5)
                 return
+            finally:
+                if then is not None:
+                    then()
             if message:
                 self.notify(message, timeout=3)
             self.refresh_data()
@@ -308,13 +343,19 @@ class DealerConsole(App[None]):
         self.run_worker(run(), group="action", exit_on_error=False)
 
     def _confirm_then(
-        self, question: str, details: str, work: Callable[[], Awaitable[str]]
+        self,
+        question: str,
+        details: str,
+        work: Callable[[], Awaitable[str]],
+        then: Callable[[], None] | None = None,
     ) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act(work)
-            else:
-                self.notify("nothing changed", timeout=2)
+                self._act(work, then)
+                return
+            self.notify("nothing changed", timeout=2)
+            if then is not None:
+                then()
 
         self.push_screen(ConfirmScreen(question, details), answered)
 
@@ -324,6 +365,16 @@ class DealerConsole(App[None]):
             return dealer, None
         cell = self.snapshot.lanes.get((dealer, job_type))
         return dealer, cell.job_id if cell else None
+
+    def _no_dealer(self, what: str) -> None:
+        """Say why a key that needs a dealer did nothing (no row, or the filter hides all)."""
+        if self.snapshot is not None and not self.snapshot.dealers:
+            self.notify("no dealers yet: add one with 'dealertui dealers add ID'", timeout=3)
+            return
+        hidden = " (the filter hides every dealer: esc clears it)" if (
+            self.filter_text.strip() and self.snapshot is not None and self.snapshot.dealers
+        ) else ""
+        self.notify(f"select a dealer {what}{hidden}", timeout=3)
 
     def _start_engine(self) -> None:
         # a child process: see dealertui/engine/host.py for why and the numbers
@@ -343,44 +394,62 @@ class DealerConsole(App[None]):
     def action_start(self) -> None:
         if self._refuse():
             return
-        if self.snapshot is not None and ("global", "") in self.snapshot.paused:
-            self._act(self._resume_all)
+        lifted = self._is_paused(("global", ""))
+        if lifted:
+            self._toggle_pause(("global", ""))
         if self.manager is None:
             self._start_engine()
             self.notify("engine started", timeout=2)
         elif self.manager.paused:
             self.manager.resume()
             self.notify("engine resumed", timeout=2)
+        elif not lifted:
+            self.notify("engine already running", timeout=2)
         self.refresh_data()
 
-    async def _resume_all(self) -> str:
-        await self._operator().set_paused(False)
-        return "resumed everything"
+    def _is_paused(self, key: tuple[str, str]) -> bool:
+        """A pause flag as this console last set it, else as the last snapshot shows it."""
+        if key in self._pause_intent:
+            return self._pause_intent[key]
+        return self.snapshot is not None and key in self.snapshot.paused
+
+    def _toggle_pause(self, key: tuple[str, str]) -> None:
+        """Pause what *key* names ("global", "") or ("dealer", id), or resume it if paused.
+        The new state counts at once for the next key; the writes run in key order."""
+        paused = self._is_paused(key)
+        self._pause_intent[key] = not paused
+        self._pause_pending[key] = self._pause_pending.get(key, 0) + 1
+        dealer = key[1] if key[0] == "dealer" else None
+
+        async def work() -> str:
+            try:
+                async with self._pause_lock:
+                    await self._operator().set_paused(not paused, dealer_id=dealer)
+            except BaseException:
+                self._pause_intent[key] = paused  # not written: the flag stays as it was
+                raise
+            finally:
+                self._pause_pending[key] -= 1
+                self._pause_written[key] = time.monotonic()
+            if dealer is not None:
+                return f"{'resumed' if paused else 'paused'} dealer {dealer}"
+            return "resumed everything" if paused else "paused everything: no worker claims"
+
+        self._act(work)
 
     def action_pause_dealer(self) -> None:
         if self._refuse():
             return
         dealer, _ = self._selected()
         if dealer is None:
+            self._no_dealer("to pause or resume it")
             return
-        paused = self.snapshot is not None and ("dealer", dealer) in self.snapshot.paused
-
-        async def work() -> str:
-            await self._operator().set_paused(not paused, dealer_id=dealer)
-            return f"{'resumed' if paused else 'paused'} dealer {dealer}"
-
-        self._act(work)
+        self._toggle_pause(("dealer", dealer))
 
     def action_pause_all(self) -> None:
         if self._refuse():
             return
-        paused = self.snapshot is not None and ("global", "") in self.snapshot.paused
-
-        async def work() -> str:
-            await self._operator().set_paused(not paused)
-            return "resumed everything" if paused else "paused everything: no worker claims"
-
-        self._act(work)
+        self._toggle_pause(("global", ""))
 
     def _guarded(
         self,
@@ -389,32 +458,56 @@ class DealerConsole(App[None]):
         done: Callable[[ActionResult], str],
     ) -> None:
         """Preview the action (a rolled-back run of it); act at once when it touches one job,
-        else show the jobs that change and the descendants that move, and ask first."""
+        else show the jobs that change and the descendants that move, and ask first.
+
+        The same action (same *what*) is not started again while it is previewed, asked about
+        or done: a key pressed twice acts once, and asks once."""
+        if what in self._busy:
+            return
+        self._busy.add(what)
+
+        def release() -> None:
+            self._busy.discard(what)
 
         async def run() -> None:
-            op = self._operator()
-            radius = await op.blast_radius(await act(op.preview()))
-            if not radius["changes"]:
-                self.notify(f"nothing to {what}", timeout=3)
-                return
+            handed_on = False
+            try:
+                op = self._operator()
+                radius = await op.blast_radius(await act(op.preview()))
+                if not radius["changes"]:
+                    self.notify(f"nothing to {what}", timeout=3)
+                    return
 
-            async def really() -> str:
-                return done(await act(op))
+                async def really() -> str:
+                    result = await act(op)
+                    if not result.changed:
+                        # the preview saw work, but it was done meanwhile (another console)
+                        return f"nothing to {what}"
+                    return done(result)
 
-            if radius["changes"] + radius["follows"] <= 1:
-                self._act(really)
-                return
-            details = "\n".join(
-                f"{g['dealer_id']:<10} {g['job_type']:<16} {g['role']:<8} ×{g['count']}"
-                for g in radius["groups"][:14]
-            )
-            if len(radius["groups"]) > 14:
-                details += f"\n… and {len(radius['groups']) - 14} more groups"
-            self._confirm_then(
-                f"{what.capitalize()}: {radius['changes']} jobs change and "
-                f"{radius['follows']} descendants move. Go ahead?",
-                details, really,
-            )
+                handed_on = True
+                if radius["changes"] + radius["follows"] <= 1:
+                    self._act(really, release)
+                    return
+                details = "\n".join(
+                    f"{g['dealer_id']:<10} {g['job_type']:<16} {g['role']:<8} ×{g['count']}"
+                    for g in radius["groups"][:14]
+                )
+                if len(radius["groups"]) > 14:
+                    details += f"\n… and {len(radius['groups']) - 14} more groups"
+                changes, follows = int(radius["changes"]), int(radius["follows"])
+                self._confirm_then(
+                    f"{what[0].upper()}{what[1:]}: {plural(changes, 'job')} "
+                    f"{'changes' if changes == 1 else 'change'} and "
+                    f"{plural(follows, 'descendant')} {'moves' if follows == 1 else 'move'}. "
+                    "Go ahead?",
+                    details, really, release,
+                )
+            except DealertuiError as exc:
+                self.notify(str(exc), severity="error", timeout=5)
+            finally:
+                if not handed_on:
+                    release()
 
         self.run_worker(run(), group="action", exit_on_error=False)
 
@@ -423,18 +516,21 @@ class DealerConsole(App[None]):
             return
         dealer, job_id = self._selected()
         if dealer is None:
+            self._no_dealer("or a job's lane to retry")
             return
         if job_id is not None and self._cell_state(dealer, job_id) in (
             "failed", "blocked", "cancelled"
         ):
             self._guarded(
                 f"retry job {job_id}", lambda op: op.retry(job_ids=[job_id]),
-                lambda r: f"retried job {job_id}; {len(r.followers)} blocked descendants follow",
+                lambda r: f"retried job {job_id}; "
+                          f"{plural(len(r.followers), 'blocked descendant')} follow"
+                          f"{'s' if len(r.followers) == 1 else ''}",
             )
             return
         self._guarded(
             f"retry {dealer}'s failed and blocked jobs", lambda op: op.retry(dealer_id=dealer),
-            lambda r: f"retried {len(r.changed)} jobs of {dealer}",
+            lambda r: f"retried {plural(len(r.changed), 'job')} of {dealer}",
         )
 
     def _cell_state(self, dealer: str, job_id: int) -> str | None:
@@ -450,7 +546,7 @@ class DealerConsole(App[None]):
             return
         self._guarded(
             "reset stuck jobs", lambda op: op.reset_stuck(),
-            lambda r: f"rescued {len(r.changed)} stuck jobs",
+            lambda r: f"rescued {plural(len(r.changed), 'stuck job')}",
         )
 
     def action_cancel(self) -> None:
@@ -462,7 +558,8 @@ class DealerConsole(App[None]):
             return
         self._guarded(
             f"cancel job {job_id}", lambda op: op.cancel([job_id]),
-            lambda r: f"cancelled job {job_id}; {len(r.followers)} descendants blocked",
+            lambda r: f"cancelled job {job_id}; "
+                      f"{plural(len(r.followers), 'descendant')} blocked",
         )
 
     def action_rerun(self) -> None:
@@ -470,16 +567,18 @@ class DealerConsole(App[None]):
             return
         dealer, job_id = self._selected()
         if dealer is None:
+            self._no_dealer("or a job's lane to rerun")
             return
         if job_id is not None:
             self._guarded(
                 f"rerun job {job_id} and its descendants", lambda op: op.rerun(job_id=job_id),
-                lambda r: f"rerunning job {job_id}; {len(r.followers)} descendants re-armed",
+                lambda r: f"rerunning job {job_id}; "
+                          f"{plural(len(r.followers), 'descendant')} re-armed",
             )
             return
         self._guarded(
             f"rerun {dealer}'s whole pipeline", lambda op: op.rerun(dealer_id=dealer),
-            lambda r: f"rerunning {len(r.changed)} jobs of {dealer}",
+            lambda r: f"rerunning {plural(len(r.changed), 'job')} of {dealer}",
         )
 
     def action_skip(self) -> None:
@@ -491,12 +590,17 @@ class DealerConsole(App[None]):
             return
 
         def with_reason(reason: str | None) -> None:
+            if reason is None:  # escape: the operator changed their mind
+                self.notify("skip cancelled", timeout=2)
+                return
             if not reason:
                 self.notify("not skipped: a reason is required", timeout=3)
                 return
             self._guarded(
                 f"skip job {job_id}", lambda op: op.skip([job_id], reason),
-                lambda r: f"skipped job {job_id}; {len(r.followers)} descendants move on",
+                lambda r: f"skipped job {job_id}; "
+                          f"{plural(len(r.followers), 'descendant')} move"
+                          f"{'s' if len(r.followers) == 1 else ''} on",
             )
 
         self.push_screen(ReasonScreen(f"Skip job {job_id}: why is it not needed?"),
@@ -507,11 +611,12 @@ class DealerConsole(App[None]):
             return
         dealer, _ = self._selected()
         if dealer is None:
+            self._no_dealer("to enqueue a pipeline for it")
             return
 
         async def work() -> str:
             ids = await self._operator().enqueue([dealer])
-            return f"enqueued a pipeline of {len(ids)} jobs for {dealer}"
+            return f"enqueued a pipeline of {plural(len(ids), 'job')} for {dealer}"
 
         self._act(work)
 
@@ -541,7 +646,11 @@ class DealerConsole(App[None]):
         if job_id is None and dealer is not None and self.snapshot is not None:
             cells = [c for (d, _), c in self.snapshot.lanes.items() if d == dealer]
             job_id = min((c.job_id for c in cells), default=None)
+            if job_id is None:
+                self.notify(f"{dealer} has no jobs yet (e enqueues a pipeline)", timeout=3)
+                return
         if job_id is None:
+            self._no_dealer("or a job's lane to see its detail")
             return
 
         async def show() -> None:
@@ -576,22 +685,26 @@ class DealerConsole(App[None]):
                         self.notify(f"group {fp} has no failed or blocked job to retry",
                                     timeout=3)
                         return
+                    changes, follows = int(radius["changes"]), int(radius["follows"])
                     question = (f"Retry group {fp} ({group['job_type']}: {group['signature']})? "
-                                f"{radius['changes']} jobs change, {radius['follows']} follow.")
+                                f"{plural(changes, 'job')} "
+                                f"{'changes' if changes == 1 else 'change'}, "
+                                f"{follows} follow{'s' if follows == 1 else ''}.")
                     details = "\n".join(f"{g['dealer_id']} {g['job_type']} {g['role']} "
                                         f"×{g['count']}" for g in radius["groups"][:12])
 
                     async def act() -> str:
                         res = await op.retry_group(fp)
-                        return f"retried {len(res.changed)} jobs of group {fp}"
+                        return f"retried {plural(len(res.changed), 'job')} of group {fp}"
                 else:
                     dealers = list(group["all_dealer_ids"])
-                    question = f"Pause the {len(dealers)} dealers of group {fp}?"
+                    question = (f"Pause the {len(dealers)} dealers of group {fp}?"
+                                if len(dealers) != 1 else f"Pause the dealer of group {fp}?")
                     details = ", ".join(dealers[:40])
 
                     async def act() -> str:
                         paused = await op.pause_group(fp)
-                        return f"paused {len(paused)} dealers of group {fp}"
+                        return f"paused {plural(len(paused), 'dealer')} of group {fp}"
 
                 self._confirm_then(question, details, act)
 

@@ -53,7 +53,9 @@ class HelpScreen(ModalScreen[None]):
             if self.read_only and key in ("s", "p", "P", "r", "x", "c", "e", "R", "k"):
                 what = f"[dim]{what} (read-only: refused)[/]"
             table.add_row(key, what)
-        with Vertical(id="help-box", classes="modal-box"):
+        # scrolls: at 80x24 the keys and the legend are taller than the box (arrows, pgup/pgdn,
+        # home/end; it has the focus)
+        with VerticalScroll(id="help-box", classes="modal-box"):
             yield Label("[b]dealertui keys[/b]")
             yield Static(table)
             # a Static wraps; a Label (width auto) cut the legend at the box's edge
@@ -153,6 +155,8 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("y", "answer(True)", "yes"),
         Binding("n,escape", "answer(False)", "no"),
     ]
+    # enter answers yes, as before the details could scroll (tab reaches them)
+    AUTO_FOCUS = "#yes"
 
     def __init__(self, question: str, details: str = "") -> None:
         super().__init__()
@@ -161,9 +165,12 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="modal-box"):
-            yield Label(self.question)
+            # a Static wraps: a Label was cut at the box's edge, and with it "Go ahead?"
+            yield Static(self.question, id="confirm-question", markup=False)
             if self.details:
-                yield Static(self.details, id="confirm-details")
+                # at most a third of the terminal (it scrolls), so the buttons stay in the box
+                with VerticalScroll(id="confirm-details"):
+                    yield Static(self.details, markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="warning")
                 yield Button("No (n)", id="no")
@@ -190,7 +197,7 @@ class ReasonScreen(ModalScreen[str | None]):
             yield Input(placeholder="reason (recorded in the audit log)", id="reason")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.dismiss(event.value.strip())  # "" when empty: refused, not cancelled
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.dismiss(None)  # escape: cancelled

@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable, Sparkline, Static
 
@@ -38,6 +39,7 @@ SHORT = {
 }
 DEALER_COL, AGE_COL = "dealer", "age"
 LANE_WIDTH = 9
+MARKER_CELLS = 2  # ⏸ is one cell, ⌛ two
 ROW_BUDGET = 150
 
 
@@ -51,6 +53,11 @@ def age(seconds: float) -> str:
         return f"{s // 3600}h"
     days = s // 86400
     return f"{days}d" if days < 100 else "old"  # three characters: the column is 3 wide
+
+
+def _marker(glyph: str) -> str:
+    """The dealer column's marker slot: *glyph* padded to MARKER_CELLS cells."""
+    return glyph + " " * (MARKER_CELLS - cell_len(glyph))
 
 
 def lane_text(cell: LaneCell | None) -> Text:
@@ -107,16 +114,18 @@ class LanesTable(DataTable[Any]):
         newest = max((c.updated_at for c in cells if c is not None), default=None)
         paused = ("dealer", dealer_id) in snap.paused
         oldest = snap.oldest_ready.get(dealer_id)
-        # One marker slot, always there (a space when empty): a marker appearing used to widen
-        # the auto-sized dealer column and push the lanes past a 100-column terminal.
+        # One marker slot, always there and always MARKER_CELLS wide (blank when empty): a
+        # marker appearing used to widen the auto-sized dealer column and push the lanes past a
+        # 100-column terminal; ⌛ is two cells, and in a one-cell slot update_cell (which keeps
+        # the column's width) clipped it, while a row added with it widened the column.
         dealer = Text(dealer_id + " ", style="bold" if paused else "")
         if paused:
-            dealer.append("⏸", style="bold")
+            dealer.append(_marker("⏸"), style="bold")
         elif oldest is not None and snap.now - oldest > STARVED_AFTER_S:
             # the fairness meter: claimable work that no worker has picked up for too long
-            dealer.append("⌛", style="bold red")
+            dealer.append(_marker("⌛"), style="bold red")
         else:
-            dealer.append(" ")
+            dealer.append(_marker(""))
         return (
             dealer,
             *(lane_text(c) for c in cells),
@@ -163,6 +172,13 @@ class LanesTable(DataTable[Any]):
             self.sort(DEALER_COL, key=lambda v: v.plain if isinstance(v, Text) else str(v))
         if order_changed or len(self._ordered) != len(self._shown):
             self._ordered = sorted(self._shown)
+
+    async def action_select_cursor(self) -> None:
+        if not self.row_count:
+            # the table takes enter and, with no row, said nothing: the app's detail says why
+            await self.run_action("app.detail")
+            return
+        super().action_select_cursor()
 
     def selected(self) -> tuple[str | None, str | None]:
         """(dealer id, job type) under the cursor; job type None on the dealer or age."""
