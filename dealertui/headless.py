@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dealertui.config import Config
@@ -42,7 +43,7 @@ def _counts_table(
 
 def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 50) -> None:
     """`dealertui status` for people: totals, per type, per dealer (busiest first), pauses."""
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
     by_state = status["by_state"]
     out.print(
         f"[bold]{status['total']}[/] jobs: "
@@ -98,10 +99,25 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         out.print("[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
             f"{d} ({fair[d]['oldest_ready_wait_s']:.0f}s)" for d in starved
         ))
+    from dealertui.engine.health import span as _duration
+
     workers = status["workers"]
+    now = time.time()
+    # a worker killed with -9 never unregisters: its silence says so (it looked live)
+    silent_after = config.concurrency.lease_s
+
+    def heartbeat(w: dict[str, Any]) -> str:
+        age = max(now - (w["heartbeat_at"] or 0), 0)
+        if age > silent_after:
+            return f", [bold red]silent for {_duration(age)}[/] (gone? its leases run out)"
+        return f", heartbeat {_duration(age)} ago"
+
+    live = sum(1 for w in workers if now - (w["heartbeat_at"] or 0) <= silent_after)
     out.print()
-    out.print(f"workers: {len(workers)}" + "".join(
-        f"\n  {w['id']} ({w['kind']}, {w['host']} pid {w['pid']}): {w['running']} running"
+    out.print(f"workers: {live} live" + (f", {len(workers) - live} silent"
+                                         if live < len(workers) else "") + "".join(
+        f"\n  {escape(w['id'])} ({w['kind']}, {escape(w['host'] or '')} pid {w['pid']}): "
+        f"{w['running']} running{heartbeat(w)}"
         for w in workers
     ))
 
@@ -113,7 +129,10 @@ class _PlainLog:
     """Cron output: one line per failure or retry, then the summary (no escape codes)."""
 
     def __init__(self) -> None:
-        self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True)
+        # no markup or emoji: errors are handlers' own text ("[/x]" raised MarkupError, and
+        # host names in worker ids turned ":x:" into an emoji)
+        self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True,
+                               markup=False, emoji=False)
 
     def __call__(self, event: Any) -> None:
         from dealertui.engine.events import JobFailed, JobRetrying, LeasesRescued
@@ -466,7 +485,7 @@ async def run_worker(
 
 def print_blast_radius(radius: dict[str, Any]) -> None:
     """`--dry-run`: the jobs an action would change and the descendants that would move."""
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
     out.print(f"dry run: would change {radius['changes']} jobs; {radius['follows']} "
               "descendants would move; nothing was changed")
     if not radius["groups"]:
@@ -504,7 +523,7 @@ async def print_plan(
     if json_out:
         print(json.dumps(plan), flush=True)
         return 0
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
     out.print(f"[bold]plan[/] (dry run, nothing changed): {plan['would_run']} jobs would run, "
               f"{plan['held']} held; up to {plan['max_jobs_per_dealer']} at a time per dealer")
     for d in plan["dealers"]:

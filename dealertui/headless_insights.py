@@ -69,7 +69,7 @@ def print_error_groups(
     37 times in 37 dealers (d001, d002, d003, ...), last 2m ago"."""
     out = file if file is not None else sys.stdout
     now = time.time() if now is None else now
-    console = Console(file=out, highlight=False, soft_wrap=table is not True)
+    console = Console(file=out, highlight=False, soft_wrap=table is not True, emoji=False)
     if not groups:
         console.print("no failures recorded.")
         return

@@ -270,6 +270,25 @@ def test_status(cli: Cli) -> None:
         assert name in out
     assert "\x1b[" not in out  # not a terminal: no colour codes
 
+    # a worker killed with -9 never unregisters: status says it has gone silent (it looked
+    # live), and its id is printed as it is (":x:" of a host name x was an emoji)
+    import time
+
+    async def register(worker_id: str, host: str, ago_s: float) -> None:
+        store = await JobStore.open(cli.db_url, {}, create=False,
+                                    clock=lambda: time.time() - ago_s)
+        try:
+            await store.register_worker(worker_id, host=host, pid=41, kind="worker")
+        finally:
+            await store.close()
+
+    anyio.run(register, "worker:x:41", "x", 3600.0)
+    anyio.run(register, "worker:box:42", "box", 0.0)
+    out = ok(cli("status")).stdout
+    assert "workers: 1 live, 1 silent" in out, out
+    assert "worker:x:41 (worker, x pid 41): 0 running, silent for 1h00m" in out, out
+    assert "worker:box:42 (worker, box pid 41): 0 running, heartbeat " in out, out
+
 
 def test_console_script_with_global_option_first(cli: Cli) -> None:
     exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))

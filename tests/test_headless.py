@@ -187,7 +187,7 @@ def test_run_once_exit_codes_json_and_graph(db_url: str, tmp_path: Path) -> None
     assert s["failed_jobs"] == 1 and s["blocked_jobs"] == 3, show(p)
     assert s["successful_jobs"] == 0 and s["processed_jobs"] == 1, show(p)
     failed_lines = [ln for ln in p.stderr.splitlines() if "fail1" in ln and "homenet" in ln]
-    assert failed_lines and "malformed feed" in failed_lines[0], show(p)
+    assert failed_lines and "malformed feed [/item] :x:" in failed_lines[0], show(p)
 
     # read-only checks and usage errors, side by side
     graph_d1, graph_fail, bad_id, unknown, again, status = run_all(

@@ -371,6 +371,11 @@ async def test_running_names_the_lease_holder(db_url: str) -> None:
         assert "expiring in 40s" in r.text
         assert r.data == {"locked_by": "worker-7@box", "started_at": T0,
                           "locked_until": T0 + 60}
+        # its worker went silent: not "expiring in 0s" for ever
+        clock.advance(100)
+        r = only(await why(store, ids["homenet"], clock()), "lease_expired")
+        assert "lease expired 60s ago" in r.text and "reset-stuck" in r.text, r.text
+        assert "worker-7@box" in r.text
 
 
 @pytest.mark.anyio

@@ -38,9 +38,20 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
         return out
     if j.state == "running":
         until = (j.locked_until or now) - now
+        since = _ago(now - (j.started_at or now))
+        if until < 0:  # its worker stopped heartbeating: "expiring in 0s" for ever, it said
+            out.append(Reason(
+                "lease_expired",
+                f"its lease expired {_ago(-until)} ago: {j.locked_by}, which started it "
+                f"{since} ago, stopped heartbeating; a running worker takes it back, or run "
+                "'dealertui reset-stuck'",
+                {"locked_by": j.locked_by, "started_at": j.started_at,
+                 "locked_until": j.locked_until},
+            ))
+            return out
         out.append(Reason(
             "running",
-            f"it is running: lease held by {j.locked_by} since {_ago(now - (j.started_at or now))}"
+            f"it is running: lease held by {j.locked_by} since {since}"
             f" ago, expiring in {_ago(until)} unless its worker's heartbeat extends it",
             {"locked_by": j.locked_by, "started_at": j.started_at,
              "locked_until": j.locked_until},

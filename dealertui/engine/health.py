@@ -29,10 +29,11 @@ class Check:
 
 
 def _ago(now: float, then: float) -> str:
-    return _span(max(now - then, 0.0)) + " ago"
+    return span(max(now - then, 0.0)) + " ago"
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """A duration for people: 45s, 3m20s, 2h05m, 3d."""
     s = round(seconds)
     if s < 120:
         return f"{s}s"
@@ -60,7 +61,7 @@ def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
             text += f" since {_ago(now, b['opened_at'])}"
             if b["state"] == "open" and reset is not None:
                 left = b["opened_at"] + reset - now
-                text += f", half-open in {_span(left)}" if left > 0 else ", half-open due"
+                text += f", half-open in {span(left)}" if left > 0 else ", half-open due"
         text += f" ({_plural(b['failures'], 'failure')})"
         parts.append(text)
     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
@@ -97,7 +98,7 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
         return Check(
             "worker_heartbeat", True,
             f"{_plural(facts['fresh_workers'], 'worker')} sent a heartbeat within "
-            f"{_span(within_s)} ({last}); {_plural(due, 'job')} due.",
+            f"{span(within_s)} ({last}); {_plural(due, 'job')} due.",
         )
     if not due:
         return Check(
@@ -114,7 +115,7 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
         return Check(
             "worker_heartbeat", True,
             f"{_plural(due, 'job')} due; a worker or run was last seen {_ago(now, seen)}, "
-            f"within {_span(within_s)}.",
+            f"within {span(within_s)}.",
         )
     seen_text = f", last seen {_ago(now, seen)}" if seen is not None else ", none ever seen"
     consoles = facts.get("console_engines", 0)
@@ -125,7 +126,7 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
     return Check(
         "worker_heartbeat", False,
         f"{_plural(due, 'job')} {'is' if due == 1 else 'are'} due but no worker has sent a "
-        f"heartbeat within {_span(within_s)} ({last}{seen_text}{console_text}).",
+        f"heartbeat within {span(within_s)} ({last}{seen_text}{console_text}).",
     )
 
 
@@ -133,7 +134,7 @@ def _failure_rate(facts: dict[str, Any], threshold: float, min_outcomes: int) ->
     o = facts["outcomes"]
     bad = o["failed"] + o["retrying"]
     total = bad + o["succeeded"]
-    window = _span(facts["window_s"])
+    window = span(facts["window_s"])
     if total < min_outcomes:
         return Check(
             "failure_rate", True,
