@@ -305,7 +305,15 @@ async def _acting(
 
     async def run(op: Any) -> int:
         if not getattr(args, "dry_run", False):
-            _out(done(await act(op)))
+            result = await act(op)
+            said = done(result)
+            named = list(getattr(args, "jobs", None) or ()) or (
+                [args.job] if getattr(args, "job", None) else [])
+            if named and not result.changed:
+                # "retried 0 jobs" on a job that had succeeded did not say why
+                jobs = await op.store.list_jobs(job_ids=named)
+                said += " (" + ", ".join(f"job {j.id} is {j.state}" for j in jobs) + ")"
+            _out(said)
             return 0
         radius = await op.blast_radius(await act(op.preview()))
         from dealertui.headless import print_blast_radius

@@ -223,7 +223,7 @@ def _named_file(value: str | Path, origin: str, cwd: Path | None) -> Path:
     path = Path(value).expanduser()
     path = cwd / path if cwd is not None and not path.is_absolute() else path
     if not path.is_file():
-        what = "a directory, not a file" if path.is_dir() else "does not exist"
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"{origin} names config file '{path}', which {what}.")
     return path
 

@@ -343,6 +343,9 @@ def test_cancel_then_retry(cli: Cli) -> None:
     st = cli.status()
     assert st["by_state"] == counts(ready=1, waiting=3)
     assert st["by_type"]["homenet"] == counts(ready=1)
+    # nothing to do: it says why
+    p = ok(cli("retry", "--job", str(homenet)))
+    assert "retried 0 jobs" in p.stdout and f"(job {homenet} is ready)" in p.stdout, p.stdout
 
 
 def test_cancel_leaf_leaves_the_rest(cli: Cli) -> None:

@@ -270,7 +270,7 @@ def test_named_config_that_does_not_exist(
 
 
 def test_config_path_that_is_a_directory(tmp_path: Path, env: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match="directory"):
+    with pytest.raises(ConfigError, match="which is a directory, not a file"):
         load_config(tmp_path, env=env)
 
 
