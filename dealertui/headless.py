@@ -370,6 +370,7 @@ async def bench(
 # -- worker -------------------------------------------------------------------------------------
 
 DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)
+HARD_STOP_S = 5.0  # after a hard stop, how long releases may wait for a database that is down
 METRICS_REFRESH_S = 5.0
 
 
@@ -421,6 +422,8 @@ async def run_worker(
         store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker"
     )
     stopping = anyio.Event()
+    aborted = anyio.Event()
+    run_scope = [anyio.CancelScope()]  # the current run's (a scope is entered only once)
 
     async def watch_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -434,7 +437,26 @@ async def run_worker(
                     tg.start_soon(grace_timer)
                 else:
                     _log(f"{name}: stopping now; releasing {manager.in_flight} running jobs")
-                    manager.abort(f"worker stopped by {name}")
+                    hard_stop(f"worker stopped by {name}")
+
+    def hard_stop(reason: str) -> None:
+        if aborted.is_set():
+            return
+        aborted.set()
+        manager.abort(reason)
+        tg.start_soon(give_up_on_the_database)
+
+    async def give_up_on_the_database() -> None:
+        # The releases are recorded in a moment when the database answers. During an outage
+        # the calls in flight kept retrying (30 s each, then 30 s more to unregister): the
+        # worker took ~58 s to exit whatever --grace said, past systemd's and Kubernetes'
+        # stop timeouts. After HARD_STOP_S, run() is cancelled and its last calls retry
+        # briefly; jobs whose release is lost come back when their leases run out.
+        await anyio.sleep(HARD_STOP_S)
+        if not store.db.answering:
+            _log(f"the database does not answer; exiting without recording "
+                 f"{manager.in_flight} releases (their leases bring the jobs back)")
+            run_scope[0].cancel()
 
     async def refresh_metrics() -> None:
         while True:
@@ -446,8 +468,9 @@ async def run_worker(
 
     async def grace_timer() -> None:
         await anyio.sleep(grace_s)
-        _log(f"grace period over; releasing {manager.in_flight} running jobs")
-        manager.abort("worker stopped: grace period over")
+        if not aborted.is_set():
+            _log(f"grace period over; releasing {manager.in_flight} running jobs")
+            hard_stop("worker stopped: grace period over")
 
     _log(f"{manager.worker_id} started: up to {manager.max_concurrent_dealers} dealers × "
          f"{manager.max_concurrent_jobs_per_dealer} jobs")
@@ -458,12 +481,23 @@ async def run_worker(
                 tg.start_soon(refresh_metrics)
             failures = 0
             while True:
+                started = time.monotonic()
+                run_scope[0] = anyio.CancelScope()
+                if aborted.is_set():
+                    break
                 try:
-                    await manager.run(wait=True)
+                    with run_scope[0]:
+                        await manager.run(wait=True)
                     break
                 except StoreUnavailable as exc:
                     if stopping.is_set():
                         break
+                    if time.monotonic() - started > 60:
+                        failures = 0  # a new outage, not the same one: short pauses again
+                    if store.db.answering:
+                        # another call got through since this one gave up: the outage is over
+                        # (logging the stale error after "answers again" confused on-call)
+                        continue
                     pause = DB_RETRY_PAUSE_S[min(failures, len(DB_RETRY_PAUSE_S) - 1)]
                     failures += 1
                     _log(f"{exc} Retrying in {pause:g}s.")

@@ -542,6 +542,36 @@ def test_worker_survives_postgres_restart(outage_s: float, own_postgres: Postgre
     assert back, f"no line about the database coming back\n{err}"
 
 
+def test_a_worker_stopped_during_an_outage_exits_within_its_grace_and_hard_stop(
+    own_postgres: PostgresServer, tmp_path: Path, rigs: list[Rig]
+) -> None:
+    # the calls in flight kept retrying their whole budget (30 s, then 30 s to unregister):
+    # ~58 s to exit whatever --grace said, past systemd's and Kubernetes' stop timeouts
+    db_url = own_postgres.create_database("stopout")
+    log = tmp_path / "stamps.log"
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=dealers(4), job_types=ONE_TYPE,
+                       handler=stamp_handler(log, 20.0), max_dealers=4, per_dealer=1,
+                       lease_s=60)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--all-dealers")
+    w = rig.worker("--grace", "2s")
+    wait_for(lambda: len(open_runs(read_stamps(log))) == 4, 60, "4 running jobs", w)
+    own_postgres.stop_server_only("fast")
+    try:
+        time.sleep(1.0)
+        t_signal = time.monotonic()
+        w.signal(signal.SIGTERM)
+        assert w.wait(45) == 0, w.describe()
+        elapsed = time.monotonic() - t_signal
+        # grace 2 s, then HARD_STOP_S (5 s) for the releases, then 2 s per last call
+        assert elapsed < 25, f"{elapsed:.1f}s to exit\n{w.describe()}"
+        assert_clean(w.stderr)
+        assert "does not answer" in w.stderr, w.describe()
+    finally:
+        own_postgres.start_server_only()
+
+
 # -- 5. SQLite write-locked by someone else -------------------------------------------------------
 
 LOCKER = """\

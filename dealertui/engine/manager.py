@@ -14,6 +14,7 @@ Side tasks (lease heartbeat, lease rescuer, stats tick) live in the same group a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import os
@@ -336,10 +337,15 @@ class MultiDealerDependencyManager:
                     await asyncio.wait(list(self._job_tasks.values()))
                 await self.handlers.aclose()
                 try:
-                    await self.store.unregister_worker(self.worker_id)
-                    await self.store.record_run(
-                        self.worker_id, self.kind, self._started_at, self._stats.to_dict()
-                    )
+                    # after an outage or a hard stop, a database that is down gets 2 s, not
+                    # a whole retry budget per call (the worker took ~58 s to exit)
+                    with (self.store.db.short_retries(2.0) if not ended or self._aborting
+                          else contextlib.nullcontext()):
+                        await self.store.unregister_worker(self.worker_id)
+                        await self.store.record_run(
+                            self.worker_id, self.kind, self._started_at,
+                            self._stats.to_dict(),
+                        )
                 except StoreUnavailable:
                     pass  # the database is what went away; the error that brought us here says so
         return self._stats

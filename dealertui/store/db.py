@@ -12,8 +12,8 @@ import copy
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -288,6 +288,22 @@ class Database:
             exc = state.outcome.exception()
             reason = self.unavailable(exc) if exc is not None else "no answer"
             self.on_outage(f"{reason} Retrying (each call for up to {budget:g}s).")
+
+    @property
+    def answering(self) -> bool:
+        """False while calls are failing (from the first failed attempt to the next success)."""
+        return self._failing_since is None
+
+    @contextmanager
+    def short_retries(self, budget_s: float) -> Iterator[None]:
+        """Calls made inside retry for at most *budget_s* (a worker stopping during an outage
+        must not spend a whole retry budget on each last call)."""
+        saved = self.retry_budget_s
+        self.retry_budget_s = min(saved, budget_s)
+        try:
+            yield
+        finally:
+            self.retry_budget_s = saved
 
     def _answered(self) -> None:
         if self._failing_since is None:
