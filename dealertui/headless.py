@@ -16,6 +16,20 @@ from dealertui.config import Config
 from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
 
+
+class _Out(Console):
+    """stdout for people. A reader that leaves (`status | head -1`) is a BrokenPipeError,
+    which the CLI answers with exit 0 as for `status --json | head`; rich exited 1 itself."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    return _Out(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+
+
 _STATE_STYLE = {
     "waiting": "dim",
     "ready": "cyan",
@@ -43,7 +57,7 @@ def _counts_table(
 
 def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 50) -> None:
     """`dealertui status` for people: totals, per type, per dealer (busiest first), pauses."""
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    out = stdout_console()
     by_state = status["by_state"]
     out.print(
         f"[bold]{status['total']}[/] jobs: "
@@ -519,7 +533,7 @@ async def run_worker(
 
 def print_blast_radius(radius: dict[str, Any]) -> None:
     """`--dry-run`: the jobs an action would change and the descendants that would move."""
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    out = stdout_console()
     out.print(f"dry run: would change {radius['changes']} jobs; {radius['follows']} "
               "descendants would move; nothing was changed")
     if not radius["groups"]:
@@ -557,7 +571,7 @@ async def print_plan(
     if json_out:
         print(json.dumps(plan), flush=True)
         return 0
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    out = stdout_console()
     out.print(f"[bold]plan[/] (dry run, nothing changed): {plan['would_run']} jobs would run, "
               f"{plan['held']} held; up to {plan['max_jobs_per_dealer']} at a time per dealer")
     for d in plan["dealers"]:

@@ -290,6 +290,24 @@ def test_status(cli: Cli) -> None:
     assert "worker:box:42 (worker, box pid 41): 0 running, heartbeat " in out, out
 
 
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["graph"]],
+                         ids=["status", "status-json", "graph"])
+def test_a_reader_that_leaves_early_is_not_an_error(cli: Cli, args: list[str]) -> None:
+    # `dealertui status | head -1`: rich exited 1 on the broken pipe, --json exited 0
+    ok(cli("init-db"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dealertui", "--database-url", cli.db_url, *args],
+        cwd=cli.tmp_path, env=cli_env(cli.tmp_path), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first line is written
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(TIMEOUT_S) == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+
+
 def test_console_script_with_global_option_first(cli: Cli) -> None:
     exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))
     if exe is None:
