@@ -710,13 +710,11 @@ def check_fleet_log(log: Path, total: int) -> None:
 # -- 6. cron's timeout: SIGTERM or SIGINT to --run-once ----------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
-    db_url: str, tmp_path: Path, rigs: list[Rig], signum: int
-) -> None:
-    # Each handler forks a grandchild that would write a line after 1.5 s. Python's default
-    # SIGTERM killed dealertui on the spot: the jobs stayed `running` until their 300 s
-    # leases ran out, and the grandchildren (out of PDEATHSIG's reach) did their work anyway.
+def _grandchild_rig(db_url: str, tmp_path: Path, rigs: list[Rig]) -> tuple[Rig, Path, Path]:
+    """3 dealers, one job each, run at once; each handler appends its job id to *started*
+    and forks a child that would append it to *late* after 1.5 s (out of PDEATHSIG's reach:
+    only a kill of the whole process group stops it). Leases of 300 s: nothing here may
+    wait for one to run out."""
     started, late = tmp_path / "started.log", tmp_path / "late.log"
     script = f"echo {{job_id}} >> {started}; (sleep 1.5; echo {{job_id}} >> {late}) & wait"
     handler = "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
@@ -725,6 +723,16 @@ def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
     rig = Rig(tmp_path, cfg, db_url)
     rigs.append(rig)
     rig.cli("enqueue", "--all-dealers")
+    return rig, started, late
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
+    db_url: str, tmp_path: Path, rigs: list[Rig], signum: int
+) -> None:
+    # Python's default SIGTERM killed dealertui on the spot: the jobs stayed `running` until
+    # their 300 s leases ran out, and the grandchildren did their work anyway.
+    rig, started, late = _grandchild_rig(db_url, tmp_path, rigs)
     run = Worker(rig.argv("--run-once", "--json"), tmp_path, rig.env, "run-once")
     rig.workers.append(run)
     wait_for(lambda: started.exists() and len(started.read_text().split()) == 3, 60,
@@ -749,14 +757,7 @@ def test_kill9_of_a_worker_kills_its_handlers_whole_process_groups(
 ) -> None:
     # PDEATHSIG kills the handler's own process only: its children (a wrapper script's curl)
     # used to finish the job after the worker's death, and the next worker ran it again
-    started, late = tmp_path / "started.log", tmp_path / "late.log"
-    script = f"echo {{job_id}} >> {started}; (sleep 1.5; echo {{job_id}} >> {late}) & wait"
-    handler = "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
-    cfg = write_config(tmp_path / "dealertui.toml", dealers=dealers(3), job_types=ONE_TYPE,
-                       handler=handler, max_dealers=3, per_dealer=1, lease_s=300)
-    rig = Rig(tmp_path, cfg, db_url)
-    rigs.append(rig)
-    rig.cli("enqueue", "--all-dealers")
+    rig, started, late = _grandchild_rig(db_url, tmp_path, rigs)
     w = rig.worker()
     wait_for(lambda: started.exists() and len(started.read_text().split()) == 3, 60,
              "3 running jobs", w)
