@@ -202,6 +202,8 @@ def normalize_database_url(url: str, source_desc: str) -> str:
                 f"{shown} names no database file, and an in-memory database is gone when the "
                 "command exits (use sqlite:///dealertui.db)."
             )
+        if rest.startswith("/~"):  # sqlite:///~/x.db: SQLite would open a file named "~/x.db"
+            rest = "/" + os.path.expanduser(rest[1:])
         return "sqlite+aiosqlite://" + rest
     if scheme.lower() in ("postgresql", "postgres", "postgresql+asyncpg"):
         normalized = "postgresql+asyncpg://" + rest

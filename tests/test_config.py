@@ -305,6 +305,13 @@ def test_normalize_database_url(url: str, normalized: str) -> None:
     assert normalize_database_url(url, "--database-url") == normalized
 
 
+def test_a_sqlite_path_under_home_is_expanded() -> None:
+    # the directory was created under $HOME, but SQLite opened the literal "~/x.db"
+    home = os.path.expanduser("~")
+    assert normalize_database_url("sqlite:///~/x/t.db", "--database-url") == (
+        f"sqlite+aiosqlite:///{home}/x/t.db")
+
+
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
