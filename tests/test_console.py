@@ -255,6 +255,29 @@ async def pipelines(store: JobStore) -> None:
     await store.enqueue([d for d, _ in DEALERS])
 
 
+async def test_a_snapshot_reuses_the_lanes_until_a_job_event_is_written(db_url: str) -> None:
+    # reading every dealer's newest jobs twice a second was a quarter of a core at 1,000
+    # dealers with nothing happening; it is read again only when a job event was written
+    from dealertui.store.views import console_snapshot
+
+    store = await open_store(make_config(db_url))
+    try:
+        await pipelines(store)
+        first = await console_snapshot(store, after_event_id=None)
+        again = await console_snapshot(store, after_event_id=first.last_event_id,
+                                       previous=first)
+        assert again.lanes is first.lanes and again.by_state is first.by_state
+        claimed = await store.claim("w1", 1, per_dealer=1, lease_s=60)
+        (job,) = claimed.jobs
+        moved = await console_snapshot(store, after_event_id=again.last_event_id,
+                                       previous=again)
+        assert moved.lanes is not first.lanes
+        assert moved.lanes[(job.dealer_id, job.job_type)].state == "running"
+        assert moved.by_state["running"] == 1
+    finally:
+        await store.close()
+
+
 # -- s: start / resume --------------------------------------------------------------------------
 
 

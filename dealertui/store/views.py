@@ -47,9 +47,16 @@ class ConsoleSnapshot:
     oldest_ready: dict[str, float] = field(default_factory=dict)
 
 
-async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> ConsoleSnapshot:
+async def console_snapshot(
+    store: JobStore, *, after_event_id: int | None, previous: ConsoleSnapshot | None = None
+) -> ConsoleSnapshot:
     """Dealers, each dealer's newest job per type, counts, breakers, pauses, workers and the
-    events since *after_event_id* (None: just the cursor, no backlog)."""
+    events since *after_event_id* (None: just the cursor, no backlog).
+
+    With *previous*, the lanes and the counts by state are taken from it when no job event
+    was written since it was read: every transition writes one, and reading the newest job of
+    each dealer and type was most of a refresh (70 ms of 1,000 dealers x 8,000 jobs, twice a
+    second, a quarter of a core with nothing happening)."""
     now = store.clock()
 
     async def tx(conn: AsyncConnection) -> ConsoleSnapshot:
@@ -57,24 +64,11 @@ async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> Co
             (r.id, r.name)
             for r in await conn.execute(select(dealers.c.id, dealers.c.name).order_by(dealers.c.id))
         ]
-        newest = select(func.max(jobs.c.id)).group_by(jobs.c.dealer_id, jobs.c.job_type)
-        lanes = {
-            (r.dealer_id, r.job_type): LaneCell(
-                r.id, r.state, r.attempts, r.updated_at, r.last_error
-            )
-            for r in await conn.execute(
-                select(
-                    jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, jobs.c.attempts,
-                    jobs.c.updated_at, jobs.c.last_error,
-                ).where(jobs.c.id.in_(newest))
-            )
-        }
-        by_state = empty_state_counts()
-        for state, n in await conn.execute(
-            select(jobs.c.state, func.count()).group_by(jobs.c.state)
-        ):
-            if state in by_state:
-                by_state[state] = n
+        top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
+        if previous is not None and previous.last_event_id == top:
+            lanes, by_state = previous.lanes, previous.by_state
+        else:
+            lanes, by_state = await _lanes_and_counts(conn)
         breaker_rows = [
             dict(r._mapping)
             for r in await conn.execute(select(breakers).order_by(breakers.c.key))
@@ -91,7 +85,6 @@ async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> Co
                 select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
             )
         ]
-        top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
         oldest = await oldest_claimable(conn, now)
         snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
                                worker_rows, last_event_id=top, oldest_ready=oldest)
@@ -117,6 +110,26 @@ async def console_snapshot(store: JobStore, *, after_event_id: int | None) -> Co
         return snap
 
     return await store.db.run(tx, write=False)
+
+
+async def _lanes_and_counts(
+    conn: AsyncConnection,
+) -> tuple[dict[tuple[str, str], LaneCell], dict[str, int]]:
+    newest = select(func.max(jobs.c.id)).group_by(jobs.c.dealer_id, jobs.c.job_type)
+    lanes = {
+        (r.dealer_id, r.job_type): LaneCell(r.id, r.state, r.attempts, r.updated_at, r.last_error)
+        for r in await conn.execute(
+            select(
+                jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, jobs.c.attempts,
+                jobs.c.updated_at, jobs.c.last_error,
+            ).where(jobs.c.id.in_(newest))
+        )
+    }
+    by_state = empty_state_counts()
+    for state, n in await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)):
+        if state in by_state:
+            by_state[state] = n
+    return lanes, by_state
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,7 +186,11 @@ class DealerConsole(App[None]):
         self._refreshing = True
         read_at = time.monotonic()
         try:
-            snap = await console_snapshot(self.store, after_event_id=self._event_cursor)
+            # lanes and counts are reused while no job event was written; every 10th read
+            # (5 s) is whole, should anything change a job without writing its event
+            previous = self.snapshot if self.refreshes % 10 else None
+            snap = await console_snapshot(self.store, after_event_id=self._event_cursor,
+                                          previous=previous)
         except DealertuiError as exc:
             self.notify(str(exc), severity="error", timeout=4)
             return
