@@ -15,6 +15,7 @@ import anyio
 from dealertui import __version__
 from dealertui.config import Config, load_config
 from dealertui.errors import DealertuiError, UsageError
+from dealertui.text import plural
 
 # A person at a prompt wants an answer soon; workers ride out longer outages.
 CLI_RETRY_BUDGET_S = 3.0
@@ -330,14 +331,15 @@ async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
         return await _acting(
             config, args,
             lambda op: op.retry_group(args.fingerprint, reason=args.reason),
-            lambda r: f"retried {len(r.changed)} jobs of group {args.fingerprint}; "
-                      f"{len(r.followers)} blocked descendants follow",
+            lambda r: f"retried {plural(len(r.changed), 'job')} of group {args.fingerprint}; "
+                      f"{plural(len(r.followers), 'descendant')} unblocked",
         )
     return await _acting(
         config, args,
         lambda op: op.retry(job_ids=args.jobs, dealer_id=args.dealer, job_type=args.type,
                             all_failed=args.all_failed, reason=args.reason),
-        lambda r: f"retried {len(r.changed)} jobs; {len(r.followers)} blocked descendants follow",
+        lambda r: f"retried {plural(len(r.changed), 'job')}; "
+                  f"{plural(len(r.followers), 'descendant')} unblocked",
     )
 
 
@@ -345,7 +347,8 @@ async def cmd_cancel(config: Config, args: argparse.Namespace) -> int:
     return await _acting(
         config, args,
         lambda op: op.cancel(args.jobs, reason=args.reason),
-        lambda r: f"cancelled {len(r.changed)} jobs; {len(r.followers)} descendants blocked",
+        lambda r: f"cancelled {plural(len(r.changed), 'job')}; "
+                  f"{plural(len(r.followers), 'descendant')} blocked",
     )
 
 
@@ -353,7 +356,8 @@ async def cmd_skip(config: Config, args: argparse.Namespace) -> int:
     return await _acting(
         config, args,
         lambda op: op.skip(args.jobs, args.reason),
-        lambda r: f"skipped {len(r.changed)} jobs; {len(r.followers)} descendants move on",
+        lambda r: f"skipped {plural(len(r.changed), 'job')}; "
+                  f"{plural(len(r.followers), 'descendant')} may run",
     )
 
 
@@ -361,7 +365,8 @@ async def cmd_rerun(config: Config, args: argparse.Namespace) -> int:
     return await _acting(
         config, args,
         lambda op: op.rerun(job_id=args.job, dealer_id=args.dealer, reason=args.reason),
-        lambda r: f"rerunning {len(r.changed)} jobs; {len(r.followers)} descendants re-armed",
+        lambda r: f"rerunning {plural(len(r.changed), 'job')}; "
+                  f"{plural(len(r.followers), 'descendant')} re-armed",
     )
 
 
@@ -398,7 +403,8 @@ async def cmd_reset_stuck(config: Config, args: argparse.Namespace) -> int:
     return await _acting(
         config, args,
         lambda op: op.reset_stuck(args.older_than),
-        lambda r: f"rescued {len(r.changed)} stuck jobs; {len(r.followers)} descendants blocked",
+        lambda r: f"rescued {plural(len(r.changed), 'stuck job')}; "
+                  f"{plural(len(r.followers), 'descendant')} blocked",
     )
 
 

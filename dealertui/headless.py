@@ -15,6 +15,7 @@ from rich.table import Table
 from dealertui.config import Config
 from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
+from dealertui.text import plural, span
 
 
 class _Out(Console):
@@ -113,8 +114,6 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         out.print("[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
             f"{d} ({fair[d]['oldest_ready_wait_s']:.0f}s)" for d in starved
         ))
-    from dealertui.engine.health import span as _duration
-
     workers = status["workers"]
     now = time.time()
     # a worker killed with -9 never unregisters: its silence says so (it looked live)
@@ -123,8 +122,8 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
     def heartbeat(w: dict[str, Any]) -> str:
         age = max(now - (w["heartbeat_at"] or 0), 0)
         if age > silent_after:
-            return f", [bold red]silent for {_duration(age)}[/] (gone? its leases run out)"
-        return f", heartbeat {_duration(age)} ago"
+            return f", [bold red]silent for {span(age)}[/] (gone? its leases run out)"
+        return f", heartbeat {span(age)} ago"
 
     live = sum(1 for w in workers if now - (w["heartbeat_at"] or 0) <= silent_after)
     out.print()
@@ -534,8 +533,8 @@ async def run_worker(
 def print_blast_radius(radius: dict[str, Any]) -> None:
     """`--dry-run`: the jobs an action would change and the descendants that would move."""
     out = stdout_console()
-    out.print(f"dry run: would change {radius['changes']} jobs; {radius['follows']} "
-              "descendants would move; nothing was changed")
+    out.print(f"dry run: would change {plural(radius['changes'], 'job')}; "
+              f"{plural(radius['follows'], 'descendant')} would move; nothing was changed")
     if not radius["groups"]:
         return
     table = Table(show_edge=False, pad_edge=False)

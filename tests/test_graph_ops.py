@@ -1018,23 +1018,23 @@ def test_cli_dry_runs_change_nothing_then_the_actions_do(tmp_path: Path) -> None
         return out
 
     out = dry("cancel", "--job", h)
-    assert "would change 1 jobs; 3 descendants would move" in out
+    assert "would change 1 job; 3 descendants would move" in out
     out = dry("skip", "--job", h, "--reason", "not needed")
-    assert "would change 1 jobs; 2 descendants would move" in out  # dealer_com, product_scrape
+    assert "would change 1 job; 2 descendants would move" in out  # dealer_com, product_scrape
     assert "product_scrape" in out and "follows" in out
     dry("reset-stuck")
     out = ok(cli(tmp_path, url, "skip", "--job", h, "--reason", "not needed"))
-    assert "skipped 1 jobs; 2 descendants move on" in out
+    assert "skipped 1 job; 2 descendants may run" in out
     assert {j.id: j.state for j in _jobs(url)}[ids["homenet"]] == "skipped"
     p = cli(tmp_path, url, "skip", "--job", h)
     assert p.returncode == 2 and "--reason" in p.stderr, show(p)
 
     out = dry("rerun", "--job", h)
-    assert "would change 1 jobs; 3 descendants would move" in out
+    assert "would change 1 job; 3 descendants would move" in out
     out = dry("rerun", "--dealer", "d1")
     assert "would change 4 jobs; 0 descendants would move" in out
     out = ok(cli(tmp_path, url, "rerun", "--job", h, "--reason", "feed back"))
-    assert "rerunning 1 jobs; 3 descendants re-armed" in out
+    assert "rerunning 1 job; 3 descendants re-armed" in out
     assert {j.job_type: j.state for j in _jobs(url)} == {
         "homenet": "ready", "dealer_com": "waiting", "product_scrape": "waiting",
         "url_shorten": "waiting",
@@ -1065,7 +1065,7 @@ def test_cli_group_actions_by_fingerprint(tmp_path: Path) -> None:
     assert "would change 3 jobs; 9 descendants would move" in out, out
     assert _state_of(url) == before
     out = ok(cli(tmp_path, url, "retry", "--fingerprint", fp))
-    assert f"retried 3 jobs of group {fp}; 9 blocked descendants follow" in out
+    assert f"retried 3 jobs of group {fp}; 9 descendants unblocked" in out
     now = {(j.dealer_id, j.job_type): j.state for j in _jobs(url)}
     assert now[("d404", "homenet")] == "failed"
     assert all(now[(d, "homenet")] == "ready" for d in ("d101", "d202", "d303"))

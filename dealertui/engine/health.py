@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from dealertui.store.insights import health_facts
+from dealertui.text import plural, span
 
 if TYPE_CHECKING:
     from dealertui.config import Config
@@ -32,22 +33,6 @@ def _ago(now: float, then: float) -> str:
     return span(max(now - then, 0.0)) + " ago"
 
 
-def span(seconds: float) -> str:
-    """A duration for people: 45s, 3m20s, 2h05m, 3d."""
-    s = round(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s" if s % 60 else f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d"
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
-
-
 def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
     rows = facts["open_breakers"]
     if not rows:
@@ -62,13 +47,13 @@ def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
             if b["state"] == "open" and reset is not None:
                 left = b["opened_at"] + reset - now
                 text += f", half-open in {span(left)}" if left > 0 else ", half-open due"
-        text += f" ({_plural(b['failures'], 'failure')})"
+        text += f" ({plural(b['failures'], 'failure')})"
         parts.append(text)
     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
     verb = "is" if len(rows) == 1 else "are"
     return Check(
         "open_breakers", False,
-        f"{_plural(len(rows), 'circuit breaker')} {verb} not closed: {'; '.join(parts)}{more}.",
+        f"{plural(len(rows), 'circuit breaker')} {verb} not closed: {'; '.join(parts)}{more}.",
     )
 
 
@@ -79,7 +64,7 @@ def _stuck(facts: dict[str, Any]) -> Check:
     oldest = facts["oldest_expired_lease_at"]
     return Check(
         "stuck_jobs", False,
-        f"{_plural(n, 'running job')} {'has' if n == 1 else 'have'} an expired lease "
+        f"{plural(n, 'running job')} {'has' if n == 1 else 'have'} an expired lease "
         f"(the oldest expired {_ago(facts['now'], oldest)}); a running worker rescues them, "
         "or run 'dealertui reset-stuck'.",
     )
@@ -97,8 +82,8 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
     if facts["fresh_workers"]:
         return Check(
             "worker_heartbeat", True,
-            f"{_plural(facts['fresh_workers'], 'worker')} sent a heartbeat within "
-            f"{span(within_s)} ({last}); {_plural(due, 'job')} due.",
+            f"{plural(facts['fresh_workers'], 'worker')} sent a heartbeat within "
+            f"{span(within_s)} ({last}); {plural(due, 'job')} due.",
         )
     if not due:
         return Check(
@@ -108,24 +93,24 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
     if facts["paused_globally"]:
         return Check(
             "worker_heartbeat", True,
-            f"{_plural(due, 'job')} due but everything is paused ({last}).",
+            f"{plural(due, 'job')} due but everything is paused ({last}).",
         )
     if seen is not None and seen >= now - within_s:
         # a --run-once from cron that finished moments ago: work is being picked up
         return Check(
             "worker_heartbeat", True,
-            f"{_plural(due, 'job')} due; a worker or run was last seen {_ago(now, seen)}, "
+            f"{plural(due, 'job')} due; a worker or run was last seen {_ago(now, seen)}, "
             f"within {span(within_s)}.",
         )
     seen_text = f", last seen {_ago(now, seen)}" if seen is not None else ", none ever seen"
     consoles = facts.get("console_engines", 0)
     console_text = (
-        f"; only {_plural(consoles, 'console engine')} {'runs' if consoles == 1 else 'run'}, "
+        f"; only {plural(consoles, 'console engine')} {'runs' if consoles == 1 else 'run'}, "
         "and a console's engine stops when its console closes" if consoles else ""
     )
     return Check(
         "worker_heartbeat", False,
-        f"{_plural(due, 'job')} {'is' if due == 1 else 'are'} due but no worker has sent a "
+        f"{plural(due, 'job')} {'is' if due == 1 else 'are'} due but no worker has sent a "
         f"heartbeat within {span(within_s)} ({last}{seen_text}{console_text}).",
     )
 
@@ -138,7 +123,7 @@ def _failure_rate(facts: dict[str, Any], threshold: float, min_outcomes: int) ->
     if total < min_outcomes:
         return Check(
             "failure_rate", True,
-            f"{_plural(total, 'outcome')} in the last {window}, fewer than the "
+            f"{plural(total, 'outcome')} in the last {window}, fewer than the "
             f"{min_outcomes} needed to judge the failure rate.",
         )
     rate = bad / total

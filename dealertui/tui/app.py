@@ -26,6 +26,7 @@ from dealertui.errors import DealertuiError
 from dealertui.model import ActionResult
 from dealertui.store import JobStore, describe_database, open_store
 from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
+from dealertui.text import plural
 from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen, ReasonScreen
 from dealertui.tui.widgets import (
@@ -41,11 +42,6 @@ MUTATING = {"start", "pause_dealer", "pause_all", "retry", "reset_stuck", "cance
 GRAPH_DEBOUNCE_S = 0.15
 REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
 NARROW_WIDTH, NARROW_HEIGHT = 100, 28
-
-
-def plural(n: int, word: str) -> str:
-    """'1 job', '2 jobs', '0 jobs'."""
-    return f"{n} {word if n == 1 else word + 's'}"
 
 
 class DealerConsole(App[None]):
