@@ -227,6 +227,11 @@ async def test_paused_says_what_by_whom_since_when_and_why(
                           "by": "bob@ops", "at": T0}
         clock.advance(210)
         assert "5m ago" in only(await why(store, ids["homenet"], clock()), "paused").text
+        # paused again without a reason (a second operator, a script): who, since when and
+        # why are kept; they were wiped
+        await store.set_paused(True, by="alice@ops", **kw)
+        again = only(await why(store, ids["homenet"], clock()), "paused").text
+        assert "by bob@ops" in again and "5m ago" in again and "(feed maintenance)" in again
         # resumed: ready again, nothing holds it
         await store.set_paused(False, **kw)
         only(await why(store, ids["homenet"], clock()), "ready")

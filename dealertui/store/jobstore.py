@@ -1153,9 +1153,11 @@ class JobStore:
 
         async def tx(conn: AsyncConnection) -> None:
             for scope, key in keys:
-                await conn.execute(
-                    controls.delete().where(controls.c.scope == scope, controls.c.key == key)
-                )
+                where = (controls.c.scope == scope, controls.c.key == key)
+                held = (await conn.execute(select(controls).where(*where))).first()
+                if paused and held is not None and held.paused and reason is None:
+                    continue  # paused already: pausing again keeps who, since when and why
+                await conn.execute(controls.delete().where(*where))
                 if paused:
                     await conn.execute(
                         insert(controls).values(
