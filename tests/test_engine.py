@@ -281,6 +281,34 @@ async def test_exit_codes_transient_and_permanent(db_url: str, tmp_path: Path) -
     assert stats.blocked_jobs == 0
 
 
+async def test_a_handler_is_done_when_it_exits_whatever_its_children_hold(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Its stderr was a pipe read to its end: a child left in the background (`cmd &`) held
+    # it open, and a handler that had exited 0 stayed running until its timeout, then was
+    # retried as "timed out". Its last stderr line is the job's error, without the colours.
+    def sh(script: str) -> dict[str, Any]:
+        return {"exec": ["sh", "-c", script]}
+
+    job_types = {
+        "daemonizes": {"priority": 1, "handler": sh("sleep 30 & exit 0"), "timeout_s": 20},
+        "colours": {"priority": 2, "handler": sh(
+            "sleep 30 & printf '\\033[31mfeed \\033[1mgone\\033[0m\\n' >&2; exit 3"),
+            "timeout_s": 20},
+    }
+    cfg = make_config(db_url, job_types, dealers=("d1",))
+    async with opened(cfg) as store:
+        await store.enqueue(["d1"])
+        t0 = time.monotonic()
+        await run_all(store, cfg)
+        elapsed = time.monotonic() - t0
+        jobs = await jobs_by(store)
+    assert elapsed < 10, f"the run waited {elapsed:.1f}s for the handlers' children"
+    assert jobs[("d1", "daemonizes")].state == "succeeded", jobs[("d1", "daemonizes")]
+    colours = jobs[("d1", "colours")]
+    assert colours.state == "failed" and colours.last_error == "exit code 3: feed gone", colours
+
+
 async def test_timeout_kills_the_whole_process_group(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "stamps.log"
     pid_file = tmp_path / "child.pid"

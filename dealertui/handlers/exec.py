@@ -11,10 +11,13 @@ import asyncio
 import ctypes
 import functools
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 import anyio
 
@@ -47,38 +50,42 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
         argv = [expand(a, values) for a in spec.argv]
         env = {**os.environ, **dict(spec.env)}
         env.update({f"DEALERTUI_{k.upper()}": v for k, v in values.items()})
-        try:
-            # asyncio rather than anyio.open_process: only it passes preexec_fn, which makes
-            # the child die with its worker (kill -9 included) instead of finishing a job that
-            # another worker will run again.
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # own process group: a timeout kills it whole
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
-            )
-        except OSError as exc:
-            raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-        # PDEATHSIG reaches this process only; the reaper kills its whole group if we die
-        REAPER.watch(process.pid)
-        tail = b""
-        try:
-            assert process.stderr is not None
-            while chunk := await process.stderr.read(4096):
-                tail = (tail + chunk)[-STDERR_TAIL:]
-            code = await process.wait()
-        except BaseException:
-            _kill_group(process.pid)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-            raise
-        finally:
-            REAPER.forget(process.pid)
-        if code == 0:
-            return {"exit_code": 0}
+        # stderr goes to an unlinked temp file, read once the handler has exited. Through a
+        # pipe, the handler's end was "the end of its stderr": a child left running in the
+        # background (`cmd &`, or one that escaped with setsid) holds the pipe open, and the
+        # job stayed running until its timeout although the handler had exited 0, and a
+        # stopped run hung until that child exited.
+        with tempfile.TemporaryFile(prefix="dealertui-stderr-") as errors:
+            try:
+                # asyncio rather than anyio.open_process: only it passes preexec_fn, which
+                # makes the child die with its worker (kill -9 included) instead of finishing
+                # a job that another worker will run again.
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    env=env,
+                    start_new_session=True,  # own process group: a timeout kills it whole
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                )
+            except OSError as exc:
+                raise PermanentError(
+                    f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+            # PDEATHSIG reaches this process only; the reaper kills its whole group if we die
+            REAPER.watch(process.pid)
+            try:
+                code = await process.wait()
+            except BaseException:
+                _kill_group(process.pid)
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+                raise
+            finally:
+                REAPER.forget(process.pid)
+            if code == 0:
+                return {"exit_code": 0}
+            tail = _tail(errors)
         message = _last_line(tail) or f"exited with code {code}"
         text = f"exit code {code}: {message}"
         if code in retryable:
@@ -108,6 +115,19 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _tail(file: IO[bytes]) -> bytes:
+    """The last STDERR_TAIL bytes written to *file* (a few KB from a local temp file)."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(size - STDERR_TAIL, 0))
+    return file.read()
+
+
+# terminal escapes (colours, cursor moves) and other control characters: a handler's
+# coloured stderr reached logs, `why` and the console raw
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _last_line(tail: bytes) -> str:
-    lines = [ln.strip() for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+    text = _CONTROL.sub("", tail.decode("utf-8", "replace"))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else ""
