@@ -97,3 +97,22 @@ def test_demo_quits_with_q_and_leaves_no_database_or_process_behind(tmp_path: Pa
         assert list(tmp_path.glob("dealertui-demo-*")) == []
     finally:
         term.close()
+
+
+def test_the_console_on_an_unusable_database_says_so_in_one_sentence(tmp_path: Path) -> None:
+    # it raised from on_mount: a rich traceback and exit 1
+    (tmp_path / "file").write_text("not a directory")
+    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", HOME=str(tmp_path))
+    for name in ("DEALERTUI_CONFIG", "XDG_CONFIG_HOME", "DEALERTUI_DATABASE_URL"):
+        env.pop(name, None)
+    url = f"sqlite:///{tmp_path}/file/x.db"
+    term = Terminal([sys.executable, "-m", "dealertui", "--database-url", url], env, tmp_path)
+    try:
+        assert term.proc.wait(timeout=60) == 3, term.text()[-2000:]
+        time.sleep(0.2)  # the last output reaches the reader thread
+        text = term.text()
+        assert "Traceback" not in text, text[-2000:]
+        line = text[text.index("dealertui: error:"):].strip()
+        assert f"{tmp_path}/file/x.db" in line and "\n" not in line, text
+    finally:
+        term.close()

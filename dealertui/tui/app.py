@@ -98,6 +98,7 @@ class DealerConsole(App[None]):
         self._graph_key: tuple[Any, ...] | None = None
         self._graph_timer: Timer | None = None
         self.refreshes = 0
+        self.startup_error: DealertuiError | None = None
         #: pause flags asked for and not yet seen in a snapshot read after the write: a second
         #: p or P before the next refresh toggles from here, not from the stale snapshot
         self._pause_intent: dict[tuple[str, str], bool] = {}
@@ -139,7 +140,14 @@ class DealerConsole(App[None]):
         self.query_one(LanesTable).focus()
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
-            self.store = await open_store(self.config)
+            try:
+                self.store = await open_store(self.config)
+            except DealertuiError as exc:
+                # said by run_console once the terminal is restored: one sentence and its
+                # exit code (a wrong password showed a traceback and exited 1)
+                self.startup_error = exc
+                self.exit(return_code=exc.exit_code)
+                return
         if self.seed is not None:
             await self.seed(self.store)
         self.set_interval(self.refresh_s, self.refresh_data)

@@ -15,4 +15,6 @@ def run_console(config: Config, *, demo: bool = False, read_only: bool = False) 
     else:
         app = make_app(config, read_only=read_only)
         app.run()
+    if app.startup_error is not None:
+        raise app.startup_error  # the CLI says it in one sentence, with its exit code
     return app.return_code or 0
