@@ -22,6 +22,13 @@ class UsageError(DealertuiError):
 
 
 class StoreUnavailable(DealertuiError):
-    """The database cannot be used: unreachable, locked past every retry, unwritable (exit 3)."""
+    """The database cannot be used: unreachable, locked past every retry, unwritable (exit 3).
+
+    `lasting` when waiting will not help (wrong password, no privilege, no such database): a
+    worker stops instead of reconnecting for ever."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting

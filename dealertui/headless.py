@@ -277,11 +277,21 @@ async def _run_until_signalled(manager: Any, limit: int | None, interrupted: lis
                     manager.abort(f"run-once stopped by {name}")
                 interrupted.append(signum)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
-        stats: ProcessingStats = await manager.process_multi_dealer_jobs(limit)
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            stats: ProcessingStats = await manager.process_multi_dealer_jobs(limit)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _bare(group) from None
     return stats
+
+
+def _bare(group: BaseExceptionGroup) -> BaseException:
+    """The one error in a task group's *group*, for the CLI's one sentence (the group itself
+    reached the user as a traceback); the group when it holds more."""
+    errors = [e for e in group.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return errors[0] if len(errors) == 1 else group
 
 
 def _check_writable_dir(path: str, option: str) -> None:
@@ -505,6 +515,8 @@ async def run_worker(
                 except StoreUnavailable as exc:
                     if stopping.is_set():
                         break
+                    if exc.lasting:  # a wrong password or privilege: reconnecting cannot help
+                        raise
                     if time.monotonic() - started > 60:
                         failures = 0  # a new outage, not the same one: short pauses again
                     if store.db.answering:
@@ -520,6 +532,8 @@ async def run_worker(
                         break
                     continue
             tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _bare(group) from None
     finally:
         if server is not None:
             server.close()

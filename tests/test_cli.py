@@ -560,6 +560,15 @@ def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_serve
         _run_async(_execute(admin, f'CREATE ROLE "{role}" LOGIN'))
         weak = make_url(url).set(username=role).render_as_string(hide_password=False)
         user_error(run(tmp_path, "status", db_url=weak), 3, "permission denied")
+        # allowed to read, not to write: run-once showed an ExceptionGroup traceback, and a
+        # worker reconnected for ever without a word
+        _run_async(_execute(admin, f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+        user_error(run(tmp_path, "--run-once", db_url=weak), 3, "permission denied")
+        worker = run(tmp_path, "worker", db_url=weak)
+        assert worker.returncode == 3, show(worker)
+        assert "Traceback" not in worker.stderr, show(worker)
+        assert worker.stderr.strip().splitlines()[-1].startswith("dealertui: error:"), show(worker)
+        assert "permission denied" in worker.stderr, show(worker)
     finally:
         postgres_server.drop_database(make_url(url).database)
         _run_async(_execute(admin.rsplit("/", 1)[0] + "/postgres",

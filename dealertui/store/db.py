@@ -321,7 +321,8 @@ class Database:
         secret = make_url(self.url).password
         if secret:
             reason = reason.replace(str(secret), "***")
-        return StoreUnavailable(f"cannot use the database {self.url_description}: {reason}.")
+        return StoreUnavailable(f"cannot use the database {self.url_description}: {reason}.",
+                                lasting=is_unusable(exc))
 
 
 def _reason(exc: BaseException) -> str:
