@@ -533,9 +533,14 @@ def test_a_database_holding_another_applications_jobs_table_is_left_alone(
             await engine.dispose()
 
     assert anyio.run(tables, "CREATE TABLE jobs (x TEXT)") == {"jobs"}
-    p = run(tmp_path, "status", db_url=db_url)
-    user_error(p, 3, "not dealertui's", "jobs")
+    file = Path(db_url.split(":///", 1)[1]) if db_url.startswith("sqlite") else None
+    before = file.read_bytes() if file else b""
+    # read-only commands too: they said "run 'dealertui init-db' first", which refuses it
+    for args in (["status"], ["health"], ["cancel", "--job", "1"]):
+        user_error(run(tmp_path, *args, db_url=db_url), 3, "not dealertui's", "jobs")
     assert anyio.run(tables) == {"jobs"}  # nothing written
+    if file:  # not a byte: our connection switched the file to WAL for good
+        assert file.read_bytes() == before
 
 
 def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_server: Any) -> None:

@@ -205,9 +205,18 @@ class Database:
                 )
             conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
             try:
-                conn.execute("PRAGMA schema_version").fetchone()
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
             finally:
                 conn.close()
+            if tables and "meta" not in tables:
+                # before any connection of ours sets WAL (for good) on another application's
+                # file; the store's own check (init_schema) came after that
+                shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreUnavailable(
+                    f"the database {self.url_description} holds tables that are not "
+                    f"dealertui's ({shown}); give dealertui a database of its own."
+                )
 
         try:
             await anyio.to_thread.run_sync(probe)

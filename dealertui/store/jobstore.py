@@ -193,7 +193,13 @@ class JobStore:
             )
 
     async def check_schema(self) -> None:
-        version = await self.db.run(self._read_version, write=False)
+        async def tx(conn: AsyncConnection) -> int | None:
+            version = await self._read_version(conn)
+            if version is None:  # not "run init-db" where init-db would refuse too
+                await self._refuse_foreign_tables(conn)
+            return version
+
+        version = await self.db.run(tx, write=False)
         if version is None:
             raise StoreUnavailable(
                 f"the database {self.db.url_description} has no dealertui schema; "
