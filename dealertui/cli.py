@@ -262,7 +262,8 @@ async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
                 _out(f"{d.id}\t{d.name or ''}")
         return 0
 
-    return await _with_operator(config, run)
+    # listing reads: a database that does not exist is an error, not created empty
+    return await _with_operator(config, run, create=args.dealers_command == "add")
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
@@ -293,7 +294,9 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
             print_status(status, config)
         return 0
 
-    return await _with_operator(config, run)
+    # a typo'd path answered "no jobs yet", exit 0, over a new empty database: monitoring
+    # saw all quiet
+    return await _with_operator(config, run, create=False)
 
 
 async def _acting(
@@ -418,7 +421,7 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
         _out(drawing)
         return 0
 
-    return await _with_operator(config, run)
+    return await _with_operator(config, run, create=False)
 
 
 async def _read_store(config: Config) -> Any:

@@ -143,6 +143,7 @@ def test_init_db_twice(cli: Cli) -> None:
 
 
 def test_dealers_add_and_list(cli: Cli) -> None:
+    ok(cli("init-db"))
     assert ok(cli("dealers", "list")).stdout.strip() == ""
     assert "d1" in ok(cli("dealers", "add", "d1", "--name", "First Motors")).stdout
     ok(cli("dealers", "add", "d2"))
@@ -231,6 +232,9 @@ def test_enqueue_refuses_unknown_names(cli: Cli) -> None:
 
 
 def test_status(cli: Cli) -> None:
+    if cli.db_url.startswith("sqlite"):  # no file yet: an error, not "no jobs yet" over a new one
+        user_error(cli("status"), 3, "does not exist")
+    ok(cli("init-db"))
     st = cli.status()
     assert {"total", "by_state", "by_type", "by_dealer", "paused", "workers"} <= set(st)
     assert st["total"] == 0
@@ -312,6 +316,7 @@ def test_console_script_with_global_option_first(cli: Cli) -> None:
     exe = shutil.which("dealertui", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("console script 'dealertui' is not installed next to this interpreter")
+    ok(cli("init-db"))
     p = ok(run(cli.tmp_path, "status", "--json", db_url=cli.db_url, exe=[exe]))
     assert json.loads(p.stdout)["total"] == 0
 
@@ -445,6 +450,9 @@ def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
         (["health"], 3, "does not exist"),  # each of these left a 4 KB file behind
         (["why", "--job", "1"], 3, "does not exist"),
         (["audit"], 3, "does not exist"),
+        (["status"], 3, "does not exist"),  # these answered "no jobs yet" over a new file
+        (["graph"], 3, "does not exist"),
+        (["dealers", "list"], 3, "does not exist"),
         (["retry", "--job", "99"], 3, "does not exist"),  # these created a whole schema
         (["skip", "--job", "99", "--reason", "x"], 3, "does not exist"),
         (["reset-stuck"], 3, "does not exist"),
@@ -453,7 +461,8 @@ def test_bad_argument_values(tmp_path: Path, args: list[str]) -> None:
         (["graph", "--dealer", "bad id"], 2, "invalid dealer id"),
         (["--run-once", "--dealer", "bad id"], 2, "invalid dealer id"),
     ],
-    ids=["health", "why", "audit", "retry", "skip", "reset-stuck", "enqueue-bad-id",
+    ids=["health", "why", "audit", "status", "graph", "dealers-list", "retry", "skip",
+         "reset-stuck", "enqueue-bad-id",
          "pause-unknown-type", "graph-bad-id", "run-once-bad-id"],
 )
 def test_a_failing_command_creates_no_database_file(
