@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
 
@@ -79,7 +81,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_demo_quits_with_q_and_leaves_no_database_or_process_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["q", "SIGHUP", "SIGTERM"])
+def test_demo_quits_and_leaves_no_database_or_process_behind(tmp_path: Path, how: str) -> None:
+    # SIGHUP is what a dropped SSH session or a killed tmux sends; it, and SIGTERM, ended the
+    # process on the spot and left the demo's directory behind
     env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", HOME=str(tmp_path))
     for name in ("DEALERTUI_CONFIG", "XDG_CONFIG_HOME"):
         env.pop(name, None)
@@ -91,7 +96,10 @@ def test_demo_quits_with_q_and_leaves_no_database_or_process_behind(tmp_path: Pa
         assert (demo_dirs[0] / "demo.db").exists()
         _wait(lambda: _children(term.proc.pid), 30, "the engine's child process", term)
         engines = _children(term.proc.pid)
-        os.write(term.master, b"q")
+        if how == "q":
+            os.write(term.master, b"q")
+        else:
+            os.kill(term.proc.pid, getattr(signal, how))
         assert term.proc.wait(timeout=30) == 0, term.text()[-2000:]
         assert not [p for p in engines if _alive(p)], engines
         assert list(tmp_path.glob("dealertui-demo-*")) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -153,6 +154,12 @@ class DealerConsole(App[None]):
         self.set_interval(self.refresh_s, self.refresh_data)
         if not self.is_headless:
             self.set_interval(2.0, self._check_terminal)
+            # SSH gone (SIGHUP), `kill`, systemd (SIGTERM): leave as `q` does, so the engine's
+            # jobs are handed back and the demo's database removed (the default action ended
+            # the process on the spot, leaving both)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.exit)
         self.refresh_data()
         if self.start_engine and not self.read_only:
             self._start_engine()
