@@ -111,11 +111,13 @@ def is_unusable(exc: BaseException) -> bool:
     return any(_sqlstate(e).startswith(_UNUSABLE_SQLSTATES) for e in _chain(exc))
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An AsyncEngine for *url* with the per-dialect settings described above."""
+def create_engine(url: str, *, make_dirs: bool = True) -> AsyncEngine:
+    """An AsyncEngine for *url* with the per-dialect settings described above; with
+    *make_dirs*, a SQLite file's missing directories are created (not for a command that
+    must not create the database: it left empty directories behind)."""
     if is_sqlite(url):
         database = make_url(url).database
-        if database and database != ":memory:":
+        if make_dirs and database and database != ":memory:":
             try:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -166,10 +168,10 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 class Database:
     """One engine, two kinds of transaction (read, write), both retried on transient faults."""
 
-    def __init__(self, url: str, *, retry_budget_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, retry_budget_s: float = 10.0, create: bool = True) -> None:
         self.url = url
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, make_dirs=create)
         self._write_engine = self.engine.execution_options(dealertui_write=True)
         self.retry_budget_s = retry_budget_s
         self.url_description = describe_url(url)

@@ -131,7 +131,8 @@ class JobStore:
     ) -> JobStore:
         """Connect to *url*; create the schema on first use unless *create* is False."""
         store = cls(
-            Database(url, retry_budget_s=retry_budget_s), rules, clock=clock, breaker=breaker
+            Database(url, retry_budget_s=retry_budget_s, create=create), rules, clock=clock,
+            breaker=breaker,
         )
         try:
             await store.db.preflight(create)
