@@ -122,5 +122,6 @@ def test_the_console_on_an_unusable_database_says_so_in_one_sentence(tmp_path: P
         assert "Traceback" not in text, text[-2000:]
         line = text[text.index("dealertui: error:"):].strip()
         assert f"{tmp_path}/file/x.db" in line and "\n" not in line, text
+        assert "a part of its path is a file" in line, line  # not mkdir's "File exists"
     finally:
         term.close()

@@ -121,9 +121,12 @@ def create_engine(url: str, *, make_dirs: bool = True) -> AsyncEngine:
             try:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
+                # mkdir says "File exists" when a part of the path is a file
+                reason = ("a part of its path is a file, not a directory"
+                          if isinstance(exc, FileExistsError | NotADirectoryError)
+                          else exc.strerror or str(exc))
                 raise StoreUnavailable(
-                    f"cannot create the directory for SQLite database {database}: "
-                    f"{exc.strerror or exc}."
+                    f"cannot create the directory for SQLite database {database}: {reason}."
                 ) from None
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_size=8
