@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -238,9 +239,13 @@ class MultiDealerDependencyManager:
         self._cancel_running()
         self._wake.set()
 
-    def _cancel_running(self) -> None:
-        """Cancel every job task; each job's release is recorded as it ends."""
-        for job_id, task in list(self._job_tasks.items()):
+    def _cancel_running(self, job_ids: Iterable[int] | None = None) -> None:
+        """Cancel the tasks of *job_ids* (default: every job); each job's release (or, for a
+        job in _lost, its end) is recorded as its task ends."""
+        for job_id in list(self._job_tasks) if job_ids is None else list(job_ids):
+            task = self._job_tasks.get(job_id)
+            if task is None:
+                continue
             task.cancel()
             # A task cancelled before its first step never runs _run_job, so nothing would
             # record its job (and run() waited for it forever): release it when the task ends.
@@ -660,12 +665,9 @@ class MultiDealerDependencyManager:
             # Running here, not there: an operator cancelled or skipped it, or reset-stuck
             # took it back. Its handler is stopped (an exec handler's process group killed)
             # and its slot freed; it used to run to its end, holding the slot meanwhile.
-            for job_id in running - held:
-                task = self._job_tasks.get(job_id)
-                if task is not None and job_id in self._in_flight:
-                    self._lost.add(job_id)
-                    task.cancel()
-                    task.add_done_callback(functools.partial(self._release_unstarted, job_id))
+            lost = [j for j in running - held if j in self._job_tasks and j in self._in_flight]
+            self._lost.update(lost)
+            self._cancel_running(lost)
 
     async def _rescuer(self) -> None:
         while True:

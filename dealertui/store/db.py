@@ -217,11 +217,7 @@ class Database:
             if tables and "meta" not in tables:
                 # before any connection of ours sets WAL (for good) on another application's
                 # file; the store's own check (init_schema) came after that
-                shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-                raise StoreUnavailable(
-                    f"the database {self.url_description} holds tables that are not "
-                    f"dealertui's ({shown}); give dealertui a database of its own."
-                )
+                raise self.foreign(tables)
 
         try:
             await anyio.to_thread.run_sync(probe)
@@ -302,6 +298,14 @@ class Database:
             exc = state.outcome.exception()
             reason = self.unavailable(exc) if exc is not None else "no answer"
             self.on_outage(f"{reason} Retrying (each call for up to {budget:g}s).")
+
+    def foreign(self, tables: set[str]) -> StoreUnavailable:
+        """The refusal of a database that holds another application's *tables*."""
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        return StoreUnavailable(
+            f"the database {self.url_description} holds tables that are not dealertui's "
+            f"({shown}); give dealertui a database of its own."
+        )
 
     @property
     def answering(self) -> bool:

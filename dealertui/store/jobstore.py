@@ -187,11 +187,7 @@ class JobStore:
         existing = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
         clash = existing if conn.dialect.name == "sqlite" else existing & set(metadata.tables)
         if clash:
-            shown = ", ".join(sorted(clash)[:5]) + (", ..." if len(clash) > 5 else "")
-            raise StoreUnavailable(
-                f"the database {self.db.url_description} holds tables that are not "
-                f"dealertui's ({shown}); give dealertui a database of its own."
-            )
+            raise self.db.foreign(clash)
 
     async def check_schema(self) -> None:
         async def tx(conn: AsyncConnection) -> int | None:
