@@ -1245,7 +1245,7 @@ async def test_version_2_database_loses_the_state_index_on_upgrade(db_url: str) 
         await store.close()
     store = await JobStore.open(db_url, DEFAULT_RULES)
     try:
-        assert await store.schema_version() == SCHEMA_VERSION == 3
+        assert await store.schema_version() == SCHEMA_VERSION
         names = await job_indexes(store)
         assert "ix_jobs_state_type" not in names
         assert {"ix_jobs_ready", "ix_jobs_running_dealer"} <= names
@@ -1253,6 +1253,35 @@ async def test_version_2_database_loses_the_state_index_on_upgrade(db_url: str) 
         assert ("ix_jobs_dealer_type" in names) == db_url.startswith("sqlite")
         await store.add_dealers([("d1", None)])
         await store.enqueue(["d1"])
+        claimed = await store.claim("w", 10, per_dealer=1, lease_s=30)
+        assert [j.job_type for j in claimed.jobs] == ["homenet"]
+    finally:
+        await store.close()
+
+
+async def test_version_3_database_gains_the_new_columns_on_upgrade(db_url: str) -> None:
+    """Version 4 added jobs.claim_seq (the fencing token) and dealers.disabled_at; a version 3
+    database without them gets them on first use, its jobs keep their rows and still run."""
+    from sqlalchemy import inspect, text
+
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        await store.add_dealers([("d1", None)])
+        await store.enqueue(["d1"])
+        async with store.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE jobs DROP COLUMN claim_seq"))
+            await conn.execute(text("ALTER TABLE dealers DROP COLUMN disabled_at"))
+            await conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+    finally:
+        await store.close()
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        async with store.db.engine.connect() as conn:
+            cols = await conn.run_sync(lambda sync: {
+                t: {c["name"] for c in inspect(sync).get_columns(t)} for t in ("jobs", "dealers")
+            })
+        assert "claim_seq" in cols["jobs"] and "disabled_at" in cols["dealers"]
         claimed = await store.claim("w", 10, per_dealer=1, lease_s=30)
         assert [j.job_type for j in claimed.jobs] == ["homenet"]
     finally:

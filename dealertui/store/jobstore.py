@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateColumn
 
 from dealertui.config import BreakerConfig
 from dealertui.errors import StoreUnavailable, UsageError
@@ -40,6 +41,7 @@ from dealertui.store.db import Database
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import in_list, list_value, one_of
 from dealertui.store.schema import (
+    ADDED_COLUMNS,
     DROPPED_INDEXES,
     SCHEMA_VERSION,
     audit_log,
@@ -161,10 +163,11 @@ class JobStore:
             if version is not None:
                 self._check_version(version)
                 if version < SCHEMA_VERSION:
-                    # changes so far added tables and dropped indexes
+                    # changes so far added tables and columns and dropped indexes
                     for name, dialects in DROPPED_INDEXES.items():
                         if conn.dialect.name in dialects:
                             await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+                    await self._add_missing_columns(conn)
                     await conn.run_sync(metadata.create_all)
                     await conn.execute(
                         update(meta).where(meta.c.key == "schema_version")
@@ -179,6 +182,19 @@ class JobStore:
             return True
 
         return await self.db.run(tx)
+
+    @staticmethod
+    async def _add_missing_columns(conn: AsyncConnection) -> None:
+        """ALTER TABLE … ADD COLUMN for each of ADDED_COLUMNS an older schema lacks."""
+        def missing(sync: Any) -> list[tuple[str, str]]:
+            insp = inspect(sync)
+            have = {t: {c["name"] for c in insp.get_columns(t)}
+                    for t in {t for t, _ in ADDED_COLUMNS} if insp.has_table(t)}
+            return [(t, c) for t, c in ADDED_COLUMNS if t in have and c not in have[t]]
+
+        for table, column in await conn.run_sync(missing):
+            ddl = CreateColumn(metadata.tables[table].c[column]).compile(dialect=conn.dialect)
+            await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {ddl}"))
 
     async def _refuse_foreign_tables(self, conn: AsyncConnection) -> None:
         """A database without our meta table must not already hold tables we would create

@@ -21,11 +21,16 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 3  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only
+SCHEMA_VERSION = 4  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
+# 4: jobs.claim_seq (fencing token), dealers.disabled_at
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
                    "ix_jobs_dealer_type": ("postgresql",)}
+
+#: Columns a later version added to an existing table, as (table, column); an upgrade adds the
+#: ones missing with the column's definition below (each must be nullable or have a default).
+ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"))
 
 metadata = MetaData()
 
@@ -47,6 +52,8 @@ dealers = Table(
     Column("created_at", Float, nullable=False),
     # round-robin: dealers with ready jobs are served least recently served first
     Column("last_served_at", Float, nullable=False, server_default=text("0")),
+    # a disabled dealer keeps its rows but is never claimed (dealers disable/enable)
+    Column("disabled_at", Float),
 )
 
 jobs = Table(
@@ -71,6 +78,10 @@ jobs = Table(
     Column("last_error", Text),
     Column("blocked_reason", Text),
     Column("payload", Text),
+    # The fencing token: +1 at every claim, never reset (attempts are, by an operator retry).
+    # Every write a run makes names the (id, claim_seq) it claimed, so the outcome of a run
+    # that lost its claim (cancelled and retried, rescued, reset) lands nowhere.
+    Column("claim_seq", Integer, nullable=False, server_default=text("0")),
     # a dealer's ready jobs in claim order: the claim ranks them per dealer without a sort
     Index(
         "ix_jobs_ready",
