@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class JobState(StrEnum):
@@ -83,6 +84,15 @@ class Job:
     payload: str | None = None
 
 
+class Claim(NamedTuple):
+    """One claim of one job: the job and its fencing token (`jobs.claim_seq` as the claim
+    left it). Every write of the run names it, and lands only while the job row still carries
+    that token: the same job claimed again (by this worker or another) has a new one."""
+
+    job_id: int
+    token: int
+
+
 @dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through
 class ClaimedJob:       # object.__setattr__, ~3x slower, and a claim builds 1,000 at a time
     """A job moved to `running` by a claim, with the attempt it is now on."""
@@ -95,6 +105,11 @@ class ClaimedJob:       # object.__setattr__, ~3x slower, and a claim builds 1,0
     priority: int
     ready_at: float | None
     payload: str | None
+    token: int  # the claim's fencing token (see Claim)
+
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.id, self.token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +121,19 @@ class ClaimResult:
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """What a worker reports for one job it ran."""
+    """What a worker reports for one job it ran, under the claim whose token it names."""
 
     job_id: int
     error: str | None = None
     #: seconds to wait before the next attempt (retry outcomes only)
     delay_s: float = 0.0
+    #: the claim's fencing token; NO_TOKEN matches no claim, so an outcome that does not say
+    #: which run it is from records nothing
+    token: int = -1
+
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.job_id, self.token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +144,8 @@ class CompletionResult:
     promoted: list[int] = field(default_factory=list)
     blocked: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    #: the claims (job id, token) whose outcome was recorded
+    landed: set[tuple[int, int]] = field(default_factory=set)
     #: the claim made in the same transaction (`JobStore.finish(then_claim=…)`), if asked
     claimed: ClaimResult | None = None
 
@@ -136,6 +160,9 @@ class ClaimRequest:
     max_dealers: int | None = None
     active_dealers: tuple[str, ...] = ()
     only_dealers: tuple[str, ...] | None = None
+    #: the job types this worker can run (its config's); None: any. Jobs of other types are
+    #: left for a worker that knows them (a rolling deploy adds or drops types).
+    job_types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

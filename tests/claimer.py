@@ -105,7 +105,7 @@ async def bulk(url: str, out: Path, proc: str, types: str) -> None:
                 continue
             batches += 1
             claimed += ids
-            done = await store.complete(worker, ids)
+            done = await store.finish(worker, succeeded=[c.claim for c in result.jobs])
             assert sorted(done.done) == sorted(ids), "a claimed job was not ours to complete"
         write_json(
             out / f"bulk-{proc}.json",

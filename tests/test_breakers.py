@@ -12,6 +12,7 @@ from dealertui.config import BreakerConfig, parse_config
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, JobTypeRule, open_store
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +36,7 @@ async def fail_all(store: JobStore, dealers: list[str], *, per_dealer: int = 100
     result = await store.claim("w", 1000, per_dealer=per_dealer, lease_s=60,
                                only_dealers=dealers)
     ids = [j.id for j in result.jobs]
-    await store.finish("w", retry=[JobOutcome(i, "HTTP 503 from feed host", 0.0) for i in ids])
+    await storeops.finish(store, "w", retry=[JobOutcome(i, "HTTP 503 from feed host", 0.0) for i in ids])
     return ids
 
 
@@ -96,7 +97,7 @@ async def test_half_open_admits_exactly_k_then_success_closes(db_url: str) -> No
         assert len(trial.jobs) == CFG.half_open_max_jobs
         assert states(await store.breaker_states())["type:feed"] == "half_open"
         assert (await store.claim("w", 100, per_dealer=100, lease_s=60)).jobs == []
-        await store.complete("w", [trial.jobs[0].id])
+        await storeops.complete(store, "w", [trial.jobs[0].id])
         assert states(await store.breaker_states())["type:feed"] == "closed"
         rest = await store.claim("w", 100, per_dealer=100, lease_s=60)
         assert len(rest.jobs) > 0
@@ -114,7 +115,7 @@ async def test_half_open_trial_failure_reopens(db_url: str) -> None:
         clock[0] += CFG.reset_timeout_s + 1
         trial = await store.claim("w", 100, per_dealer=100, lease_s=60)
         assert len(trial.jobs) == CFG.half_open_max_jobs
-        await store.finish("w", retry=[JobOutcome(trial.jobs[0].id, "still 503", 0.0)])
+        await storeops.finish(store, "w", retry=[JobOutcome(trial.jobs[0].id, "still 503", 0.0)])
         rows = {r["key"]: r for r in await store.breaker_states()}
         assert rows["dealer:d1:feed"]["state"] == "open"
         assert rows["dealer:d1:feed"]["half_open_at"] == pytest.approx(

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.schema import job_events
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -181,8 +182,8 @@ async def test_parents_completed_concurrently_promote_their_child(db_url: str) -
 
         async def finish_pair(ids: dict[str, int]) -> None:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(one.complete, "w", [ids["a"]])
-                tg.start_soon(two.complete, "w", [ids["b"]])
+                tg.start_soon(storeops.complete, one, "w", [ids["a"]])
+                tg.start_soon(storeops.complete, two, "w", [ids["b"]])
 
         async with anyio.create_task_group() as tg:
             for ids in pairs.values():

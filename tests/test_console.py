@@ -36,6 +36,7 @@ from dealertui.store.schema import job_events
 from dealertui.tui.app import MUTATING, DealerConsole, make_app
 from dealertui.tui.screens import KEYS_HELP, ConfirmScreen, HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import DEALER_COL, LanesTable, lane_text
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -246,9 +247,9 @@ async def run(store: JobStore, dealer: str, steps: list[tuple[str, str]]) -> Non
         assert [c.job_type for c in claimed.jobs] == [job_type]
         job_id = claimed.jobs[0].id
         if outcome == "ok":
-            await store.complete(DEAD_WORKER, [job_id])
+            await storeops.complete(store, DEAD_WORKER, [job_id])
         elif outcome == "fail":
-            await store.finish(DEAD_WORKER, failed=[JobOutcome(job_id, f"{job_type} feed broke")])
+            await storeops.finish(store, DEAD_WORKER, failed=[JobOutcome(job_id, f"{job_type} feed broke")])
 
 
 async def pipelines(store: JobStore) -> None:
@@ -973,11 +974,11 @@ async def test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes(
                     if held:
                         n += 1
                         failed = [JobOutcome(held[0], "load: feed broke")] if n % 4 == 0 else []
-                        await other.finish(worker, succeeded=held[len(failed):], failed=failed)
+                        await storeops.finish(other, worker, succeeded=held[len(failed):], failed=failed)
                     held = [c.id for c in got.jobs]
                     await anyio.sleep(max(next_tick - time.monotonic(), 0))
                 if held:
-                    await other.complete(worker, held)
+                    await storeops.complete(other, worker, held)
                 done.set()
 
             async def watch() -> None:

@@ -31,6 +31,7 @@ from dealertui.tui import app as app_module
 from dealertui.tui.app import DealerConsole, make_app
 from dealertui.tui.screens import HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import DEALER_COL, BreakersTable, LanesTable
+import storeops
 
 FIXED = 1_773_480_413.0  # 2026-03-14 09:26:53 UTC
 T0 = FIXED - 1800  # the pipelines were enqueued half an hour earlier
@@ -120,11 +121,11 @@ async def seed_states(store: JobStore, clock: FrozenClock) -> None:
         assert [c.job_type for c in got.jobs] == [job_type], (dealer, got.jobs)
         job_id = got.jobs[0].id
         if outcome == "ok":
-            await store.complete(WORKER, [job_id])
+            await storeops.complete(store, WORKER, [job_id])
         elif outcome == "fail":
-            await store.finish(WORKER, failed=[JobOutcome(job_id, error)])
+            await storeops.finish(store, WORKER, failed=[JobOutcome(job_id, error)])
         elif outcome == "retry":
-            await store.finish(WORKER, retry=[JobOutcome(job_id, error, delay_s=60)])
+            await storeops.finish(store, WORKER, retry=[JobOutcome(job_id, error, delay_s=60)])
         else:
             assert outcome == "hold"  # left running under WORKER's lease
 
@@ -206,8 +207,8 @@ async def live_changes(pilot: Pilot[Any]) -> None:
     store = app.store
     got = await store.claim(WORKER, 1, per_dealer=10, lease_s=7200, only_dealers=["d005"])
     jobs = {(j.dealer_id, j.job_type): j.id for j in await store.list_jobs()}
-    await store.complete(WORKER, [jobs[("d007", "url_shorten")]])
-    await store.finish(WORKER, failed=[JobOutcome(jobs[("d002", "product_scrape")],
+    await storeops.complete(store, WORKER, [jobs[("d007", "url_shorten")]])
+    await storeops.finish(store, WORKER, failed=[JobOutcome(jobs[("d002", "product_scrape")],
                                                   "timeout after 30s scraping product page")])
     await store.cancel([jobs[("d010", "url_shorten")]], by="ops@bastion")
     assert len(got.jobs) == 1

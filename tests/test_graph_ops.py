@@ -29,6 +29,7 @@ from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.schema import job_deps as job_deps_table
 from dealertui.store.schema import job_events as job_events_table
 from dealertui.store.schema import jobs as jobs_table
+import storeops
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
     from clihelp import cli, ok, show
@@ -93,7 +94,7 @@ async def run_everything(store: JobStore, worker: str = "w1", **kw: Any) -> list
         ids = await claim(store, worker, **kw)
         if not ids:
             return ran
-        done = await store.complete(worker, ids)
+        done = await storeops.complete(store, worker, ids)
         assert sorted(done.done) == ids
         ran += ids
     raise AssertionError("run_everything did not converge")
@@ -103,7 +104,7 @@ async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 
                        worker: str = "w1") -> None:
     dealer = (await store.get_job(ids["homenet"])).dealer_id  # type: ignore[union-attr]
     assert await claim(store, worker, only_dealers=[dealer]) == [ids["homenet"]]
-    res = await store.fail(worker, [JobOutcome(ids["homenet"], error)])
+    res = await storeops.fail(store, worker, [JobOutcome(ids["homenet"], error)])
     assert res.failed == [ids["homenet"]]
 
 
@@ -279,7 +280,7 @@ async def test_skip_keeps_a_child_waiting_while_another_parent_is_unmet(db_url: 
         assert res.changed == [ids["a"]] and res.followers == []
         assert await states(store, ids) == {"a": "skipped", "b": "ready", "c": "waiting"}
         assert await claim(store) == [ids["b"]]
-        done = await store.complete("w1", [ids["b"]])
+        done = await storeops.complete(store, "w1", [ids["b"]])
         assert done.promoted == [ids["c"]]
         assert await states(store, ids) == {"a": "skipped", "b": "succeeded", "c": "ready"}
     finally:
@@ -295,7 +296,7 @@ async def test_running_and_succeeded_jobs_cannot_be_skipped(db_url: str) -> None
         res = await op.skip([ids["homenet"]], "try")
         assert res.changed == [] and res.followers == [] and res.count == 0
         assert await snapshot(store) == before  # no state change, no event, no audit row
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         before = await snapshot(store)
         res = await op.skip([ids["homenet"]], "try again")
         assert res.count == 0
@@ -424,9 +425,9 @@ async def test_rerun_leaves_running_jobs_alone(db_url: str) -> None:
         store = op.store
         ids = await pipeline(store)
         assert await claim(store) == [ids["homenet"]]
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         assert await claim(store) == sorted([ids["dealer_com"], ids["product_scrape"]])
-        await store.complete("w1", [ids["product_scrape"]])
+        await storeops.complete(store, "w1", [ids["product_scrape"]])
         # dealer_com is running on w1; url_shorten is ready
         res = await op.rerun(job_id=ids["homenet"])
         assert res.changed == [ids["homenet"]]
@@ -438,7 +439,7 @@ async def test_rerun_leaves_running_jobs_alone(db_url: str) -> None:
         dc = await store.get_job(ids["dealer_com"])
         assert dc is not None and dc.locked_by == "w1" and dc.attempts == 1
         # the running one still finishes under its own lease
-        assert (await store.complete("w1", [ids["dealer_com"]])).done == [ids["dealer_com"]]
+        assert (await storeops.complete(store, "w1", [ids["dealer_com"]])).done == [ids["dealer_com"]]
         await run_everything(store)
         assert set((await states(store, ids)).values()) == {"succeeded"}
         # a pipeline whose only job is running: nothing to do, no audit row
@@ -732,7 +733,7 @@ async def test_plan_holds_paused_blocked_backing_off_and_their_descendants(
         blocked = await pipeline(store, "d2", types=["dealer_com"])
         p3 = await pipeline(store, "d3")
         assert await claim(store, only_dealers=["d3"]) == [p3["homenet"]]
-        await store.schedule_retry("w1", [JobOutcome(p3["homenet"], "HTTP 503", 300.0)])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(p3["homenet"], "HTTP 503", 300.0)])
         p4 = await pipeline(store, "d4")
         assert await claim(store, "w9", only_dealers=["d4"]) == [p4["homenet"]]
         clock.advance(100)
@@ -781,10 +782,10 @@ async def test_plan_orders_dealers_least_recently_served_first_and_honours_limit
         pipes = {d: await pipeline(store, d) for d in ("d1", "d2", "d3")}
         clock.advance(10)
         assert await claim(store, only_dealers=["d3"]) == [pipes["d3"]["homenet"]]
-        await store.complete("w1", [pipes["d3"]["homenet"]])
+        await storeops.complete(store, "w1", [pipes["d3"]["homenet"]])
         clock.advance(10)
         assert await claim(store, only_dealers=["d1"]) == [pipes["d1"]["homenet"]]
-        await store.complete("w1", [pipes["d1"]["homenet"]])
+        await storeops.complete(store, "w1", [pipes["d1"]["homenet"]])
         before = await snapshot(store)
         plan = await build_plan(store, CONFIG, max_jobs_per_dealer=2)
         # d2 never served, then d3 (served first), then d1 (served last)
@@ -831,15 +832,15 @@ async def test_fairness_share_last_slot_and_starvation(db_url: str) -> None:
         p4 = await pipeline(store, "d4")
         clock.set(T0 + 50)
         assert await claim(store, only_dealers=["d4"]) == [p4["homenet"]]
-        await store.complete("w1", [p4["homenet"]])
+        await storeops.complete(store, "w1", [p4["homenet"]])
         clock.set(T0 + 60)
         assert await claim(store, only_dealers=["d4"]) == sorted(
             [p4["dealer_com"], p4["product_scrape"]])
-        await store.complete("w1", [p4["dealer_com"]])
-        await store.fail("w1", [JobOutcome(p4["product_scrape"], "boom")])
+        await storeops.complete(store, "w1", [p4["dealer_com"]])
+        await storeops.fail(store, "w1", [JobOutcome(p4["product_scrape"], "boom")])
         clock.set(T0 + 100)
         assert await claim(store, only_dealers=["d3"]) == [p3["homenet"]]
-        await store.complete("w1", [p3["homenet"]])  # d3's children ready since T0+100
+        await storeops.complete(store, "w1", [p3["homenet"]])  # d3's children ready since T0+100
         clock.set(T0 + 110)
         await pipeline(store, "d2")  # ready since T0+110
         clock.set(T0 + 120)
@@ -926,8 +927,8 @@ async def test_fairness_does_not_count_a_released_job_as_an_outcome(db_url: str)
         p1 = await pipeline(store, "d1")
         p2 = await pipeline(store, "d2")
         assert await claim(store) == sorted([p1["homenet"], p2["homenet"]])
-        await store.finish("w1", release=[p1["homenet"]], release_reason="worker stopping")
-        await store.schedule_retry("w1", [JobOutcome(p2["homenet"], "HTTP 503", 1.0)])
+        await storeops.finish(store, "w1", release=[p1["homenet"]], release_reason="worker stopping")
+        await storeops.schedule_retry(store, "w1", [JobOutcome(p2["homenet"], "HTTP 503", 1.0)])
         f = await fairness(store)
         assert (f["d1"]["outcomes"], f["d2"]["outcomes"]) == (0, 1)
         assert (f["d1"]["share"], f["d2"]["share"]) == (0.0, 1.0)
@@ -1085,7 +1086,7 @@ def test_cli_status_json_has_the_fairness_meter(tmp_path: Path) -> None:
 
     async def serve_d1(store: JobStore) -> None:
         ids = await claim(store, only_dealers=["d1"])
-        await store.complete("w1", ids)
+        await storeops.complete(store, "w1", ids)
 
     _with_store(url, serve_d1)
     st = _status(tmp_path, url)

@@ -17,6 +17,7 @@ from dealertui.model import JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.insights import error_groups, health_facts, normalize_error
 from dealertui.store.schema import breakers
+import storeops
 
 T0 = 1_000_000.0
 RULES = {"feed": JobTypeRule(1, (), max_attempts=3), "scrape": JobTypeRule(2, (), max_attempts=3)}
@@ -112,7 +113,7 @@ async def test_error_groups(db_url: str) -> None:
         # failures stay under the breakers' threshold (5 in the window) until the last batch,
         # so the claims in between are not held by an open type:feed breaker
         feed = await claimed(store, DEALERS[:5], "feed")
-        await store.finish(
+        await storeops.finish(store, 
             "w1",
             retry=[JobOutcome(feed[d], f"HTTP 503 from feed host homenet.example for dealer {d}",
                               delay_s=5) for d in DEALERS[:3]],
@@ -121,14 +122,14 @@ async def test_error_groups(db_url: str) -> None:
         )
         again = await reclaim(store, clock)
         assert sorted(again) == [(d, "feed") for d in DEALERS[:3]]
-        await store.finish(
+        await storeops.finish(store, 
             "w1",
             retry=[JobOutcome(again[(d, "feed")], f"HTTP 502 from feed host homenet.example "
                               f"for dealer {d}", delay_s=5) for d in DEALERS[:2]],
             succeeded=[again[("d003", "feed")]],
         )
         scrape = await claimed(store, DEALERS[5:7], "scrape")
-        await store.finish("w1", retry=[
+        await storeops.finish(store, "w1", retry=[
             JobOutcome(scrape["d006"], "timed out after 30s", delay_s=5),
             JobOutcome(scrape["d007"], "timed out after 31s", delay_s=5),
         ])
@@ -160,7 +161,7 @@ async def test_error_groups_since_limit_and_exhausted_retries(db_url: str) -> No
         job = ids["d001"]
         secret = "postgresql://app:hunter2@db.example/feeds"
         for attempt in range(3):  # max_attempts = 3: the third retry fails the job
-            done = await store.finish(
+            done = await storeops.finish(store, 
                 "w1", retry=[JobOutcome(job, f"cannot reach {secret} (try {attempt})", 5)]
             )
             assert done.done == [job]
@@ -170,7 +171,7 @@ async def test_error_groups_since_limit_and_exhausted_retries(db_url: str) -> No
         assert (await store.get_job(job)).state == "failed"
         clock.t += 100
         other = await claimed(store, ["d002"], "scrape")
-        await store.fail("w1", [JobOutcome(other["d002"], "bad credentials")])
+        await storeops.fail(store, "w1", [JobOutcome(other["d002"], "bad credentials")])
 
         groups = await error_groups(store)
         recent = await error_groups(store, since=T0 + 50)
@@ -255,7 +256,7 @@ async def test_ready_work_needs_a_worker(db_url: str) -> None:
         assert failed_names(checks) == ["worker_heartbeat"]
         assert "heartbeat was 3m50s ago" in checks[3].detail
 
-        await store.extend_leases("w1", 60)  # a heartbeat
+        await storeops.extend_leases(store, "w1", 60)  # a heartbeat
         assert (await check_health(store, None))[0] == 0
 
         # a run-once that just finished counts as seen; later it does not
@@ -278,7 +279,7 @@ async def test_failure_rate(db_url: str) -> None:
         # two job types, three failures each: under the breakers' threshold of 5
         feed = await claimed(store, DEALERS[:5], "feed")
         scrape = await claimed(store, DEALERS[5:], "scrape")
-        await store.finish(
+        await storeops.finish(store, 
             "w1",
             failed=[JobOutcome(feed[d], "boom") for d in DEALERS[:2]]
             + [JobOutcome(scrape[d], "boom") for d in DEALERS[5:7]],

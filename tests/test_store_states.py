@@ -19,6 +19,7 @@ from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.db import Database
 from dealertui.store.schema import SCHEMA_VERSION
 from dealertui.store.schema import jobs as jobs_table
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,7 @@ async def run_everything(store: JobStore, worker: str = "w1") -> int:
         ids = await claim_ids(store, worker)
         if not ids:
             return n
-        done = await store.complete(worker, ids)
+        done = await storeops.complete(store, worker, ids)
         assert sorted(done.done) == sorted(ids)
         n += len(ids)
     raise AssertionError("run_everything did not converge")
@@ -192,7 +193,7 @@ async def test_enqueue_child_type_after_failed_homenet_is_blocked(db_url: str) -
     async with opened(db_url) as store:
         home = (await pipeline(store, types=["homenet"]))["homenet"]
         assert await claim_ids(store) == [home]
-        await store.fail("w1", [JobOutcome(home, "boom")])
+        await storeops.fail(store, "w1", [JobOutcome(home, "boom")])
         ids = await pipeline(store, types=["dealer_com"])
         job = await store.get_job(ids["dealer_com"])
         assert job is not None and job.state == "blocked"
@@ -203,7 +204,7 @@ async def test_enqueue_child_type_after_homenet_succeeded_is_ready(db_url: str) 
     async with opened(db_url) as store:
         home = (await pipeline(store, types=["homenet"]))["homenet"]
         assert await claim_ids(store) == [home]
-        await store.complete("w1", [home])
+        await storeops.complete(store, "w1", [home])
         ids = await pipeline(store, types=["dealer_com"])
         assert await state(store, ids["dealer_com"]) == "ready"
         assert await store.edges() == [(home, ids["dealer_com"])]
@@ -220,7 +221,7 @@ async def test_enqueue_child_type_links_to_unfinished_homenet(
         if home_state in ("running", "retrying"):
             assert await claim_ids(store) == [home]
         if home_state == "retrying":
-            await store.schedule_retry("w1", [JobOutcome(home, "flaky", delay_s=5)])
+            await storeops.schedule_retry(store, "w1", [JobOutcome(home, "flaky", delay_s=5)])
         assert await state(store, home) == home_state
 
         child = (await pipeline(store, types=["dealer_com"]))["dealer_com"]
@@ -232,7 +233,7 @@ async def test_enqueue_child_type_links_to_unfinished_homenet(
         if home_state != "running":
             assert await claim_ids(store) == [home]
         assert await state(store, child) == "waiting"
-        result = await store.complete("w1", [home])
+        result = await storeops.complete(store, "w1", [home])
         assert result.done == [home]
         assert result.promoted == [child]
         assert await state(store, child) == "ready"
@@ -254,11 +255,11 @@ async def test_enqueue_child_type_links_to_waiting_homenet(db_url: str) -> None:
         assert (first["homenet"], child) in await store.edges()
 
         assert await claim_ids(store) == [first["seed"]]
-        await store.complete("w1", [first["seed"]])
+        await storeops.complete(store, "w1", [first["seed"]])
         assert await state(store, first["homenet"]) == "ready"
         assert await state(store, child) == "waiting"
         assert await claim_ids(store) == [first["homenet"]]
-        await store.complete("w1", [first["homenet"]])
+        await storeops.complete(store, "w1", [first["homenet"]])
         assert await state(store, child) == "ready"
 
 
@@ -289,12 +290,12 @@ async def test_child_becomes_ready_only_when_all_parents_succeeded(db_url: str) 
         assert sorted(await store.edges()) == sorted([(ids["a"], ids["c"]), (ids["b"], ids["c"])])
 
         assert sorted(await claim_ids(store)) == sorted([ids["a"], ids["b"]])
-        done = await store.complete("w1", [ids["a"]])
+        done = await storeops.complete(store, "w1", [ids["a"]])
         assert done.promoted == []
         assert await state(store, ids["c"]) == "waiting"
         assert await trail(store, ids["c"]) == [(None, "waiting")]
 
-        done = await store.complete("w1", [ids["b"]])
+        done = await storeops.complete(store, "w1", [ids["b"]])
         assert done.promoted == [ids["c"]]
         assert await state(store, ids["c"]) == "ready"
         assert await trail(store, ids["c"]) == [(None, "waiting"), ("waiting", "ready")]
@@ -304,7 +305,7 @@ async def test_both_parents_completed_in_one_batch_promote_child_once(db_url: st
     async with opened(db_url, DIAMOND_RULES) as store:
         ids = await pipeline(store)
         await claim_ids(store)
-        done = await store.complete("w1", [ids["a"], ids["b"]])
+        done = await storeops.complete(store, "w1", [ids["a"], ids["b"]])
         assert done.promoted == [ids["c"]]
         assert await trail(store, ids["c"]) == [(None, "waiting"), ("waiting", "ready")]
 
@@ -332,7 +333,7 @@ async def test_claim_then_succeed(db_url: str) -> None:
         )
 
         clock.advance(5)
-        done = await store.complete("w1", [ids["homenet"]])
+        done = await storeops.complete(store, "w1", [ids["homenet"]])
         assert done.done == [ids["homenet"]]
         assert sorted(done.promoted) == sorted([ids["dealer_com"], ids["product_scrape"]])
         job = await store.get_job(ids["homenet"])
@@ -360,7 +361,7 @@ async def test_finish_then_claim_takes_the_children_it_promoted(db_url: str) -> 
         one, two = await pipeline(store, "d1"), await pipeline(store, "d2")
         homes = await claim_ids(store)
         assert sorted(homes) == sorted([one["homenet"], two["homenet"]])
-        done = await store.finish(
+        done = await storeops.finish(store, 
             "w1", succeeded=[one["homenet"]],
             then_claim=ClaimRequest(limit=10, per_dealer=2, lease_s=60.0, max_dealers=5,
                                     active_dealers=("d2",)),
@@ -376,7 +377,7 @@ async def test_finish_then_claim_takes_the_children_it_promoted(db_url: str) -> 
                 (None, "waiting"), ("waiting", "ready"), ("ready", "running")
             ]
         # no outcomes, only a claim: nothing is ready now
-        nothing = await store.finish("w1", then_claim=ClaimRequest(10, 2, 60.0))
+        nothing = await storeops.finish(store, "w1", then_claim=ClaimRequest(10, 2, 60.0))
         assert nothing.done == [] and nothing.claimed == ClaimResult([])
         assert await state(store, two["dealer_com"]) == "waiting"
 
@@ -385,7 +386,7 @@ async def test_complete_by_another_worker_is_ignored(db_url: str) -> None:
     async with opened(db_url) as store:
         home = (await pipeline(store))["homenet"]
         await claim_ids(store, "w1")
-        done = await store.complete("w2", [home])
+        done = await storeops.complete(store, "w2", [home])
         assert done.done == []
         assert await state(store, home) == "running"
 
@@ -396,7 +397,7 @@ async def test_schedule_retry_then_due(db_url: str) -> None:
         ids = await pipeline(store)
         home = ids["homenet"]
         await claim_ids(store)
-        done = await store.schedule_retry("w1", [JobOutcome(home, "timeout", delay_s=30)])
+        done = await storeops.schedule_retry(store, "w1", [JobOutcome(home, "timeout", delay_s=30)])
         assert done.done == [home] and done.failed == []
         job = await store.get_job(home)
         assert job is not None
@@ -425,7 +426,7 @@ async def test_schedule_retry_then_due(db_url: str) -> None:
         ]
         events = await store.job_events(home)
         assert events[-1]["worker"] == "w2" and events[-1]["attempt"] == 2
-        await store.complete("w2", [home])
+        await storeops.complete(store, "w2", [home])
         assert await state(store, home) == "succeeded"
         assert await state(store, ids["dealer_com"]) == "ready"
 
@@ -435,7 +436,7 @@ async def test_due_retry_is_promoted_even_when_claim_is_paused(db_url: str) -> N
     async with opened(db_url, clock=clock) as store:
         home = (await pipeline(store))["homenet"]
         await claim_ids(store)
-        await store.schedule_retry("w1", [JobOutcome(home, "x", delay_s=1)])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(home, "x", delay_s=1)])
         await store.set_paused(True)
         clock.advance(2)
         assert await claim_ids(store) == []
@@ -449,7 +450,7 @@ async def test_fail_blocks_descendants(db_url: str) -> None:
         ids = await pipeline(store)
         home = ids["homenet"]
         await claim_ids(store)
-        done = await store.fail("w1", [JobOutcome(home, "bad credentials")])
+        done = await storeops.fail(store, "w1", [JobOutcome(home, "bad credentials")])
         assert done.done == [home] and done.failed == [home]
         assert sorted(done.blocked) == sorted(
             [ids["dealer_com"], ids["product_scrape"], ids["url_shorten"]]
@@ -481,12 +482,12 @@ async def test_retry_with_attempts_exhausted_fails(db_url: str) -> None:
         ids = await pipeline(store)
         home = ids["homenet"]
         await claim_ids(store)
-        done = await store.schedule_retry("w1", [JobOutcome(home, "e1", delay_s=1)])
+        done = await storeops.schedule_retry(store, "w1", [JobOutcome(home, "e1", delay_s=1)])
         assert done.failed == []
         assert await state(store, home) == "retrying"
         clock.advance(1)
         assert await claim_ids(store) == [home]
-        done = await store.schedule_retry("w1", [JobOutcome(home, "e2", delay_s=1)])
+        done = await storeops.schedule_retry(store, "w1", [JobOutcome(home, "e2", delay_s=1)])
         assert done.done == [home] and done.failed == [home]
         assert len(done.blocked) == 3
         job = await store.get_job(home)
@@ -505,7 +506,7 @@ async def test_operator_retry_of_failed_parent_revives_children(db_url: str) -> 
         ids = await pipeline(store)
         home = ids["homenet"]
         await claim_ids(store)
-        await store.fail("w1", [JobOutcome(home, "boom")])
+        await storeops.fail(store, "w1", [JobOutcome(home, "boom")])
 
         clock.advance(60)
         result = await store.retry(job_ids=[home], by="alice")
@@ -530,7 +531,7 @@ async def test_operator_retry_of_failed_parent_revives_children(db_url: str) -> 
 
         result2 = await store.claim("w1", 10, per_dealer=10, lease_s=30)
         assert [(c.id, c.attempt) for c in result2.jobs] == [(home, 1)]
-        await store.complete("w1", [home])
+        await storeops.complete(store, "w1", [home])
         assert await run_everything(store) == 3
         assert set((await states(store, ids)).values()) == {"succeeded"}
 
@@ -542,7 +543,7 @@ async def test_operator_retry_of_blocked_child_with_failed_parent_stays_blocked(
         ids = await pipeline(store)
         home = ids["homenet"]
         await claim_ids(store)
-        await store.fail("w1", [JobOutcome(home, "boom")])
+        await storeops.fail(store, "w1", [JobOutcome(home, "boom")])
         await store.retry(job_ids=[ids["dealer_com"]])
         child = await store.get_job(ids["dealer_com"])
         assert child is not None
@@ -557,7 +558,7 @@ async def test_operator_retry_by_dealer_and_all_failed(db_url: str) -> None:
     async with opened(db_url, dealers=("d1", "d2", "d3")) as store:
         per = {d: await pipeline(store, d) for d in ("d1", "d2", "d3")}
         await claim_ids(store)
-        await store.fail(
+        await storeops.fail(store, 
             "w1", [JobOutcome(per[d]["homenet"], f"{d} down") for d in ("d1", "d2", "d3")]
         )
         result = await store.retry(dealer_id="d2")
@@ -599,7 +600,7 @@ async def test_operator_retry_relinks_job_blocked_for_missing_homenet(db_url: st
         assert await state(store, child) == "blocked"
         home = (await pipeline(store, types=["homenet"]))["homenet"]
         assert await claim_ids(store) == [home]
-        await store.complete("w1", [home])
+        await storeops.complete(store, "w1", [home])
         assert await state(store, child) == "blocked"  # no edge yet, so not promoted
 
         result = await store.retry(job_ids=[child])
@@ -621,7 +622,7 @@ async def test_operator_retry_relinks_to_unfinished_homenet_and_waits(db_url: st
         assert await state(store, child) == "waiting"
         assert (home, child) in await store.edges()
         assert await claim_ids(store) == [home]
-        await store.complete("w1", [home])
+        await storeops.complete(store, "w1", [home])
         assert await state(store, child) == "ready"
 
 
@@ -650,7 +651,7 @@ async def test_operator_retry_relinks_and_children_in_pipeline_follow(db_url: st
 
         home = (await pipeline(store, types=["homenet"]))["homenet"]
         await claim_ids(store)
-        await store.complete("w1", [home])
+        await storeops.complete(store, "w1", [home])
         result = await store.retry(job_ids=[ps])
         assert result.changed == [ps] and result.followers == [us]
         assert await state(store, ps) == "ready"
@@ -665,7 +666,7 @@ async def test_operator_retry_follower_with_another_dead_parent_stays_blocked(
     async with opened(db_url, DIAMOND_RULES) as store:
         ids = await pipeline(store)
         await claim_ids(store)
-        await store.fail("w1", [JobOutcome(ids["a"], "a broke"), JobOutcome(ids["b"], "b broke")])
+        await storeops.fail(store, "w1", [JobOutcome(ids["a"], "a broke"), JobOutcome(ids["b"], "b broke")])
         assert await states(store, ids) == {"a": "failed", "b": "failed", "c": "blocked"}
         result = await store.retry(job_ids=[ids["a"]])
         assert result.changed == [ids["a"]] and result.followers == [ids["c"]]
@@ -720,7 +721,7 @@ async def test_cancel_of_blocked_and_retrying_jobs(db_url: str) -> None:
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         await claim_ids(store)
-        await store.schedule_retry("w1", [JobOutcome(ids["homenet"], "x", delay_s=10)])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(ids["homenet"], "x", delay_s=10)])
         result = await store.cancel([ids["homenet"]])
         assert result.changed == [ids["homenet"]]
         assert await trail(store, ids["homenet"]) == [
@@ -740,7 +741,7 @@ async def test_cancel_succeeded_job_changes_nothing(db_url: str) -> None:
     async with opened(db_url) as store:
         ids = await pipeline(store)
         await claim_ids(store)
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         result = await store.cancel([ids["homenet"]])
         assert result.changed == [] and result.followers == [] and result.count == 0
         assert await state(store, ids["homenet"]) == "succeeded"
@@ -757,9 +758,9 @@ async def test_finishing_a_cancelled_running_job_is_ignored(db_url: str) -> None
         await claim_ids(store)
         await store.cancel([home])
         for outcome in (
-            store.complete("w1", [home]),
-            store.fail("w1", [JobOutcome(home, "x")]),
-            store.schedule_retry("w1", [JobOutcome(home, "x", delay_s=1)]),
+            storeops.complete(store, "w1", [home]),
+            storeops.fail(store, "w1", [JobOutcome(home, "x")]),
+            storeops.schedule_retry(store, "w1", [JobOutcome(home, "x", delay_s=1)]),
         ):
             done = await outcome
             assert done.done == [] and done.promoted == [] and done.blocked == []
@@ -853,7 +854,7 @@ async def test_claim_per_dealer_limit(db_url: str) -> None:
         assert [c.job_type for c in got.jobs] == ["t1", "t2"]  # priority order
         # the limit holds across workers
         assert await claim_ids(store, "w2", per_dealer=2) == []
-        await store.complete("w1", [ids["t1"]])
+        await storeops.complete(store, "w1", [ids["t1"]])
         got = await store.claim("w2", 10, per_dealer=2, lease_s=30)
         assert [c.job_type for c in got.jobs] == ["t3"]
         assert await claim_ids(store, "w1", per_dealer=2) == []
@@ -980,13 +981,13 @@ async def test_dependency_violation_is_caught_at_claim(db_url: str) -> None:
         assert not any(ev["to_state"] == "running" for ev in await store.job_events(bad))
 
         # the pipeline still finishes in order, with no further violations
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         for _ in range(10):
             result = await store.claim("w1", 10, per_dealer=10, lease_s=30)
             assert result.dependency_violations == 0
             if not result.jobs:
                 break
-            await store.complete("w1", [c.id for c in result.jobs])
+            await storeops.complete(store, "w1", [c.id for c in result.jobs])
         assert set((await states(store, ids)).values()) == {"succeeded"}
 
 
@@ -1035,12 +1036,12 @@ async def test_expired_lease_is_rescued_and_attempt_counted(db_url: str) -> None
         assert [(c.id, c.attempt) for c in got.jobs] == [(home, 2)]
 
         # the old worker's late report is ignored; the new holder's counts
-        late = await store.complete("w1", [home])
+        late = await storeops.complete(store, "w1", [home])
         assert late.done == [] and late.promoted == []
         assert await state(store, home) == "running"
-        late = await store.fail("w1", [JobOutcome(home, "x")])
+        late = await storeops.fail(store, "w1", [JobOutcome(home, "x")])
         assert late.done == []
-        done = await store.complete("w2", [home])
+        done = await storeops.complete(store, "w2", [home])
         assert done.done == [home]
         assert await state(store, home) == "succeeded"
 
@@ -1052,7 +1053,7 @@ async def test_finish_after_rescue_before_reclaim_is_ignored(db_url: str) -> Non
         await claim_ids(store, "w1", lease_s=10)
         clock.advance(11)
         await store.rescue_expired()
-        done = await store.complete("w1", [home])
+        done = await storeops.complete(store, "w1", [home])
         assert done.done == []
         assert await state(store, home) == "ready"
 
@@ -1109,8 +1110,8 @@ async def test_extend_leases(db_url: str) -> None:
         await claim_ids(store, "w2", limit=1, lease_s=10)
         n_events = {i: len(await store.job_events(i)) for i in ids.values()}
         clock.advance(5)
-        assert len(await store.extend_leases("w1", 30)) == 2
-        assert await store.extend_leases("nobody", 30) == []
+        assert len(await storeops.extend_leases(store, "w1", 30)) == 2
+        assert await storeops.extend_leases(store, "nobody", 30) == []
         for t in ("t1", "t2"):
             job = await store.get_job(ids[t])
             assert job is not None and job.locked_until == T0 + 35

@@ -27,6 +27,7 @@ from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
 from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.views import why_facts
+import storeops
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
     from clihelp import cli, ok, show
@@ -100,7 +101,7 @@ async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 
     assert await claim(store, only_dealers=[await dealer_of(store, ids["homenet"])]) == [
         ids["homenet"]
     ]
-    await store.fail("w1", [JobOutcome(ids["homenet"], error)])
+    await storeops.fail(store, "w1", [JobOutcome(ids["homenet"], error)])
 
 
 async def state(store: JobStore, job_id: int) -> str:
@@ -291,7 +292,7 @@ async def test_breaker_opened_by_failures(db_url: str) -> None:
         clock.advance(1)
         ids = await claim(store)
         assert len(ids) == CONFIG.circuit_breaker.failure_threshold
-        await store.schedule_retry("w1", [JobOutcome(i, "HTTP 503", 0.0) for i in ids])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(i, "HTTP 503", 0.0) for i in ids])
         assert {b["key"]: b["state"] for b in await store.breaker_states()} == {
             "dealer:d1:homenet": "open"
         }
@@ -325,7 +326,7 @@ async def test_backoff_runs_in(db_url: str) -> None:
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await claim(store) == [ids["homenet"]]
-        await store.schedule_retry("w1", [JobOutcome(ids["homenet"], "timeout", 120.0)])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(ids["homenet"], "timeout", 120.0)])
         clock.advance(30)
         r = only(await why(store, ids["homenet"], clock()), "backoff")
         assert "attempt 1 of 5" in r.text
@@ -359,7 +360,7 @@ async def test_dealer_slots_full(db_url: str) -> None:
         # another dealer's ready job is not held by d1's slots
         assert codes(await why(store, other, clock())) == ["ready"]
         # one finishes: the slot is free again
-        await store.complete("w1", running[:1])
+        await storeops.complete(store, "w1", running[:1])
         only(await why(store, left[0], clock()), "ready")
 
 
@@ -389,7 +390,7 @@ async def test_finished_succeeded_failed_cancelled(db_url: str) -> None:
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await claim(store) == [ids["homenet"]]
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         r = only(await why(store, ids["homenet"], clock()), "finished")
         assert r.text == "it already succeeded"
         assert r.data == {"state": "succeeded"}
@@ -398,7 +399,7 @@ async def test_finished_succeeded_failed_cancelled(db_url: str) -> None:
         assert "it finished as cancelled; retry it" in r.text
         ps = ids["product_scrape"]
         assert await claim(store) == [ps]
-        await store.fail("w1", [JobOutcome(ps, "parse error at line 3")])
+        await storeops.fail(store, "w1", [JobOutcome(ps, "parse error at line 3")])
         r = only(await why(store, ps, clock()), "finished")
         assert r.text.startswith("it finished as failed: parse error at line 3; retry it")
 
@@ -448,7 +449,7 @@ async def test_backoff_breaker_pause_and_full_slots_together(db_url: str) -> Non
             await store.enqueue(["d1"], ["homenet"])
         first, *rest = await claim(store, per_dealer=1, only_dealers=["d1"])
         assert not rest
-        await store.schedule_retry("w1", [JobOutcome(first, "HTTP 500", 300.0)])
+        await storeops.schedule_retry(store, "w1", [JobOutcome(first, "HTTP 500", 300.0)])
         assert len(await claim(store, per_dealer=2, only_dealers=["d1"])) == 2
         await store.set_paused(True, job_type="homenet", by="bob", reason="flaky")
         await put_breaker(store, "type:homenet", "homenet", "open", half_open_at=T0 + 120)
@@ -566,7 +567,7 @@ async def test_every_operator_action_writes_one_audit_row(db_url: str) -> None:
         hn = ids["homenet"]
         clock.advance(10)
         assert await claim(store) == [hn]
-        await store.fail("w1", [JobOutcome(hn, "HTTP 503")])
+        await storeops.fail(store, "w1", [JobOutcome(hn, "HTTP 503")])
         res = await op.retry(job_ids=[hn], reason="feed fixed")
         assert res.changed == [hn] and len(res.followers) == 3
         clock.advance(10)
@@ -616,7 +617,7 @@ async def test_audit_targets_name_what_was_aimed_at(db_url: str) -> None:
         await op.enqueue(all_dealers=True, types=["homenet", "dealer_com"])
         hn = [j.id for j in await store.list_jobs() if j.job_type == "homenet"]
         assert len(await claim(store)) == 4  # every homenet job
-        await store.fail("w1", [JobOutcome(i, "boom") for i in hn])
+        await storeops.fail(store, "w1", [JobOutcome(i, "boom") for i in hn])
         await op.retry(dealer_id="d1", reason="by dealer")  # 2 homenet + 1 blocked dealer_com
         await op.retry(job_type="homenet")  # d2's two; its blocked dealer_com follows
         clock.advance(5)
@@ -657,7 +658,7 @@ async def test_engine_rescue_and_noop_actions_write_no_audit_rows(db_url: str) -
         assert (await op.reset_stuck()).changed == []
         # cancelling a job that already succeeded changes nothing
         assert await claim(store) == [ids["homenet"]]
-        await store.complete("w1", [ids["homenet"]])
+        await storeops.complete(store, "w1", [ids["homenet"]])
         assert (await op.cancel([ids["homenet"]], reason="late")).changed == []
         assert await store.audit_entries() == []
 

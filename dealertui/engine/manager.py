@@ -43,6 +43,7 @@ from dealertui.engine.resilience import backoff_delay
 from dealertui.errors import StoreUnavailable
 from dealertui.handlers import HandlerRegistry, JobContext, PermanentError, TransientError
 from dealertui.model import (
+    Claim,
     ClaimedJob,
     ClaimRequest,
     ClaimResult,
@@ -73,28 +74,28 @@ class _Deadline:
 
     __slots__ = ("handle", "tasks", "timed_out", "timeout_s")
 
-    def __init__(self, timed_out: set[int], timeout_s: float) -> None:
+    def __init__(self, timed_out: set[Claim], timeout_s: float) -> None:
         self.timed_out = timed_out  # the manager's: _run_job tells a timeout from a stop by it
         self.timeout_s = timeout_s
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: dict[Claim, asyncio.Task[None]] = {}
         self.handle: asyncio.TimerHandle | None = None
 
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.tasks:
             self.handle = loop.call_later(self.timeout_s, self._expire)
 
-    def done(self, job_id: int) -> None:
+    def done(self, claim: Claim) -> None:
         """Called by the job's task as it ends."""
-        self.tasks.pop(job_id, None)
+        self.tasks.pop(claim, None)
         if not self.tasks and self.handle is not None:
             self.handle.cancel()  # everyone finished in time: drop the timer (and us)
             self.handle = None
 
     def _expire(self) -> None:
         self.handle = None
-        for job_id, task in list(self.tasks.items()):
+        for claim, task in list(self.tasks.items()):
             if not task.done():
-                self.timed_out.add(job_id)
+                self.timed_out.add(claim)
                 task.cancel()
 
 
@@ -162,7 +163,10 @@ class MultiDealerDependencyManager:
         self.latencies_ms: deque[float] = deque(maxlen=200_000)
         self._stats = ProcessingStats()
         self._dealers_seen: set[str] = set()
-        self._in_flight: dict[int, ClaimedJob] = {}
+        # Everything held for a run is keyed by its claim, not its job id: after a cancel and
+        # a retry this worker can hold the same job under a new claim while the old run's task
+        # is still ending.
+        self._in_flight: dict[Claim, ClaimedJob] = {}
         self._dealer_load: Counter[str] = Counter()
         self._pending: list[_Outcome] = []
         self._wake = anyio.Event()
@@ -172,9 +176,12 @@ class MultiDealerDependencyManager:
         self._batch_ended = anyio.Event()
         self._idle = anyio.Event()
         self._flushing = False
-        self._job_tasks: dict[int, asyncio.Task[None]] = {}  # by job id
-        self._timed_out: set[int] = set()  # jobs cancelled by their type's timeout
-        self._lost: set[int] = set()  # jobs taken from us meanwhile (cancelled, rescued)
+        self._job_tasks: dict[Claim, asyncio.Task[None]] = {}
+        #: the newest run's task of each job id, so that a new claim of a job waits for the
+        #: old run to end: never two handlers of one job at once in this worker
+        self._job_runs: dict[int, asyncio.Task[None]] = {}
+        self._timed_out: set[Claim] = set()  # runs cancelled by their type's timeout
+        self._lost: set[Claim] = set()  # runs whose claim was taken (cancelled, rescued)
         self._aborting: str | None = None
         self._limit: int | None = None  # of this run's jobs
         # the last flush claimed in its own transaction (SQLite) and took every job it could
@@ -239,27 +246,32 @@ class MultiDealerDependencyManager:
         self._cancel_running()
         self._wake.set()
 
-    def _cancel_running(self, job_ids: Iterable[int] | None = None) -> None:
-        """Cancel the tasks of *job_ids* (default: every job); each job's release (or, for a
-        job in _lost, its end) is recorded as its task ends."""
-        for job_id in list(self._job_tasks) if job_ids is None else list(job_ids):
-            task = self._job_tasks.get(job_id)
+    def _cancel_running(self, claims: Iterable[Claim] | None = None) -> None:
+        """Cancel the tasks of *claims* (default: every run); each run's release (or, for a
+        run in _lost, its end) is recorded as its task ends."""
+        for claim in list(self._job_tasks) if claims is None else list(claims):
+            task = self._job_tasks.get(claim)
             if task is None:
                 continue
             task.cancel()
             # A task cancelled before its first step never runs _run_job, so nothing would
             # record its job (and run() waited for it forever): release it when the task ends.
-            task.add_done_callback(functools.partial(self._release_unstarted, job_id))
+            task.add_done_callback(functools.partial(self._release_unstarted, claim))
 
-    def _release_unstarted(self, job_id: int, _task: asyncio.Task[None]) -> None:
-        job = self._in_flight.get(job_id)
+    def _release_unstarted(self, claim: Claim, task: asyncio.Task[None]) -> None:
+        job = self._in_flight.get(claim)
         if job is not None:  # still ours: its coroutine never ran
-            self._job_tasks.pop(job_id, None)
-            if job_id in self._lost:
-                self._lost.discard(job_id)
+            self._forget_task(claim, task)
+            if claim in self._lost:
+                self._lost.discard(claim)
                 self._ended(job, "lost", None, 0.0, None)
             else:
                 self._ended(job, "release", self._aborting or "worker stopped", 0.0, None)
+
+    def _forget_task(self, claim: Claim, task: asyncio.Task[None]) -> None:
+        self._job_tasks.pop(claim, None)
+        if self._job_runs.get(claim.job_id) is task:
+            del self._job_runs[claim.job_id]
 
     @property
     def paused(self) -> bool:
@@ -486,7 +498,8 @@ class MultiDealerDependencyManager:
         job_types = self.config.job_types
         left = [len(jobs)]  # jobs of this claim still running
         for job in jobs:
-            self._in_flight[job.id] = job
+            claim = job.claim
+            self._in_flight[claim] = job
             self._dealer_load[job.dealer_id] += 1
             self._dealers_seen.add(job.dealer_id)
             if job.ready_at is not None:
@@ -505,16 +518,31 @@ class MultiDealerDependencyManager:
             # No done callbacks: _run_job does their bookkeeping as it ends. Two callbacks per
             # task cost two add_done_callback and two call_soon per job (~12% of the engine's
             # own time in `dealertui bench`, cProfile).
-            self._job_tasks[job.id] = deadline.tasks[job.id] = loop.create_task(
-                self._run_job(job, deadline, left)
-            )
+            # The same job still running here under an older claim (cancelled, then retried
+            # and claimed again before our heartbeat saw it): that run has lost its claim, so
+            # stop it, and start the new handler only once it has ended.
+            before = self._job_runs.get(job.id)
+            if before is not None and before.done():
+                before = None
+            if before is not None:
+                older = [c for c, t in self._job_tasks.items() if t is before]
+                self._lost.update(older)
+                self._cancel_running(older)
+            task = loop.create_task(self._run_job(job, deadline, left, before))
+            self._job_tasks[claim] = deadline.tasks[claim] = self._job_runs[job.id] = task
         for deadline in by_type.values():
             deadline.arm(loop)
         self._stats.total_jobs += len(jobs)
         self._stats.dealers_processed = len(self._dealers_seen)
 
-    async def _run_job(self, job: ClaimedJob, deadline: _Deadline, left: list[int]) -> None:
+    async def _run_job(
+        self, job: ClaimedJob, deadline: _Deadline, left: list[int],
+        before: asyncio.Task[None] | None = None,
+    ) -> None:
+        claim = job.claim
         try:
+            if before is not None:
+                await asyncio.wait([before])
             ctx = JobContext(
                 job_id=job.id,
                 dealer_id=job.dealer_id,
@@ -532,14 +560,14 @@ class MultiDealerDependencyManager:
             except TransientError as exc:
                 kind, error = "retry", str(exc) or type(exc).__name__
             except asyncio.CancelledError:
-                if job.id in self._timed_out:  # cancelled by its _Deadline, not by a stop
-                    self._timed_out.discard(job.id)
+                if claim in self._timed_out:  # cancelled by its _Deadline, not by a stop
+                    self._timed_out.discard(claim)
                     task = asyncio.current_task()
                     if task is not None:
                         task.uncancel()
                     kind, error = "retry", f"timed out after {deadline.timeout_s:g}s"
-                elif job.id in self._lost:  # no longer ours: stopped, nothing to record
-                    self._lost.discard(job.id)
+                elif claim in self._lost:  # no longer ours: stopped, nothing to record
+                    self._lost.discard(claim)
                     task = asyncio.current_task()
                     if task is not None:
                         task.uncancel()
@@ -552,8 +580,10 @@ class MultiDealerDependencyManager:
                 kind, error = "retry", f"{type(exc).__name__}: {exc}"
             self._ended(job, kind, error, time.perf_counter() - t0, left)
         finally:
-            deadline.done(job.id)
-            self._job_tasks.pop(job.id, None)
+            deadline.done(claim)
+            task = asyncio.current_task()
+            if task is not None:
+                self._forget_task(claim, task)
 
     def _ended(
         self, job: ClaimedJob, kind: str, error: str | None, duration_s: float,
@@ -561,7 +591,7 @@ class MultiDealerDependencyManager:
     ) -> None:
         """Hand a job's outcome to the completer and free its slot."""
         self._pending.append(_Outcome(job, kind, error, duration_s))
-        del self._in_flight[job.id]
+        del self._in_flight[job.claim]
         self._dealer_load[job.dealer_id] -= 1
         if not self._dealer_load[job.dealer_id]:
             del self._dealer_load[job.dealer_id]
@@ -602,15 +632,17 @@ class MultiDealerDependencyManager:
         # need the one writer anyway): 35 -> 20 transactions, each a begin, a checkout and a
         # commit, per 10,000 bench jobs; 15,555 -> 16,140 jobs/s (medians of 20, interleaved).
         ask = self._claim_request(1) if claim and self._claim_shares() == 1 else None
-        ok = [o.job.id for o in batch if o.kind == "ok"]
-        released = [o.job.id for o in batch if o.kind == "release"]
-        failed = [JobOutcome(o.job.id, o.error) for o in batch if o.kind == "failed"]
+        ok = [o.job.claim for o in batch if o.kind == "ok"]
+        released = [o.job.claim for o in batch if o.kind == "release"]
+        failed = [JobOutcome(o.job.id, o.error, token=o.job.token) for o in batch
+                  if o.kind == "failed"]
         retry = []
         for o in batch:
             if o.kind == "retry":
                 jt = self.config.job_types.get(o.job.job_type)
                 policy = jt.retry if jt else self.config.retry
-                retry.append(JobOutcome(o.job.id, o.error, backoff_delay(policy, o.job.attempt)))
+                retry.append(JobOutcome(o.job.id, o.error, backoff_delay(policy, o.job.attempt),
+                                        o.job.token))
         if ask is not None:
             self._claiming = True
         try:
@@ -622,15 +654,15 @@ class MultiDealerDependencyManager:
         finally:
             if ask is not None:
                 self._claiming = False
-        done, dead = set(result.done), set(result.failed)
+        landed, dead = result.landed, set(result.failed)
         delays = {r.job_id: r.delay_s for r in retry}
         now = time.time()
         emit = self.bus.active
         stats = self._stats
         for o in batch:
             j = o.job
-            if j.id not in done or o.kind == "release":
-                continue  # no longer ours (cancelled, rescued), or handed back unfinished
+            if o.kind == "release" or o.kind == "lost" or (j.id, j.token) not in landed:
+                continue  # handed back unfinished, or no longer ours under this claim
             stats.processed_jobs += 1
             if o.kind == "ok":
                 stats.successful_jobs += 1
@@ -661,11 +693,12 @@ class MultiDealerDependencyManager:
         while True:
             await anyio.sleep(self.lease_s / 3)
             running = set(self._job_tasks)  # claimed (committed) before the heartbeat begins
-            held = set(await self.store.extend_leases(self.worker_id, self.lease_s))
-            # Running here, not there: an operator cancelled or skipped it, or reset-stuck
-            # took it back. Its handler is stopped (an exec handler's process group killed)
-            # and its slot freed; it used to run to its end, holding the slot meanwhile.
-            lost = [j for j in running - held if j in self._job_tasks and j in self._in_flight]
+            held = set(await self.store.extend_leases(self.worker_id, list(running),
+                                                      self.lease_s))
+            # Running here, not there under this claim: an operator cancelled or skipped it,
+            # reset-stuck took it back, or it was claimed again since. Its handler is stopped
+            # (an exec handler's process group killed) and its slot freed.
+            lost = [c for c in running - held if c in self._job_tasks and c in self._in_flight]
             self._lost.update(lost)
             self._cancel_running(lost)
 

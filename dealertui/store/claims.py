@@ -39,9 +39,15 @@ _DUE_RETRIES = """
 """
 
 
-def _job_filter(dialect: str, paused_types: bool, blocked_pairs: bool, only_type: bool) -> str:
-    """Conditions on ready jobs `j` shared by both steps: paused types, open breakers."""
+def _job_filter(
+    dialect: str, paused_types: bool, blocked_pairs: bool, only_type: bool,
+    known_types: bool = False,
+) -> str:
+    """Conditions on ready jobs `j` shared by both steps: paused types, open breakers, the
+    types the worker knows."""
     sql = []
+    if known_types:
+        sql.append(f"AND {in_list(dialect, 'j.job_type', 'known_types')}")
     if paused_types:
         sql.append(f"AND NOT ({in_list(dialect, 'j.job_type', 'paused_types')})")
     if blocked_pairs:
@@ -77,7 +83,7 @@ def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_fil
 
 
 _SETS = """
-    state = 'running', attempts = attempts + 1, locked_by = :worker,
+    state = 'running', attempts = attempts + 1, claim_seq = claim_seq + 1, locked_by = :worker,
     locked_until = :lease_until, started_at = :now, updated_at = :now, finished_at = NULL"""
 
 
@@ -112,7 +118,7 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         LIMIT :limit"""
     columns = """
         jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
-        jobs.priority, jobs.ready_at, jobs.payload,
+        jobs.priority, jobs.ready_at, jobs.payload, jobs.claim_seq,
         (SELECT count(*) FROM job_deps dd JOIN jobs p ON p.id = dd.parent_id
          WHERE dd.child_id = jobs.id AND p.state NOT IN ('succeeded', 'skipped')) AS unmet"""
     if dialect == "postgresql":
@@ -168,6 +174,7 @@ async def claim_batch(
     paused_types: Sequence[str],
     blocked_pairs: Sequence[str] = (),
     only_type: str | None = None,
+    known_types: Sequence[str] | None = None,
 ) -> tuple[list[ClaimedJob], list[int]]:
     """Claim up to *limit* jobs; returns (claimed jobs, ids of dependency violations)."""
     dialect = conn.dialect.name
@@ -184,7 +191,7 @@ async def claim_batch(
     if paused_dealers:
         params["paused_dealers"] = list_value(dialect, paused_dealers)
     job_filter = _job_filter(dialect, bool(paused_types), bool(blocked_pairs),
-                             only_type is not None)
+                             only_type is not None, known_types is not None)
     filters: dict[str, Any] = {}
     if paused_types:
         filters["paused_types"] = list_value(dialect, paused_types)
@@ -192,6 +199,8 @@ async def claim_batch(
         filters["blocked_pairs"] = list_value(dialect, blocked_pairs)
     if only_type is not None:
         filters["only_type"] = only_type
+    if known_types is not None:
+        filters["known_types"] = list_value(dialect, known_types)
     params.update(filters)
     pick_sql = _pick_dealers_sql(
         dialect,
@@ -223,14 +232,15 @@ async def claim_batch(
     violations: list[int] = []
     # plain tuples, positional: Row attribute access and keyword construction were ~15 µs a
     # job of the engine's own thread (py-spy, `dealertui bench`)
-    for job_id, dealer, job_type, attempts, max_attempts, priority, ready_at, payload, unmet in (
-        rows
-    ):
+    # (SQLite's rows were read before its UPDATE: attempt and token are one ahead of them)
+    ahead = 0 if moved else 1
+    for (job_id, dealer, job_type, attempts, max_attempts, priority, ready_at, payload, seq,
+         unmet) in rows:
         if unmet:
             violations.append(job_id)
             continue
-        claimed.append(ClaimedJob(job_id, dealer, job_type, attempts if moved else attempts + 1,
-                                  max_attempts, priority, ready_at, payload))
+        claimed.append(ClaimedJob(job_id, dealer, job_type, attempts + ahead, max_attempts,
+                                  priority, ready_at, payload, seq + ahead))
     if claimed and not moved:
         await fetch(conn, _CLAIM_SQLITE, {**claim_params, "ids": list_value(
             dialect, [c.id for c in claimed])})

@@ -55,3 +55,31 @@ def one_of(on: AsyncConnection | str, column: str, values: Iterable[Any], name: 
     for lists a user can make arbitrarily long (a dealers file, every dealer): an expanding
     IN stops at 32,767 parameters on both backends."""
     return text(in_list(on, column, name)).bindparams(**{name: list_value(on, values)})
+
+
+def at_claims(on: AsyncConnection | str, table: str = "jobs", name: str = "claims") -> str:
+    """The SQL condition "the job row of *table* is still at one of the claims bound by
+    `claims_params`": its id and its fencing token (claim_seq) both match one claim, so the
+    write of a run whose job was claimed again since (cancelled and retried, rescued, reset)
+    lands nowhere. The plain id list in front lets both planners find the rows by key."""
+    if _dialect(on) == "postgresql":
+        return (
+            f"{table}.id = ANY(:{name}_ids) AND ({table}.id, {table}.claim_seq) IN ("
+            f"SELECT * FROM unnest(CAST(:{name}_ids AS BIGINT[]), "
+            f"CAST(:{name}_tokens AS INTEGER[])))"
+        )
+    return (
+        f"{table}.id IN (SELECT value ->> 0 FROM json_each(:{name})) AND "
+        f"({table}.id, {table}.claim_seq) IN "
+        f"(SELECT value ->> 0, value ->> 1 FROM json_each(:{name}))"
+    )
+
+
+def claims_params(
+    on: AsyncConnection | str, claims: Iterable[tuple[int, int]], name: str = "claims"
+) -> dict[str, Any]:
+    """The parameters `at_claims` expects for (job id, token) pairs."""
+    pairs = list(claims)
+    if _dialect(on) == "postgresql":
+        return {f"{name}_ids": [p[0] for p in pairs], f"{name}_tokens": [p[1] for p in pairs]}
+    return {name: json.dumps([[p[0], p[1]] for p in pairs])}

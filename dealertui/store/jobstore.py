@@ -25,6 +25,7 @@ from dealertui.model import (
     SATISFIED_STATES,
     UNFINISHED_STATES,
     ActionResult,
+    Claim,
     ClaimRequest,
     ClaimResult,
     CompletionResult,
@@ -39,7 +40,7 @@ from dealertui.model import (
 from dealertui.store import breakers, claims, fastpath, graphops
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
-from dealertui.store.idlists import in_list, list_value, one_of
+from dealertui.store.idlists import at_claims, claims_params, one_of
 from dealertui.store.schema import (
     ADDED_COLUMNS,
     DROPPED_INDEXES,
@@ -482,18 +483,20 @@ class JobStore:
         max_dealers: int | None = None,
         active_dealers: Sequence[str] = (),
         only_dealers: Sequence[str] | None = None,
+        job_types: Sequence[str] | None = None,
     ) -> ClaimResult:
         """Move up to *limit* due ready jobs to running under a lease held by *worker_id*.
 
         At most *per_dealer* jobs of one dealer run at once across every worker; at most
         *max_dealers* dealers beyond *active_dealers* (the worker's own) get new jobs.
         Paused dealers, types and a global pause are honoured; retries whose time has come are
-        made ready first.
+        made ready first. With *job_types*, only jobs of those types are taken.
         """
         if limit <= 0:
             return ClaimResult([])
         request = ClaimRequest(limit, per_dealer, lease_s, max_dealers, tuple(active_dealers),
-                               None if only_dealers is None else tuple(only_dealers))
+                               None if only_dealers is None else tuple(only_dealers),
+                               None if job_types is None else tuple(job_types))
         now = self.clock()
         return await self.db.run(lambda conn: self._claim_in(conn, worker_id, request, now))
 
@@ -515,6 +518,7 @@ class JobStore:
             "max_dealers": request.max_dealers,
             "active_dealers": request.active_dealers,
             "paused_dealers": [k for s, k in paused if s == "dealer"],
+            "known_types": request.job_types,
         }
         paused_types = [k for s, k in paused if s == "type"]
         claimed, violations = await claims.claim_batch(
@@ -565,10 +569,10 @@ class JobStore:
         self,
         worker_id: str,
         *,
-        succeeded: Sequence[int] = (),
+        succeeded: Sequence[Claim] = (),
         failed: Sequence[JobOutcome] = (),
         retry: Sequence[JobOutcome] = (),
-        release: Sequence[int] = (),
+        release: Sequence[Claim] = (),
         release_reason: str | None = None,
         then_claim: ClaimRequest | None = None,
     ) -> CompletionResult:
@@ -579,19 +583,20 @@ class JobStore:
         wait as `retrying` until now + delay_s, or fail when their attempts are used up.
         *release* ones were interrupted (the worker is stopping): they wait as `retrying`, due
         at once, and the attempt is not charged.
-        Jobs this worker no longer holds (lease rescued, cancelled) are left alone.
+        Each outcome names its claim (job id and fencing token); one whose job is no longer
+        running under that claim (cancelled, rescued, reset, or claimed again since) records
+        nothing, so a late run never writes over a newer one.
         With *then_claim*, the same transaction then claims as `claim` would (after the
         outcomes, so it sees the children they promoted); the result's `claimed` holds it.
         """
         now = self.clock()
-        all_ids = [
-            *succeeded, *(o.job_id for o in failed), *(o.job_id for o in retry), *release
-        ]
-        if not all_ids and then_claim is None:
+        any_outcome = bool(succeeded or failed or retry or release)
+        if not any_outcome and then_claim is None:
             return CompletionResult([])
 
         async def tx(conn: AsyncConnection) -> CompletionResult:
             ok: list[int] = []
+            landed: set[tuple[int, int]] = set()
             if succeeded:
                 # the hot path: one UPDATE … RETURNING, events built in the database
                 rows = await fastpath.fetch(
@@ -600,56 +605,62 @@ class JobStore:
                     UPDATE jobs SET state = 'succeeded', finished_at = :now,
                            updated_at = :now, locked_by = NULL, locked_until = NULL,
                            last_error = NULL
-                    WHERE {in_list(conn, 'id')} AND state = 'running' AND locked_by = :worker
-                    RETURNING id
+                    WHERE {at_claims(conn)} AND state = 'running' AND locked_by = :worker
+                    RETURNING id, claim_seq
                     """,
-                    {"ids": list_value(conn, succeeded), "now": now, "worker": worker_id},
+                    {**claims_params(conn, succeeded), "now": now, "worker": worker_id},
                 )
                 ok = [r[0] for r in rows]
+                landed.update((r[0], r[1]) for r in rows)
                 await graphops.insert_events_for(
                     conn, ok, JobState.RUNNING, JobState.SUCCEEDED, at=now, worker=worker_id
                 )
             handed_back: list[int] = []
             if release:
-                rows = await conn.execute(
+                back = await conn.execute(
                     text(
-                        """
+                        f"""
                         UPDATE jobs SET state = 'retrying', run_after = :now, updated_at = :now,
                                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
                                locked_by = NULL, locked_until = NULL, last_error = :reason
-                        WHERE id IN :ids AND state = 'running' AND locked_by = :worker
-                        RETURNING id
+                        WHERE {at_claims(conn)} AND state = 'running' AND locked_by = :worker
+                        RETURNING id, claim_seq
                         """
-                    ).bindparams(_ids()),
-                    {"ids": list(release), "now": now, "worker": worker_id,
+                    ),
+                    {**claims_params(conn, release), "now": now, "worker": worker_id,
                      "reason": release_reason},
                 )
-                handed_back = [r.id for r in rows]
+                handed = back.all()
+                handed_back = [r.id for r in handed]
+                landed.update((r.id, r.claim_seq) for r in handed)
                 await graphops.insert_events_for(
                     conn, handed_back, JobState.RUNNING, JobState.RETRYING, at=now,
                     worker=worker_id, message=f"released: {release_reason or 'worker stopped'}",
                 )
-            others = [o.job_id for o in (*failed, *retry)]
+            others = [o.claim for o in (*failed, *retry)]
             held: dict[int, Any] = {}
             if others:
-                await graphops.lock_rows(conn, others)
+                await graphops.lock_rows(conn, [c.job_id for c in others])
                 held = {
                     r.id: r
                     for r in await conn.execute(
-                        select(
-                            jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.attempts,
-                            jobs.c.max_attempts,
-                        ).where(
-                            jobs.c.id.in_(others),
-                            jobs.c.state == JobState.RUNNING,
-                            jobs.c.locked_by == worker_id,
-                        )
+                        text(
+                            f"""
+                            SELECT id, dealer_id, job_type, attempts, max_attempts, claim_seq
+                            FROM jobs
+                            WHERE {at_claims(conn)} AND state = 'running'
+                              AND locked_by = :worker
+                            """
+                        ),
+                        {**claims_params(conn, others), "worker": worker_id},
                     )
                 }
+            # (held by id, so an outcome of an older claim of a held job is told apart here)
+            held_claims = {(r.id, r.claim_seq) for r in held.values()}
             events: list[Event] = []
-            retrying, dead = [], list(o for o in failed if o.job_id in held)
+            retrying, dead = [], list(o for o in failed if o.claim in held_claims)
             for o in retry:
-                if o.job_id not in held:
+                if o.claim not in held_claims:
                     continue
                 if held[o.job_id].attempts < held[o.job_id].max_attempts:
                     retrying.append(o)
@@ -701,6 +712,7 @@ class JobStore:
                     succeeded=[(r.dealer_id, r.job_type) for r in ok_pairs],
                     failed=failures, now=now,
                 )
+            landed.update(o.claim for o in (*retrying, *dead))
             return CompletionResult(
                 done=[
                     *ok, *(o.job_id for o in retrying), *(o.job_id for o in dead), *handed_back
@@ -708,10 +720,11 @@ class JobStore:
                 promoted=promoted,
                 blocked=blocked,
                 failed=[o.job_id for o in dead],
+                landed=landed,
             )
 
         async def and_claim(conn: AsyncConnection) -> CompletionResult:
-            done = await tx(conn) if all_ids else CompletionResult([])
+            done = await tx(conn) if any_outcome else CompletionResult([])
             if then_claim is None or then_claim.limit <= 0:
                 return done
             # after the outcomes, so the claim sees the children they promoted
@@ -771,38 +784,34 @@ class JobStore:
 
         return await self.db.run(tx, write=False)
 
-    async def complete(self, worker_id: str, job_ids: Sequence[int]) -> CompletionResult:
-        """Mark held jobs succeeded and promote their children (batch)."""
-        return await self.finish(worker_id, succeeded=job_ids)
-
-    async def fail(self, worker_id: str, outcomes: Sequence[JobOutcome]) -> CompletionResult:
-        """Fail held jobs permanently and block their descendants (batch)."""
-        return await self.finish(worker_id, failed=outcomes)
-
-    async def schedule_retry(
-        self, worker_id: str, outcomes: Sequence[JobOutcome]
-    ) -> CompletionResult:
-        """Send held jobs to `retrying` until now + delay_s (failed when attempts are used)."""
-        return await self.finish(worker_id, retry=outcomes)
-
-    async def extend_leases(self, worker_id: str, lease_s: float) -> list[int]:
-        """Push the lease of every job *worker_id* runs to now + lease_s; heartbeat the worker.
-        Returns the ids of those jobs: one the worker runs but that is missing has been
-        taken from it (cancelled, rescued, skipped), and its handler should stop.
+    async def extend_leases(
+        self, worker_id: str, claims_held: Sequence[Claim], lease_s: float
+    ) -> list[Claim]:
+        """Push the lease of each of *claims_held* that *worker_id* still runs under that claim
+        to now + lease_s; heartbeat the worker. Returns those claims: one the worker runs but
+        that is missing was taken from it (cancelled, rescued, skipped, or the job claimed
+        again since), and its handler should stop.
 
         Not written to job_events: a lease extension is not a transition, and one row per job
         per heartbeat would drown the audit trail.
         """
         now = self.clock()
 
-        async def tx(conn: AsyncConnection) -> list[int]:
-            result = await conn.execute(
-                update(jobs)
-                .where(jobs.c.state == JobState.RUNNING, jobs.c.locked_by == worker_id)
-                .values(locked_until=now + lease_s)
-                .returning(jobs.c.id)
-            )
-            held = [row[0] for row in result]
+        async def tx(conn: AsyncConnection) -> list[Claim]:
+            held: list[Claim] = []
+            if claims_held:
+                rows = await conn.execute(
+                    text(
+                        f"""
+                        UPDATE jobs SET locked_until = :until
+                        WHERE {at_claims(conn)} AND state = 'running' AND locked_by = :worker
+                        RETURNING id, claim_seq
+                        """
+                    ),
+                    {**claims_params(conn, claims_held), "until": now + lease_s,
+                     "worker": worker_id},
+                )
+                held = [Claim(r[0], r[1]) for r in rows]
             await conn.execute(
                 update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
             )

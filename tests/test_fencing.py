@@ -1,0 +1,325 @@
+"""Fencing tokens: a run whose claim was taken records nothing, whatever order things happen in.
+
+Each test drives real `dealertui worker` processes with an exec handler that stamps its start
+and end (tests/fixtures/stamp.py), and checks the stamps against what the database recorded:
+
+- cancel + retry of a running job: the same worker claims the job again while the cancelled
+  handler still runs. One handler at a time, one success recorded (the second run's), children
+  only after it, the dealer limit held, SIGTERM still drains;
+- reset-stuck of a SIGSTOPped worker's job, then SIGCONT: the old run's exit records nothing;
+- a worker cut off from Postgres for longer than its lease: another worker rescues and reruns
+  the job; the owner's late outcome is refused, the rescuer's run is the one recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dealertui.store import JobStore
+from dealertui.store.schema import job_events
+
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from test_worker import (
+        ONE_TYPE,
+        PIPELINE,
+        Rig,
+        Stamp,
+        assert_clean,
+        in_thread,
+        open_runs,
+        read_stamps,
+        rigs,  # noqa: F401  (the fixture)
+        stamp_handler,
+        wait_for,
+        write_config,
+    )
+except ImportError:
+    from tests.test_worker import (  # type: ignore[no-redef]
+        ONE_TYPE,
+        PIPELINE,
+        Rig,
+        Stamp,
+        assert_clean,
+        in_thread,
+        open_runs,
+        read_stamps,
+        rigs,  # noqa: F401
+        stamp_handler,
+        wait_for,
+        write_config,
+    )
+
+pytestmark = pytest.mark.slow
+
+
+def successes(db_url: str, job_id: int) -> list[Any]:
+    """The job's recorded moves to succeeded: (at, worker, attempt)."""
+
+    async def read() -> list[Any]:
+        store = await JobStore.open(db_url, {}, create=False)
+        try:
+            async with store.db.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(job_events.c.at, job_events.c.worker, job_events.c.attempt)
+                    .where(job_events.c.job_id == job_id,
+                           job_events.c.to_state == "succeeded")
+                    .order_by(job_events.c.id)
+                )
+                return list(rows)
+        finally:
+            await store.close()
+
+    return in_thread(lambda: asyncio.run(read()))
+
+
+def runs_of(stamps: list[Stamp], job_id: int) -> list[tuple[float, float | None]]:
+    """(start, end) of each handler run of *job_id*, in start order; end None: it never
+    ended by itself (killed)."""
+    out: list[tuple[float, float | None]] = []
+    attempts: list[int] = []
+    for s in stamps:
+        if s.job_id != job_id:
+            continue
+        if s.word == "start":
+            out.append((s.t, None))
+            attempts.append(s.attempt)
+            continue
+        # an end belongs to the oldest open run of its attempt (runs of one attempt overlap
+        # only when the bug this module tests for is back)
+        i = next(i for i, (start, end) in enumerate(out)
+                 if end is None and attempts[i] == s.attempt)
+        out[i] = (out[i][0], s.t)
+    return out
+
+
+def max_running_per_dealer(stamps: list[Stamp]) -> int:
+    """The most handler runs of one dealer at once; a run that never ended counts as running
+    until the next start of its job (when the worker may start it again at the earliest)."""
+    spans: list[tuple[str, float, float]] = []
+    by_job: dict[int, list[Stamp]] = {}
+    for s in stamps:
+        by_job.setdefault(s.job_id, []).append(s)
+    for job_stamps in by_job.values():
+        starts = [s for s in job_stamps if s.word == "start"]
+        for i, start in enumerate(starts):
+            end = next((s.t for s in job_stamps if s.word != "start" and s.t >= start.t
+                        and (i + 1 >= len(starts) or s.t <= starts[i + 1].t)), None)
+            if end is None:
+                end = starts[i + 1].t if i + 1 < len(starts) else time.time()
+            spans.append((start.dealer, start.t, end))
+    most = 0
+    for dealer, t, _ in spans:
+        most = max(most, sum(1 for d, a, b in spans if d == dealer and a <= t < b))
+    return most
+
+
+def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
+    db_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+) -> None:
+    log = tmp_path / "stamps.log"
+    # a long lease: the worker's heartbeat (lease_s / 3) must not notice the cancel before the
+    # retry makes the job claimable again, so the same worker claims it while it still runs
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=PIPELINE,
+                       handler=stamp_handler(log, 4.0), max_dealers=1, per_dealer=2,
+                       lease_s=60)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--all-dealers")
+    homenet = next(j.id for j in rig.jobs() if j.job_type == "homenet")
+    w = rig.worker()
+    wait_for(lambda: open_runs(read_stamps(log)), 60, "homenet to start", w)
+    rig.cli("cancel", "--job", str(homenet))
+    rig.cli("retry", "--job", str(homenet))
+    status = rig.wait_done(90, w)
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0, w.describe()
+    assert_clean(w.stderr, "KeyError")
+
+    assert status["by_state"]["succeeded"] == status["total"] == 4, status
+    stamps = read_stamps(log)
+    runs = runs_of(stamps, homenet)
+    assert len(runs) == 2, runs
+    (first_start, first_end), (second_start, second_end) = runs
+    # the cancelled run was stopped, or at least over, before the second began
+    assert first_end is None or first_end <= second_start, runs
+    assert second_end is not None, runs
+    [recorded] = successes(rig.db_url, homenet)
+    assert recorded.at >= second_end, (recorded, runs)
+    children = [s for s in stamps if s.word == "start" and s.job_id != homenet]
+    assert len(children) == 3 and all(s.t >= second_end for s in children), (children, runs)
+    assert max_running_per_dealer(stamps) <= 2
+
+
+def test_reset_stuck_of_a_stopped_worker_then_sigcont(
+    db_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+) -> None:
+    log = tmp_path / "stamps.log"
+    # a long lease, so the worker's heartbeat does not see the reset before it claims the
+    # job again; a handler long enough to be still running when the worker wakes up
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
+                       handler=stamp_handler(log, 6.0), max_dealers=1, per_dealer=2,
+                       lease_s=60)
+    rig = Rig(tmp_path, cfg, db_url)
+    rigs.append(rig)
+    rig.cli("enqueue", "--all-dealers")
+    [job] = [j.id for j in rig.jobs()]
+    w = rig.worker()
+    [first] = wait_for(lambda: open_runs(read_stamps(log)), 60, "the job to start", w)
+    w.signal(signal.SIGSTOP)
+    try:
+        rig.cli("reset-stuck", "--older-than", "0s")
+    finally:
+        w.signal(signal.SIGCONT)
+    assert time.time() < first.t + 5, "the first run ended before the worker woke up"
+    status = rig.wait_done(60, w)
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0, w.describe()
+    assert_clean(w.stderr, "KeyError")
+
+    assert status["by_state"]["succeeded"] == 1, status
+    runs = runs_of(read_stamps(log), job)
+    assert len(runs) == 2, runs
+    (_, first_end), (second_start, second_end) = runs
+    assert first_end is None or first_end <= second_start, runs
+    assert second_end is not None, runs
+    [recorded] = successes(rig.db_url, job)
+    assert recorded.attempt == 2, recorded
+    assert recorded.at >= second_end, (recorded, runs)
+
+
+class Partition:
+    """A TCP proxy to Postgres for one worker: `cut()` drops its connections and refuses new
+    ones (the worker cannot reach the database while others can), `heal()` lets them in."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open = True
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                up = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.open = False
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def heal(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.stopped = True
+        self.cut()
+        self.server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    name = f"fence_{int(time.time() * 1000) % 10**9}"
+    url = postgres_server.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
+    postgres_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    assert url.port is not None
+    proxy = Partition(url.port)
+    try:
+        log = tmp_path / "stamps.log"
+        cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
+                           handler=stamp_handler(log, 6.0), max_dealers=1, per_dealer=1,
+                           lease_s=2)
+        rig = Rig(tmp_path, cfg, postgres_url)
+        rigs.append(rig)
+        rig.cli("enqueue", "--all-dealers")
+        [job] = [j.id for j in rig.jobs()]
+        owner_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False)
+        owner = Rig(tmp_path, cfg, owner_url)
+        rigs.append(owner)
+        a = owner.worker(name="owner")
+        wait_for(lambda: open_runs(read_stamps(log)), 60, "the owner's run to start", a)
+        proxy.cut()
+        b = rig.worker(name="rescuer")
+        # the rescuer takes the expired lease and runs the job again while the owner's
+        # handler is still going; the owner's run ends while it cannot reach the database
+        wait_for(lambda: len([s for s in read_stamps(log) if s.word == "start"]) == 2, 60,
+                 "the rescuer's run to start", b)
+        wait_for(lambda: [s for s in read_stamps(log) if s.word == "end"], 30,
+                 "the owner's handler to end")
+        proxy.heal()
+        rig.wait_done(60, b)
+        time.sleep(3)  # the owner reconnects and tries to record its late outcome
+        for w in (a, b):
+            w.signal(signal.SIGTERM)
+        for w in (a, b):
+            assert w.wait(60) == 0, w.describe()
+            assert_clean(w.stderr, "KeyError")
+        runs = runs_of(read_stamps(log), job)
+        assert len(runs) == 2 and all(end is not None for _, end in runs), runs
+        [recorded] = successes(rig.db_url, job)
+        assert recorded.worker.startswith("worker:") and recorded.at >= runs[1][1], (
+            recorded, runs)
+        assert [j.state for j in rig.jobs()] == ["succeeded"]
+        # it was the rescuer's run that landed: the owner's pid is not in the worker id
+        assert f":{a.pid}:" not in recorded.worker and f":{b.pid}:" in recorded.worker, (
+            recorded, a.pid, b.pid)
+    finally:
+        proxy.close()
