@@ -60,18 +60,20 @@ its job made by its own worker before it started; the claim lasts until the job'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos_analysis import Facts, analyse  # noqa: E402
-from chaos_rig import Rig, pg_server  # noqa: E402
+from chaos_analysis import Facts, analyse
+from chaos_rig import Rig, Worker, pg_server
 
 SCENARIOS: dict[str, Callable[[Rig, bool], None]] = {}
 BACKEND = {"kill9-sqlite": "sqlite", "kill9-pg": "postgres", "pg-restart": "postgres",
@@ -83,6 +85,42 @@ SLEEP_S = {"operator": 8.0, "sigstop": 1.0}  # handler sleep (× 0.5..1.5); defa
 # worker can claim the job again before it noticed the cancel
 LEASE_S = {"operator": 6.0}  # default 3
 GUARANTEES = ("lost", "succeeded_twice", "stale_success", "overlapping", "dep_violations")
+
+
+class Interrupts:
+    """SIGINT/SIGTERM/SIGHUP stop the run (KeyboardInterrupt) once; a signal that arrives while
+    a cleanup runs waits for its end, and later signals are ignored: a cleanup is never cut
+    short (a half-removed Postgres data directory, a worker left running)."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.raised = False
+        self.shield = 0
+
+    def install(self) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, self.handler)  # SIGINT too: a shell's `cmd &` ignores it
+
+    def handler(self, signum: int, _frame: Any) -> None:
+        if self.pending is None:
+            self.pending = signum
+            if not self.shield:
+                self.raised = True
+                raise KeyboardInterrupt(f"signal {signum}")
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        self.shield += 1
+        try:
+            yield
+        finally:
+            self.shield -= 1
+        if not self.shield and self.pending is not None and not self.raised:
+            self.raised = True
+            raise KeyboardInterrupt(f"signal {self.pending}")
+
+
+INTERRUPTS = Interrupts()
 
 
 def scenario(name: str) -> Callable[[Callable[[Rig, bool], None]], Callable[[Rig, bool], None]]:
@@ -122,7 +160,7 @@ def kill9_fleet(rig: Rig, quick: bool) -> None:
     kills = 5 if quick else 20
     for i in range(kills):
         deadline = time.monotonic() + 30
-        busy = []
+        busy: list[Worker] = []
         while not busy and time.monotonic() < deadline:
             busy = [w for w in rig.workers if rig.monitor.open_runs(w.pid)]
             if not busy:
@@ -261,7 +299,8 @@ def run_scenario(name: str, quick: bool, backend: str, pg: Any, keep: bool) -> d
                       seconds=round(time.monotonic() - started, 1))
         return result
     finally:
-        rig.close(keep)
+        with INTERRUPTS.shielded():
+            rig.close(keep)
 
 
 def line(r: dict[str, Any]) -> str:
@@ -297,15 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(seed)
     names = args.scenario or list(SCENARIOS)
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
+    INTERRUPTS.install()
 
     out = sys.stderr if args.json else sys.stdout
     print(f"chaos: seed {seed}, {'quick' if args.quick else 'full'}: {' '.join(names)}",
           file=sys.stderr, flush=True)
-    failed = False
+    failed = interrupted = False
     pg = None
     try:
         for name in names:
@@ -313,21 +349,29 @@ def main(argv: list[str] | None = None) -> int:
             if args.backend and name in ("operator", "sigstop"):
                 backend = args.backend
             if backend == "postgres" and pg is None:
-                pg = pg_server()
+                with INTERRUPTS.shielded():
+                    pg = pg_server()
             result = run_scenario(name, args.quick, backend, pg, args.keep)
             failed |= broken(result)
             print(line(result), file=out, flush=True)
             if args.json:
                 print(json.dumps(result, sort_keys=True), flush=True)
     except KeyboardInterrupt:
-        print("chaos: interrupted; cleaned up", file=sys.stderr)
-        return 130
+        interrupted = True
     finally:
         if pg is not None:
-            pg.stop()
+            with INTERRUPTS.shielded():
+                pg.stop()
+    if interrupted:
+        print("chaos: interrupted; processes and temporary directories cleaned up",
+              file=sys.stderr)
+        return 130
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a signal during the last cleanup: it was finished first
+        sys.exit(130)

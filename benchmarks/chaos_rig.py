@@ -87,7 +87,7 @@ class Monitor(threading.Thread):
             self.open[r.pid] = r
         elif p[0] == "end" and len(p) == 7:
             pid = int(p[3])
-            r = self.open.pop(pid, None) or self.gone.pop(pid, None)
+            r = self.open.pop(pid, None) or self.gone.pop(pid, None)  # type: ignore[arg-type]
             if r is not None and r.job_id == int(p[1]):
                 r.end, r.exit = float(p[6]), int(p[5])
 
@@ -212,19 +212,19 @@ class Rig:
         """Two operator commands started *delay* seconds apart, as two operators (or a script)
         would: their imports overlap, so the second acts well within a heartbeat after the
         first. A second that comes too early is refused, like any race an operator loses."""
-        procs = []
+        procs: list[tuple[list[str], subprocess.Popen[str]]] = []
         for args in (first, second):
-            procs.append(subprocess.Popen(self.argv(*args), cwd=self.tmp, env=self.env,
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True))
+            procs.append((args, subprocess.Popen(
+                self.argv(*args), cwd=self.tmp, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
             time.sleep(delay)
-        for p in procs:
+        for args, p in procs:
             _, err = p.communicate(timeout=120)
             self.ops += 1
             self.ops_refused += p.returncode != 0
             if "Traceback" in err:
                 self.cli_tracebacks += 1
-                self.log(f"Traceback from {' '.join(p.args[6:])}:\n{err}")
+                self.log(f"Traceback from {' '.join(args)}:\n{err}")
 
     def enqueue(self) -> None:
         self.cli("enqueue", "--all-dealers")
@@ -341,7 +341,7 @@ class Rig:
         return asyncio.run(self._pg(sql, *params))
 
     async def _pg(self, sql: str, *params: Any, dsn: str | None = None) -> list[dict[str, Any]]:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         con = await asyncpg.connect(dsn or self.pg_dsn, timeout=5)
         try:
