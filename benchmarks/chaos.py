@@ -23,8 +23,9 @@ SIGCONT; 4 times; 2 workers).
 
 Jobs: a four-type pipeline per dealer (feed; site and scrape after feed; links after both), exec
 handler benchmarks/chaos_handler.py, which logs each run's start and end (with its pid and its
-worker's pid) and sleeps; 5% of runs exit 75 (transient). Leases are short (lease_s = 3),
-retries fast, attempts plenty (50), breakers out of the way, 2 jobs per dealer at most.
+worker's pid) and sleeps 1.5 s × 0.5..1.5 (operator 8 s, sigstop 1 s); 5% of runs exit 75
+(transient). Leases are short (lease_s = 3; operator 6), retries fast, attempts plenty (50),
+breakers out of the way, 3 dealers per worker and 2 jobs per dealer at most, 7 dealers.
 While faults are injected, new pipelines are enqueued whenever the work runs low.
 
 A *run* is one handler process. It belongs to the latest claim (``ready -> running`` event) of
