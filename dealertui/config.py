@@ -40,11 +40,26 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    failure_threshold: int = 5
+    """Breakers open on failure rates over the last `window_s` (store/breakers.py)."""
+
     window_s: float = 60
+    #: a (dealer, job type) breaker opens when this share of that dealer's calls failed...
+    dealer_failure_rate: float = 0.5
+    #: ...once it made at least this many calls in the window
+    dealer_min_calls: int = 5
+    #: a job type's shared breaker opens when this share of the dealers that ran it failed...
+    type_failure_rate: float = 0.25
+    #: ...once at least this many distinct dealers ran it in the window
+    type_min_dealers: int = 20
     reset_timeout_s: float = 60
     half_open_max_jobs: int = 1
-    min_dealers: int = 2
+
+
+#: keys of [circuit_breaker] that counted failures; refused, naming the keys that replace them
+_OLD_BREAKER_KEYS = {
+    "failure_threshold": "circuit_breaker.dealer_failure_rate and dealer_min_calls",
+    "min_dealers": "circuit_breaker.type_failure_rate and type_min_dealers",
+}
 
 
 @dataclass(frozen=True)
@@ -444,10 +459,12 @@ def parse_config(data: Mapping[str, Any], source: Path | None) -> Config:
         retry_table := section("retry", _names(RetryPolicy)), RetryPolicy, RetryPolicy()
     )
     _check_backoff(retry_table, retry)
+    _refuse_old_breaker_keys(where, top.data.get("circuit_breaker"))
     conc, breaker = (
         _policy(section(name, _names(cls)), cls, cls())
         for name, cls in (("concurrency", ConcurrencyConfig), ("circuit_breaker", BreakerConfig))
     )
+    _check_rates(section("circuit_breaker", _names(BreakerConfig)), breaker)
     return Config(
         source=source,
         database_url=url or default_database_url(),
@@ -458,6 +475,19 @@ def parse_config(data: Mapping[str, Any], source: Path | None) -> Config:
         dealers=_dealers(top),
         demo=_demo(section("demo", _names(DemoConfig))),
     )
+
+
+def _refuse_old_breaker_keys(where: str, raw: Any) -> None:
+    for old, new in _OLD_BREAKER_KEYS.items():
+        if isinstance(raw, dict) and old in raw:
+            _fail(where, f"circuit_breaker.{old}", f"= {_show(raw[old])} is no longer read: "
+                  f"breakers open on a failure rate now, so set {new} instead")
+
+
+def _check_rates(table: _Table, cfg: BreakerConfig) -> None:
+    for name in ("dealer_failure_rate", "type_failure_rate"):
+        if getattr(cfg, name) > 1:
+            table.fail(name, f"must be a share between 0 and 1, not {getattr(cfg, name):g}")
 
 
 def _check_backoff(table: _Table, policy: RetryPolicy) -> None:

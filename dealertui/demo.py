@@ -41,8 +41,10 @@ def demo_config(config: Config, tmp: str) -> Config:
     retry = dataclasses.replace(config.retry, max_attempts=4, backoff_initial_s=2.0,
                                 backoff_max_s=20.0, backoff_jitter_s=1.0)
     job_types = {n: dataclasses.replace(jt, retry=retry) for n, jt in config.job_types.items()}
-    breaker = dataclasses.replace(config.circuit_breaker, failure_threshold=3, window_s=60,
-                                  min_dealers=4,
+    # the two broken dealers' own breakers open after 3 attempts; the shared ones only if half
+    # of the 12 dealers fail (2 broken feeds and the 8% noise never are)
+    breaker = dataclasses.replace(config.circuit_breaker, dealer_min_calls=3, window_s=60,
+                                  type_min_dealers=8, type_failure_rate=0.5,
                                   reset_timeout_s=30)
     return dataclasses.replace(
         config, database_url=f"sqlite+aiosqlite:///{tmp}/demo.db", demo=demo, retry=retry,

@@ -78,8 +78,8 @@ def console(
     cfg = parse_config(
         {
             "retry": {"max_attempts": 4, "backoff_initial_s": 60, "backoff_jitter_s": 0},
-            "circuit_breaker": {"failure_threshold": 2, "window_s": 3600,
-                                "reset_timeout_s": 1800, "min_dealers": 3},
+            "circuit_breaker": {"dealer_min_calls": 2, "window_s": 3600,
+                                "reset_timeout_s": 1800},
             "job_types": {
                 name: {"priority": prio, "depends_on": list(PARENTS[name]), "handler": NOOP}
                 for prio, name in enumerate(PARENTS, 1)

@@ -304,17 +304,18 @@ async def test_open_breaker_degrades(db_url: str) -> None:
         async def tx(conn: Any) -> None:
             await conn.execute(insert(breakers), [
                 {"key": "type:feed", "dealer_id": None, "job_type": "feed", "state": "open",
-                 "failures": 7, "opened_at": T0 - 15, "updated_at": T0 - 15},
+                 "failures": 7, "calls": 20, "opened_at": T0 - 15, "updated_at": T0 - 15},
                 {"key": "dealer:d001:scrape", "dealer_id": "d001", "job_type": "scrape",
-                 "state": "closed", "failures": 1, "opened_at": None, "updated_at": T0},
+                 "state": "closed", "failures": 1, "calls": 4, "opened_at": None,
+                 "updated_at": T0},
             ])
 
         await store.db.run(tx)
         code, checks = await check_health(store, parse_config({}, None))
     assert code == 1 and failed_names(checks) == ["open_breakers"]
     assert checks[1].detail == (
-        "1 circuit breaker is not closed: type:feed open since 15s ago, half-open in 45s "
-        "(7 failures)."
+        "1 circuit breaker is not closed: type:feed open since 15s ago, half-open in 45s, "
+        "7/20 dealers failed (35%)."
     )
     out = io.StringIO()
     print_health(code, checks, detailed=True, file=out)

@@ -32,7 +32,7 @@ async def test_200_always_failing_jobs_end_failed_with_backoff_gaps(db_url: str)
         {
             "retry": POLICY,
             # the breaker must not hold the storm back: this test is about retries
-            "circuit_breaker": {"failure_threshold": 100000},
+            "circuit_breaker": {"dealer_min_calls": 100000, "type_min_dealers": 100000},
             "concurrency": {"max_concurrent_dealers": 50, "max_concurrent_jobs_per_dealer": 4},
             "job_types": {"feed": {"priority": 1, "handler": "tests.fixtures.handlers:flaky"}},
             "dealers": [{"id": f"d{i:03d}"} for i in range(50)],

@@ -117,14 +117,14 @@ async def dealer_of(store: JobStore, job_id: int) -> str:
 
 
 async def put_breaker(store: JobStore, key: str, job_type: str, state: str, *,
-                      dealer_id: str | None = None, failures: int = 5, trials: int = 0,
-                      half_open_at: float | None = None) -> None:
+                      dealer_id: str | None = None, failures: int = 5, calls: int = 5,
+                      trials: int = 0, half_open_at: float | None = None) -> None:
     now = store.clock()
 
     async def tx(conn: Any) -> None:
         await conn.execute(insert(breakers_table).values(
             key=key, dealer_id=dealer_id, job_type=job_type, state=state, failures=failures,
-            window_started_at=now, opened_at=now if state != "closed" else None,
+            calls=calls, window_started_at=now, opened_at=now if state != "closed" else None,
             half_open_at=half_open_at, trials=trials, updated_at=now,
         ))
 
@@ -264,7 +264,7 @@ async def test_breaker_open_names_key_and_half_open_time(db_url: str) -> None:
     clock = Clock()
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
         ids = await pipeline(store)
-        await put_breaker(store, "type:homenet", "homenet", "open", failures=7,
+        await put_breaker(store, "type:homenet", "homenet", "open", failures=7, calls=20,
                           half_open_at=T0 + 45)
         # breakers of another type, another dealer, or closed ones do not count
         await put_breaker(store, "type:dealer_com", "dealer_com", "open", half_open_at=T0 + 45)
@@ -274,7 +274,7 @@ async def test_breaker_open_names_key_and_half_open_time(db_url: str) -> None:
                           failures=1)
         r = only(await why(store, ids["homenet"], clock()), "breaker_open")
         assert "type:homenet" in r.text
-        assert "after 7 failures" in r.text
+        assert "is open: 7/20 dealers failed (35%); half-open in 45s" in r.text
         assert "half-open in 45s" in r.text
         assert r.data == {"key": "type:homenet", "half_open_at": T0 + 45}
         clock.advance(15)
@@ -285,13 +285,14 @@ async def test_breaker_open_names_key_and_half_open_time(db_url: str) -> None:
 @pytest.mark.anyio
 async def test_breaker_opened_by_failures(db_url: str) -> None:
     clock = Clock()
-    # d2 exists, so the shared type breaker (min_dealers=2) stays closed: only d1's opens
+    # one dealer is far from type_min_dealers, so the shared type breaker stays closed
+    n = CONFIG.circuit_breaker.dealer_min_calls
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
-        for _ in range(CONFIG.circuit_breaker.failure_threshold):
+        for _ in range(n):
             await store.enqueue(["d1"], ["homenet"])
         clock.advance(1)
         ids = await claim(store)
-        assert len(ids) == CONFIG.circuit_breaker.failure_threshold
+        assert len(ids) == n
         await storeops.schedule_retry(store, "w1", [JobOutcome(i, "HTTP 503", 0.0) for i in ids])
         assert {b["key"]: b["state"] for b in await store.breaker_states()} == {
             "dealer:d1:homenet": "open"
@@ -301,7 +302,7 @@ async def test_breaker_opened_by_failures(db_url: str) -> None:
         assert codes(rs) == ["breaker_open", "backoff"], rs
         reset = CONFIG.circuit_breaker.reset_timeout_s
         assert "dealer:d1:homenet" in rs[0].text
-        assert f"after {CONFIG.circuit_breaker.failure_threshold} failures" in rs[0].text
+        assert f"is open: {n}/{n} failed (100%)" in rs[0].text
         assert f"half-open in {int(reset - 10)}s" in rs[0].text
         assert "backoff is over" in rs[1].text and "HTTP 503" in rs[1].text
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from dealertui.config import Config
 from dealertui.store import JobStore
+from dealertui.store.breakers import describe
 from dealertui.store.views import WhyFacts, why_facts
 
 
@@ -80,8 +81,8 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     for b in facts.breakers:
         if b["state"] == "open":
             left = (b["half_open_at"] or now) - now
-            out.append(Reason("breaker_open", f"circuit breaker {b['key']} is open after "
-                              f"{b['failures']} failures; half-open in {_ago(left)}",
+            out.append(Reason("breaker_open", f"circuit breaker {b['key']} is open: "
+                              f"{describe(b)}; half-open in {_ago(left)}",
                               {"key": b["key"], "half_open_at": b["half_open_at"]}))
         elif b["state"] == "half_open":
             left = config.circuit_breaker.half_open_max_jobs - b["trials"]

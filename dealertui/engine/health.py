@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dealertui.store.breakers import describe
 from dealertui.store.insights import health_facts
 from dealertui.text import plural, span
 
@@ -47,7 +48,7 @@ def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
             if b["state"] == "open" and reset is not None:
                 left = b["opened_at"] + reset - now
                 text += f", half-open in {span(left)}" if left > 0 else ", half-open due"
-        text += f" ({plural(b['failures'], 'failure')})"
+        text += f", {describe(b)}"
         parts.append(text)
     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
     verb = "is" if len(rows) == 1 else "are"

@@ -171,7 +171,8 @@ async def health_facts(store: JobStore, *, heartbeat_within_s: float, window_s: 
             w.stopped_at for w in stopped if w.kind != "console"
         ]
         open_rows = await conn.execute(
-            select(breakers.c.key, breakers.c.state, breakers.c.opened_at, breakers.c.failures)
+            select(breakers.c.key, breakers.c.dealer_id, breakers.c.state, breakers.c.opened_at,
+                   breakers.c.failures, breakers.c.calls)
             .where(breakers.c.state.in_(["open", "half_open"]))
             .order_by(breakers.c.opened_at, breakers.c.key)
         )

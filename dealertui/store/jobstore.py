@@ -701,17 +701,9 @@ class JobStore:
             await graphops.insert_events(conn, events, at=now, worker=worker_id)
             failures = [(held[o.job_id].dealer_id, held[o.job_id].job_type)
                         for o in (*retrying, *dead)]
-            if failures or (ok and await self._any_half_open(conn)):
-                ok_pairs = (
-                    await conn.execute(
-                        select(jobs.c.dealer_id, jobs.c.job_type).where(jobs.c.id.in_(ok))
-                    )
-                ).all() if ok else []
-                await breakers.record(
-                    conn, self.breaker_cfg,
-                    succeeded=[(r.dealer_id, r.job_type) for r in ok_pairs],
-                    failed=failures, now=now,
-                )
+            await breakers.record(
+                conn, self.breaker_cfg, succeeded_ids=ok, failed=failures, now=now
+            )
             landed.update(o.claim for o in (*retrying, *dead))
             return CompletionResult(
                 done=[
@@ -768,13 +760,6 @@ class JobStore:
             events += below
             blocked += [e.job_id for e in below]
         return events, blocked
-
-    async def _any_half_open(self, conn: AsyncConnection) -> bool:
-        # successes only matter to half-open breakers; skip the work when there are none
-        rows = await fastpath.fetch(
-            conn, "SELECT 1 FROM breakers WHERE state = 'half_open' LIMIT 1"
-        )
-        return bool(rows)
 
     async def breaker_states(self) -> list[dict[str, Any]]:
         """Every breaker: key, dealer_id, job_type, state, failures, opened_at, half_open_at."""

@@ -21,8 +21,8 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 4  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
-# 4: jobs.claim_seq (fencing token), dealers.disabled_at
+SCHEMA_VERSION = 5  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
+# 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
@@ -30,7 +30,7 @@ DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
 
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
-ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"))
+ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"))
 
 metadata = MetaData()
 
@@ -168,12 +168,30 @@ breakers = Table(
     Column("dealer_id", String(64)),
     Column("job_type", String(64), nullable=False),
     Column("state", String(16), nullable=False),  # closed | open | half_open
+    # when it last opened (or was last checked while closed): `failures` of `calls` in the
+    # window; for a type breaker, dealers with failures of the dealers that ran the type
     Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("calls", Integer, nullable=False, server_default=text("0")),
     Column("window_started_at", Float),
     Column("opened_at", Float),
     Column("half_open_at", Float),
     Column("trials", Integer, nullable=False, server_default=text("0")),
     Column("updated_at", Float, nullable=False),
+)
+
+breaker_calls = Table(
+    "breaker_calls",
+    metadata,
+    # Outcomes per (job type, dealer) in time buckets of window_s / 10 (`at`: the bucket's
+    # start), the sliding window breakers open on: one row per pair and bucket, added to once
+    # per batch of outcomes, so a rate costs no scan of job_events. Rows older than the
+    # window are deleted.
+    Column("job_type", String(64), primary_key=True),
+    Column("at", Float, primary_key=True),
+    Column("dealer_id", String(64), primary_key=True),
+    Column("calls", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 workers = Table(

@@ -209,7 +209,9 @@ class BreakersTable(DataTable[Any]):
             style = {"open": "bold red", "half_open": "yellow"}.get(state, "green")
             due = b.get("half_open_at")
             label = f"open {age(due - snap.now)}" if state == "open" and due else state
-            self.add_row(b["key"], Text(label, style=style), str(b["failures"]), key=b["key"])
+            # of its dealer's calls, or of the dealers that ran its type, in the window
+            failed = f"{b['failures']}/{b['calls']}" if b.get("calls") else str(b["failures"])
+            self.add_row(b["key"], Text(label, style=style), failed, key=b["key"])
         if not snap.breakers:
             self.add_row(Text("all closed", style="green"), "", "")
 
