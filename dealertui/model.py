@@ -81,6 +81,7 @@ class Job:
     last_error: str | None = None
     blocked_reason: str | None = None
     payload: str | None = None
+    pipeline_id: int | None = None  # the id of the first job of its enqueue for its dealer
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through
@@ -144,6 +145,10 @@ class ActionResult:
 
     changed: list[int]
     followers: list[int] = field(default_factory=list)
+    #: jobs the action named (or a rerun's roots) that it left as they were, and why
+    held: dict[int, str] = field(default_factory=dict)
+    #: the pipeline a `rerun --dealer` / `--pipeline` worked on
+    pipeline: int | None = None
 
     @property
     def count(self) -> int:
