@@ -123,6 +123,8 @@ class CompletionResult:
     promoted: list[int] = field(default_factory=list)
     blocked: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    #: the blocked ones' (dealer_id, job_type), for events and metrics
+    blocked_as: dict[int, tuple[str, str]] = field(default_factory=dict)
     #: the claim made in the same transaction (`JobStore.finish(then_claim=…)`), if asked
     claimed: ClaimResult | None = None
 

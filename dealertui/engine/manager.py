@@ -653,7 +653,9 @@ class MultiDealerDependencyManager:
         stats.blocked_jobs += len(result.blocked)
         if emit:
             for job_id in result.blocked:
-                self.bus.emit(JobBlocked(job_id, "", "", 0, now, "an ancestor failed"))
+                dealer_id, job_type = result.blocked_as.get(job_id, ("", ""))
+                self.bus.emit(JobBlocked(job_id, dealer_id, job_type, 0, now,
+                                         "an ancestor failed"))
         if ask is not None and result.claimed is not None:
             self._flush_claimed_all = not self._claimed(*ask, result.claimed)
 

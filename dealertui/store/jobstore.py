@@ -713,6 +713,8 @@ class JobStore:
                 promoted=promoted,
                 blocked=blocked,
                 failed=[o.job_id for o in dead],
+                blocked_as={e.job_id: (e.dealer_id, e.job_type) for e in events
+                            if e.to_state == JobState.BLOCKED},
             )
 
         async def and_claim(conn: AsyncConnection) -> CompletionResult:
