@@ -184,6 +184,7 @@ class ProcessingStats:
     failed_jobs: int = 0
     blocked_jobs: int = 0  # descendants blocked by this run's failures
     retried_jobs: int = 0  # outcomes that were rescheduled as `retrying`
+    released_jobs: int = 0  # handed back unfinished (SIGTERM, hard stop): `retrying`, due now
     processing_time_ms: float = 0.0
     dealers_processed: int = 0
     dependency_violations: int = 0
@@ -216,6 +217,7 @@ class ProcessingStats:
             "failed_jobs": self.failed_jobs,
             "blocked_jobs": self.blocked_jobs,
             "retried_jobs": self.retried_jobs,
+            "released_jobs": self.released_jobs,
             "processing_time_ms": round(self.processing_time_ms, 1),
             "dealers_processed": self.dealers_processed,
             "dependency_violations": self.dependency_violations,

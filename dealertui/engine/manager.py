@@ -629,8 +629,11 @@ class MultiDealerDependencyManager:
         stats = self._stats
         for o in batch:
             j = o.job
-            if j.id not in done or o.kind == "release":
-                continue  # no longer ours (cancelled, rescued), or handed back unfinished
+            if j.id not in done:
+                continue  # no longer ours (cancelled, rescued)
+            if o.kind == "release":
+                stats.released_jobs += 1  # handed back unfinished: no outcome, but retrying
+                continue
             stats.processed_jobs += 1
             if o.kind == "ok":
                 stats.successful_jobs += 1
