@@ -275,7 +275,12 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
                                types=args.types)
         jobs = await op.store.list_jobs(job_ids=ids) if len(ids) <= 50 else []
         blocked = [j for j in jobs if j.state == "blocked"]
-        _out(f"enqueued {len(ids)} jobs")
+        # the pipeline ids `rerun --pipeline` takes
+        firsts = [(j.pipeline_id, j.dealer_id) for j in jobs if j.id == j.pipeline_id]
+        named = ", ".join(f"{p} of {d}" for p, d in firsts[:5]) + (
+            f" and {len(firsts) - 5} more" if len(firsts) > 5 else "")
+        _out(f"enqueued {len(ids)} jobs"
+             + (f" (pipeline{'s' if len(firsts) > 1 else ''} {named})" if firsts else ""))
         for j in blocked:
             _out(f"  job {j.id} ({j.dealer_id} {j.job_type}) is blocked: {j.blocked_reason}")
         return 0

@@ -201,3 +201,12 @@ async def test_jobs_enqueued_before_pipeline_ids_are_told_by_their_enqueue(db_ur
             await op.rerun(pipeline_id=old["url_shorten"])
     finally:
         await store.close()
+
+
+async def test_enqueue_prints_the_pipeline_ids(db_url: str, tmp_path: Path) -> None:
+    async with operator(db_url):
+        pass  # the schema and the dealers dlr01, dlr02
+    said = ok(cli(tmp_path, db_url, "enqueue", "--dealer", "dlr01", "--dealer", "dlr02"))
+    assert said.strip() == "enqueued 8 jobs (pipelines 1 of dlr01, 5 of dlr02)"
+    said = ok(cli(tmp_path, db_url, "enqueue", "--dealer", "dlr02", "--type", "homenet"))
+    assert said.strip() == "enqueued 1 jobs (pipeline 9 of dlr02)"
