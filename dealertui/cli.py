@@ -157,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("rerun", help="run a job again with its descendants, or a pipeline")
     rwhich = rr.add_mutually_exclusive_group(required=True)
     rwhich.add_argument("--job", type=positive_int, metavar="ID")
-    rwhich.add_argument("--dealer", metavar="ID")
+    rwhich.add_argument("--dealer", metavar="ID", help="the dealer's newest pipeline")
+    rwhich.add_argument("--pipeline", type=positive_int, metavar="ID",
+                        help="one pipeline: the jobs one enqueue made for one dealer, named by "
+                             "the id of the first of them")
     rr.add_argument("--reason", help="recorded in the audit log")
     rr.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
@@ -272,7 +275,12 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
                                types=args.types)
         jobs = await op.store.list_jobs(job_ids=ids) if len(ids) <= 50 else []
         blocked = [j for j in jobs if j.state == "blocked"]
-        _out(f"enqueued {len(ids)} jobs")
+        # the pipeline ids `rerun --pipeline` takes
+        firsts = [(j.pipeline_id, j.dealer_id) for j in jobs if j.id == j.pipeline_id]
+        named = ", ".join(f"{p} of {d}" for p, d in firsts[:5]) + (
+            f" and {len(firsts) - 5} more" if len(firsts) > 5 else "")
+        _out(f"enqueued {len(ids)} jobs"
+             + (f" (pipeline{'s' if len(firsts) > 1 else ''} {named})" if firsts else ""))
         for j in blocked:
             _out(f"  job {j.id} ({j.dealer_id} {j.job_type}) is blocked: {j.blocked_reason}")
         return 0
@@ -313,6 +321,16 @@ async def _acting(
             said = done(result)
             named = list(getattr(args, "jobs", None) or ()) or (
                 [args.job] if getattr(args, "job", None) else [])
+            if result.held:
+                # "retried 1 job" on a job that stayed blocked: say which stay, and why
+                shown = list(result.held.items())[:5]
+                now = {j.id: j.state for j in await op.store.list_jobs(
+                    job_ids=[i for i, _ in shown])}
+                said += "".join(f"; job {i} stays {now.get(i, 'as it was')}: {why}"
+                                for i, why in shown)
+                if len(result.held) > len(shown):
+                    said += f"; {len(result.held) - len(shown)} more stay as they were"
+            named = [i for i in named if i not in result.held]
             if named and not result.changed:
                 # "retried 0 jobs" on a job that had succeeded did not say why
                 jobs = await op.store.list_jobs(job_ids=named)
@@ -365,10 +383,19 @@ async def cmd_skip(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_rerun(config: Config, args: argparse.Namespace) -> int:
+    of: list[str] = []
+
+    async def act(op: Any) -> Any:
+        r = await op.rerun(job_id=args.job, dealer_id=args.dealer, pipeline_id=args.pipeline,
+                           reason=args.reason)
+        if r.pipeline is not None:
+            first = await op.store.get_job(r.pipeline)
+            of.append(f" of pipeline {r.pipeline} (dealer {first.dealer_id})")
+        return r
+
     return await _acting(
-        config, args,
-        lambda op: op.rerun(job_id=args.job, dealer_id=args.dealer, reason=args.reason),
-        lambda r: f"rerunning {plural(len(r.changed), 'job')}; "
+        config, args, act,
+        lambda r: f"rerunning {plural(len(r.changed), 'job')}{''.join(of)}; "
                   f"{plural(len(r.followers), 'descendant')} re-armed",
     )
 

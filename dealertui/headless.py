@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dealertui.config import Config
-from dealertui.errors import UsageError
+from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
 from dealertui.text import plural, span
 
@@ -166,13 +166,25 @@ class _PlainLog:
 
 
 def _summary_line(stats: ProcessingStats) -> str:
+    released = stats.released_jobs
+    retrying = f"{stats.retried_jobs + released} retrying" + (
+        f" ({released} handed back unfinished)" if released else "")
     return (
         f"processed {stats.processed_jobs} jobs for {stats.dealers_processed} dealers in "
         f"{stats.processing_time_ms / 1000:.2f}s: {stats.successful_jobs} succeeded, "
-        f"{stats.failed_jobs} failed, {stats.retried_jobs} retrying, {stats.blocked_jobs} "
+        f"{stats.failed_jobs} failed, {retrying}, {stats.blocked_jobs} "
         f"blocked; {stats.throughput_jobs_per_s:g} jobs/s, dependency violations "
         f"{stats.dependency_violations}"
     )
+
+
+def _held_line(held: dict[str, int], shown: int = 5) -> str | None:
+    """'12 jobs held: dealer d004 paused, breaker type:homenet open' (None when none is)."""
+    if not held:
+        return None
+    why = ", ".join(list(held)[:shown]) + (f" and {len(held) - shown} more"
+                                           if len(held) > shown else "")
+    return f"{plural(sum(held.values()), 'job')} held: {why}"
 
 
 async def run_once(
@@ -251,11 +263,21 @@ async def run_once(
                     f"cannot write --metrics-textfile {metrics_textfile}: "
                     f"{exc.strerror or exc}."
                 ) from None
+        from dealertui.engine.plan import held_jobs
+
+        try:  # what the run left behind, and why; a run that lost the database says nothing
+            with store.db.short_retries(2.0):
+                held = await held_jobs(store, dealers)
+        except StoreUnavailable:
+            held = {}
     finally:
         await store.close()
     print(_summary_line(stats), file=sys.stderr)
+    if (line := _held_line(held)) is not None:
+        print(line, file=sys.stderr)
     if json_out:
-        print(json.dumps(stats.summary()), flush=True)
+        print(json.dumps({**stats.summary(), "held_jobs": sum(held.values()), "held": held}),
+              flush=True)
     if interrupted:
         return 128 + interrupted[0]
     return 0 if not (stats.failed_jobs or stats.blocked_jobs) else 1

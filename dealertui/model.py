@@ -82,6 +82,7 @@ class Job:
     last_error: str | None = None
     blocked_reason: str | None = None
     payload: str | None = None
+    pipeline_id: int | None = None  # the id of the first job of its enqueue for its dealer
 
 
 class Claim(NamedTuple):
@@ -146,6 +147,8 @@ class CompletionResult:
     failed: list[int] = field(default_factory=list)
     #: the claims (job id, token) whose outcome was recorded
     landed: set[tuple[int, int]] = field(default_factory=set)
+    #: the blocked ones' (dealer_id, job_type), for events and metrics
+    blocked_as: dict[int, tuple[str, str]] = field(default_factory=dict)
     #: the claim made in the same transaction (`JobStore.finish(then_claim=…)`), if asked
     claimed: ClaimResult | None = None
 
@@ -171,6 +174,10 @@ class ActionResult:
 
     changed: list[int]
     followers: list[int] = field(default_factory=list)
+    #: jobs the action named (or a rerun's roots) that it left as they were, and why
+    held: dict[int, str] = field(default_factory=dict)
+    #: the pipeline a `rerun --dealer` / `--pipeline` worked on
+    pipeline: int | None = None
 
     @property
     def count(self) -> int:
@@ -204,6 +211,7 @@ class ProcessingStats:
     failed_jobs: int = 0
     blocked_jobs: int = 0  # descendants blocked by this run's failures
     retried_jobs: int = 0  # outcomes that were rescheduled as `retrying`
+    released_jobs: int = 0  # handed back unfinished (SIGTERM, hard stop): `retrying`, due now
     processing_time_ms: float = 0.0
     dealers_processed: int = 0
     dependency_violations: int = 0
@@ -236,6 +244,7 @@ class ProcessingStats:
             "failed_jobs": self.failed_jobs,
             "blocked_jobs": self.blocked_jobs,
             "retried_jobs": self.retried_jobs,
+            "released_jobs": self.released_jobs,
             "processing_time_ms": round(self.processing_time_ms, 1),
             "dealers_processed": self.dealers_processed,
             "dependency_violations": self.dependency_violations,

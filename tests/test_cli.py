@@ -383,8 +383,11 @@ def test_retry_by_dealer_and_type(cli: Cli) -> None:
     ok(cli("enqueue", "--dealer", "d1"))
     ok(cli("cancel", "--job", str(cli.job_id("d1", "homenet"))))
     # --dealer/--type retry failed and blocked jobs (not cancelled ones)
+    # (its parent is blocked by the cancelled homenet, so it stays blocked and says so)
     p = ok(cli("retry", "--type", "url_shorten"))
-    assert "retried 1" in p.stdout
+    assert p.stdout.startswith("retried 0 jobs;"), p.stdout
+    assert (f"job {cli.job_id('d1', 'url_shorten')} stays blocked: parent product_scrape "
+            f"#{cli.job_id('d1', 'product_scrape')} is blocked") in p.stdout
     ok(cli("retry", "--dealer", "d1"))
     st = cli.status()
     assert st["by_state"] == counts(cancelled=1, blocked=3)  # homenet is still cancelled

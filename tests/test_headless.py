@@ -12,9 +12,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,3 +240,42 @@ def test_unreachable_database_exits_3(unreachable_run: subprocess.Popen[str]) ->
     p = _finish(unreachable_run)
     line = one_error_line(p, 3, "127.0.0.1")
     assert "pw" not in line, "the password leaked into the error"
+
+
+def test_run_once_names_the_jobs_a_pause_or_a_breaker_holds(db_url: str, tmp_path: Path) -> None:
+    # the summary said "processed 3 jobs" and nothing of the 5 jobs left
+    # behind; cron's reader had to guess why they did not run
+    cfg = tmp_path / "dealertui.toml"
+    cfg.write_text(CONFIG, encoding="utf-8")
+    common = ["--config", str(cfg), "--database-url", db_url]
+    for args in (["dealers", "add", "d1"], ["dealers", "add", "d2"],
+                 ["enqueue", "--all-dealers"], ["pause", "--dealer", "d2"]):
+        (p,) = run_all(tmp_path, [*common, *args])
+        expect(p, 0)
+
+    async def open_breaker() -> None:
+        from dealertui.config import parse_config
+        from dealertui.store import JobStore, rules_from_config
+        from dealertui.store.schema import breakers
+
+        store = await JobStore.open(db_url, rules_from_config(parse_config({}, None)),
+                                    create=False)
+        try:
+            async def put(conn: Any) -> None:
+                await conn.execute(breakers.insert().values(
+                    key="type:url_shorten", job_type="url_shorten", state="open",
+                    failures=5, opened_at=time.time(), half_open_at=time.time() + 3600,
+                    updated_at=time.time()))
+
+            await store.db.run(put)
+        finally:
+            await store.close()
+
+    anyio.run(open_breaker)
+    (p,) = run_all(tmp_path, [*common, "--run-once", "--json"])
+    s = summary(expect(p, 0))
+    assert s["successful_jobs"] == 3, show(p)  # d1's homenet, dealer_com, product_scrape
+    # d2's 4 jobs (its url_shorten counts under the pause, which comes first), d1's url_shorten
+    assert "5 jobs held: dealer d2 paused, breaker type:url_shorten open" in p.stderr, show(p)
+    assert s["held_jobs"] == 5 and s["held"] == {"dealer d2 paused": 4,
+                                                 "breaker type:url_shorten open": 1}, show(p)

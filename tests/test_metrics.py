@@ -96,8 +96,12 @@ async def test_metrics_follow_a_pipeline_and_the_store(db_url: str, tmp_path: Pa
         assert v("dealertui_jobs", {"state": "succeeded", "job_type": job_type}) == 1
         assert v("dealertui_jobs", {"state": "ready", "job_type": job_type}) == 0
     assert v("dealertui_jobs_finished_total", {"job_type": "homenet", "outcome": "failed"}) == 1
-    # descendants blocked by the failure: the engine reports them without a job type
-    assert v("dealertui_jobs_finished_total", {"job_type": "unknown", "outcome": "blocked"}) == 3
+    # descendants blocked by the failure, each under its own job type
+    for job_type in ("dealer_com", "product_scrape", "url_shorten"):
+        assert v("dealertui_jobs_finished_total",
+                 {"job_type": job_type, "outcome": "blocked"}) == 1
+    assert v("dealertui_jobs_finished_total", {"job_type": "unknown", "outcome": "blocked"}
+             ) is None
     assert v("dealertui_jobs", {"state": "failed", "job_type": "homenet"}) == 1
     for job_type in ("dealer_com", "product_scrape", "url_shorten"):
         assert v("dealertui_jobs", {"state": "blocked", "job_type": job_type}) == 1

@@ -743,6 +743,9 @@ def test_run_once_signal_releases_jobs_and_kills_whole_handler_groups(
     assert signal.Signals(signum).name in run.stderr
     summary = json.loads(run.out_path.read_text())  # still one JSON object on stdout
     assert summary["processed_jobs"] == 0 and summary["failed_jobs"] == 0, summary
+    # handed back as retrying, and counted so (the summary said "0 retrying")
+    assert summary["released_jobs"] == 3, summary
+    assert "3 retrying (3 handed back unfinished)" in run.stderr, run.describe()
 
     jobs = rig.jobs()
     assert len(jobs) == 3

@@ -143,15 +143,16 @@ class Operator:
 
     async def rerun(
         self, *, job_id: int | None = None, dealer_id: str | None = None,
-        reason: str | None = None,
+        pipeline_id: int | None = None, reason: str | None = None,
     ) -> ActionResult:
-        """Run a job again with all its descendants, or a dealer's whole current pipeline."""
+        """Run a job again with all its descendants, or a whole pipeline: the dealer's newest,
+        or the one named (a pipeline's id is the id of its first job)."""
         if job_id is not None:
             await self._check_jobs([job_id])
         if dealer_id is not None:
             await self.check_dealers([dealer_id])
-        return await self.store.rerun(job_id=job_id, dealer_id=dealer_id, by=self.who,
-                                      reason=reason)
+        return await self.store.rerun(job_id=job_id, dealer_id=dealer_id,
+                                      pipeline_id=pipeline_id, by=self.who, reason=reason)
 
     async def error_group(self, fingerprint: str) -> dict[str, object]:
         """The analyze-errors group with this fingerprint (UsageError when there is none)."""

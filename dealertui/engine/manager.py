@@ -661,8 +661,11 @@ class MultiDealerDependencyManager:
         stats = self._stats
         for o in batch:
             j = o.job
-            if o.kind == "release" or o.kind == "lost" or (j.id, j.token) not in landed:
-                continue  # handed back unfinished, or no longer ours under this claim
+            if o.kind == "lost" or (j.id, j.token) not in landed:
+                continue  # no longer ours under this claim (cancelled, rescued, reset)
+            if o.kind == "release":
+                stats.released_jobs += 1  # handed back unfinished: no outcome, but retrying
+                continue
             stats.processed_jobs += 1
             if o.kind == "ok":
                 stats.successful_jobs += 1
@@ -685,7 +688,9 @@ class MultiDealerDependencyManager:
         stats.blocked_jobs += len(result.blocked)
         if emit:
             for job_id in result.blocked:
-                self.bus.emit(JobBlocked(job_id, "", "", 0, now, "an ancestor failed"))
+                dealer_id, job_type = result.blocked_as.get(job_id, ("", ""))
+                self.bus.emit(JobBlocked(job_id, dealer_id, job_type, 0, now,
+                                         "an ancestor failed"))
         if ask is not None and result.claimed is not None:
             self._flush_claimed_all = not self._claimed(*ask, result.claimed)
 

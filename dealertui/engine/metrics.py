@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 BREAKER_STATES = ("closed", "open", "half_open")
-#: JobBlocked events for descendants carry no job type
+#: the label of an event without a job type (every engine event carries one today)
 UNKNOWN_TYPE = "unknown"
 
 _OUTCOMES: dict[type, str] = {

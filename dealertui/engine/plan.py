@@ -12,10 +12,13 @@ from collections import defaultdict
 from typing import Any
 
 import networkx as nx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import Config
 from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job
 from dealertui.store import JobStore
+from dealertui.store.schema import jobs
 
 MAX_CYCLES = 20
 
@@ -136,3 +139,35 @@ def _first_cycles(graph: nx.DiGraph) -> list[list[int]]:
         if len(out) >= MAX_CYCLES:
             break
     return out
+
+
+async def held_jobs(store: JobStore, dealers: list[str] | None = None) -> dict[str, int]:
+    """Unfinished jobs a pause or an open circuit breaker holds now, counted by what holds
+    them ("dealer d004 paused", "breaker type:homenet open"), most first: what a run left
+    behind and why. Read-only; {} without a pause or an open breaker (and then no scan)."""
+    pauses = {(p.scope, p.key) for p in await store.pauses()}
+    open_keys = {b["key"] for b in await store.breaker_states() if b["state"] == "open"}
+    if not pauses and not open_keys:
+        return {}
+
+    async def read(conn: AsyncConnection) -> list[tuple[str, str, int]]:
+        q = (select(jobs.c.dealer_id, jobs.c.job_type, func.count())
+             .where(jobs.c.state.in_(["ready", "waiting", "retrying"]))
+             .group_by(jobs.c.dealer_id, jobs.c.job_type))
+        if dealers is not None:
+            q = q.where(jobs.c.dealer_id.in_(dealers))
+        return [(d, t, n) for d, t, n in await conn.execute(q)]
+
+    held: dict[str, int] = {}
+    for dealer_id, job_type, n in await store.db.run(read, write=False):
+        why = next((w for cond, w in (
+            (("global", "") in pauses, "everything paused"),
+            (("dealer", dealer_id) in pauses, f"dealer {dealer_id} paused"),
+            (("type", job_type) in pauses, f"type {job_type} paused"),
+            (f"type:{job_type}" in open_keys, f"breaker type:{job_type} open"),
+            (f"dealer:{dealer_id}:{job_type}" in open_keys,
+             f"breaker dealer:{dealer_id}:{job_type} open"),
+        ) if cond), None)
+        if why is not None:
+            held[why] = held.get(why, 0) + n
+    return dict(sorted(held.items(), key=lambda kv: (-kv[1], kv[0])))

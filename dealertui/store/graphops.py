@@ -19,6 +19,7 @@ from dealertui.store.schema import job_events
 
 _SATISFIED = "('succeeded', 'skipped')"  # model.SATISFIED_STATES, as SQL
 _DEAD = "('failed', 'cancelled', 'blocked')"
+_DEAD_STATES = ("failed", "cancelled", "blocked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,3 +298,44 @@ async def rearm(
         )
         events.append(Event(job_id, row.dealer_id, row.job_type, row.state, to, message=message))
     return events
+
+
+async def hold_back(
+    conn: AsyncConnection, job_ids: Sequence[int], *, lacking: Iterable[int] = ()
+) -> dict[int, str]:
+    """Which of *job_ids* re-arming them together would only block again, and why.
+
+    A job with a dead parent (failed, cancelled, blocked) outside *job_ids*, or a parent held
+    back itself, cannot run; neither can one in *lacking* (no prerequisite run to link to).
+    An action leaves these as they are and says so, instead of counting them as moved.
+    """
+    held: dict[int, str] = {}
+    lacking_ids = sorted(set(lacking))
+    if lacking_ids:
+        for r in await conn.execute(
+            text("SELECT id, blocked_reason FROM jobs WHERE id IN :ids").bindparams(_ids()),
+            {"ids": lacking_ids},
+        ):
+            held[r.id] = r.blocked_reason or "a prerequisite run is missing"
+    if not job_ids:
+        return held
+    wanted = set(job_ids)
+    parents: dict[int, list[Any]] = {}
+    for r in await conn.execute(
+        text(
+            "SELECT d.child_id, p.id, p.job_type, p.state FROM job_deps d "
+            "JOIN jobs p ON p.id = d.parent_id WHERE d.child_id IN :ids ORDER BY p.id"
+        ).bindparams(_ids()),
+        {"ids": sorted(wanted)},
+    ):
+        parents.setdefault(r.child_id, []).append(r)
+    changed = True
+    while changed:  # a held job holds its re-armed children too
+        changed = False
+        for child in sorted(wanted - held.keys()):
+            for p in parents.get(child, ()):
+                if p.id in held or (p.id not in wanted and p.state in _DEAD_STATES):
+                    held[child] = f"parent {p.job_type} #{p.id} is {p.state}"
+                    changed = True
+                    break
+    return {i: why for i, why in held.items() if i in wanted}

@@ -37,7 +37,7 @@ from dealertui.model import (
     empty_state_counts,
     is_valid_dealer_id,
 )
-from dealertui.store import breakers, claims, fastpath, graphops
+from dealertui.store import breakers, claims, fastpath, graphops, pipelines
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import at_claims, claims_params, one_of
@@ -82,6 +82,7 @@ def _target(
     job_type: str | None = None,
     dealers_list: Sequence[str] | None = None,
     types: Sequence[str] | None = None,
+    pipeline_id: int | None = None,
 ) -> str:
     """What an operator action was aimed at, in words, for the audit log."""
     parts = []
@@ -94,6 +95,8 @@ def _target(
         parts.append(f"dealer {shown}")
     if dealer_id:
         parts.append(f"dealer {dealer_id}")
+    if pipeline_id is not None:
+        parts.append(f"pipeline {pipeline_id}")
     if job_type:
         parts.append(f"type {job_type}")
     if types:
@@ -403,8 +406,10 @@ class JobStore:
             if not rows:
                 return []
             new_ids = await self._allocate_job_ids(conn, len(rows))
+            first: dict[str, int] = {}  # a dealer's rows are together, in id order
             for row, job_id in zip(rows, new_ids, strict=True):
                 row["id"] = job_id
+                row["pipeline_id"] = first.setdefault(row["dealer_id"], job_id)
             await conn.execute(insert(jobs), rows)
             by_dealer_type = {
                 (row["dealer_id"], row["job_type"]): job_id
@@ -713,6 +718,8 @@ class JobStore:
                 blocked=blocked,
                 failed=[o.job_id for o in dead],
                 landed=landed,
+                blocked_as={e.job_id: (e.dealer_id, e.job_type) for e in events
+                            if e.to_state == JobState.BLOCKED},
             )
 
         async def and_claim(conn: AsyncConnection) -> CompletionResult:
@@ -932,24 +939,61 @@ class JobStore:
                 ).scalars()
             ) if below else []
             followers = [f for f in followers if f not in target_set]
-            everyone = targets + followers
-            # a job still lacking a prerequisite run stays blocked (its followers then go
-            # back to blocked in rearm, since their parent is dead)
-            unlinkable = await self._relink_prerequisites(conn, everyone)
-            everyone = [i for i in everyone if i not in unlinkable]
-            targets = [i for i in targets if i not in unlinkable]
-            followers = [i for i in followers if i not in unlinkable]
-            if not targets:
-                return ActionResult([])  # nothing it could run: no change, no audit row
-            events = await graphops.rearm(conn, everyone, now=now, message="operator retry")
-            await graphops.insert_events(conn, events, at=now, worker=by)
-            await self._audit(
-                conn, by=by, action="retry", reason=reason, at=now, job_ids=targets,
-                target=_target(job_ids=job_ids, dealer_id=dealer_id, job_type=job_type),
-            )
-            return ActionResult(changed=targets, followers=followers)
+            moved = await self._rearm_runnable(conn, targets, followers, now=now,
+                                               message="operator retry", by=by)
+            if moved.changed:
+                await self._audit(
+                    conn, by=by, action="retry", reason=reason, at=now, job_ids=moved.changed,
+                    target=_target(job_ids=job_ids, dealer_id=dealer_id, job_type=job_type),
+                )
+            return moved
 
         return await self.db.run(tx)
+
+    async def _rearm_runnable(
+        self,
+        conn: AsyncConnection,
+        named: Sequence[int],
+        followers: Sequence[int],
+        *,
+        now: float,
+        message: str,
+        by: str | None,
+    ) -> ActionResult:
+        """Re-arm *named* and *followers* (see graphops.rearm), except those that would only
+        block again: a named one of those is returned as held, with why. When no named job
+        can run, nothing at all is changed (the transaction is rolled back)."""
+        everyone = [*named, *followers]
+        # a job still lacking a prerequisite run, or with a dead parent outside the set,
+        # stays as it is; so do its descendants in the set
+        lacking = await self._relink_prerequisites(conn, everyone)
+        stuck = await graphops.hold_back(conn, everyone, lacking=lacking)
+        held = {i: stuck[i] for i in named if i in stuck}
+        arm = [i for i in everyone if i not in stuck]
+        events = await graphops.rearm(conn, arm, now=now, message=message)
+        # rearm's own check: a parent that died since hold_back read it (Postgres)
+        again = {e.job_id for e in events if e.to_state == JobState.BLOCKED}
+        if again:
+            for j in await conn.execute(
+                select(jobs.c.id, jobs.c.blocked_reason).where(jobs.c.id.in_(sorted(again)))
+            ):
+                if j.id in set(named):
+                    held[j.id] = j.blocked_reason or "a parent cannot run"
+        changed = [i for i in named if i in set(arm) - again]
+        if not changed:
+            await conn.rollback()  # nothing it could run: no change, no event, no audit row
+            return ActionResult([], held=held)
+        # a blocked job left as it is names what still holds it (it named the parent this
+        # action has just re-armed)
+        still = [{"jid": i, "why": why} for i, why in stuck.items() if i not in lacking]
+        if still:
+            await conn.execute(
+                update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.state == "blocked")
+                .values(blocked_reason=bindparam("why")), still,
+            )
+        await graphops.insert_events(conn, events, at=now, worker=by)
+        return ActionResult(changed=changed, followers=[i for i in followers
+                                                        if i in set(arm) - again], held=held)
 
     async def _relink_prerequisites(
         self, conn: AsyncConnection, job_ids: Sequence[int]
@@ -1096,25 +1140,25 @@ class JobStore:
         *,
         job_id: int | None = None,
         dealer_id: str | None = None,
+        pipeline_id: int | None = None,
         by: str | None = None,
         reason: str | None = None,
     ) -> ActionResult:
         """Run a finished job again and re-arm every descendant (`retry from this job`), or
-        (dealer_id) the dealer's whole current pipeline: the newest job of each type.
-        Running jobs are left alone; attempts start again from zero."""
-        if (job_id is None) == (dealer_id is None):
-            raise UsageError("rerun needs exactly one of --job ID or --dealer ID.")
+        a whole pipeline (store/pipelines.py): *pipeline_id*, or (*dealer_id* alone) the
+        dealer's newest. Running jobs are left alone; attempts start again from zero."""
+        if (job_id is None) == (dealer_id is None and pipeline_id is None):
+            raise UsageError("rerun needs exactly one of --job ID, --dealer ID or "
+                             "--pipeline ID.")
         now = self.clock()
 
         async def tx(conn: AsyncConnection) -> ActionResult:
+            pipeline = None
             if job_id is not None:
                 roots = [job_id]
             else:
-                newest = select(func.max(jobs.c.id)).where(jobs.c.dealer_id == dealer_id
-                                                           ).group_by(jobs.c.job_type)
-                roots = list((await conn.execute(
-                    select(jobs.c.id).where(jobs.c.id.in_(newest)).order_by(jobs.c.id)
-                )).scalars())
+                pipeline, roots = await pipelines.resolve(conn, dealer_id=dealer_id,
+                                                          pipeline_id=pipeline_id)
             below = await graphops.descendants(conn, roots)
             candidates = sorted({*roots, *below})
             movable = list((await conn.execute(
@@ -1122,19 +1166,19 @@ class JobStore:
                     jobs.c.id.in_(candidates), jobs.c.state != JobState.RUNNING
                 ).order_by(jobs.c.id)
             )).scalars()) if candidates else []
-            if not movable:
-                return ActionResult([])
-            await self._relink_prerequisites(conn, movable)
-            events = await graphops.rearm(conn, movable, now=now, message="operator rerun")
-            await graphops.insert_events(conn, events, at=now, worker=by)
-            changed = [i for i in movable if i in set(roots)]
-            followers = [i for i in movable if i not in set(roots)]
-            await self._audit(
-                conn, by=by, action="rerun", reason=reason, at=now, job_ids=movable,
-                target=_target(job_ids=[job_id] if job_id is not None else None,
-                               dealer_id=dealer_id),
+            named = [i for i in movable if i in set(roots)]
+            moved = await self._rearm_runnable(
+                conn, named, [i for i in movable if i not in set(roots)], now=now,
+                message="operator rerun", by=by,
             )
-            return ActionResult(changed=changed, followers=followers)
+            if moved.changed:
+                await self._audit(
+                    conn, by=by, action="rerun", reason=reason, at=now,
+                    job_ids=[*moved.changed, *moved.followers],
+                    target=_target(job_ids=[job_id] if job_id is not None else None,
+                                   dealer_id=dealer_id, pipeline_id=pipeline),
+                )
+            return dataclasses.replace(moved, pipeline=pipeline)
 
         return await self.db.run(tx)
 

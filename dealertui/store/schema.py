@@ -22,7 +22,8 @@ from sqlalchemy import (
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
 SCHEMA_VERSION = 5  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
-# 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls
+# 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls,
+# jobs.pipeline_id
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
@@ -30,7 +31,8 @@ DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
 
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
-ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"))
+ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
+                 ("jobs", "pipeline_id"))
 
 metadata = MetaData()
 
@@ -82,6 +84,10 @@ jobs = Table(
     # Every write a run makes names the (id, claim_seq) it claimed, so the outcome of a run
     # that lost its claim (cancelled and retried, rescued, reset) lands nowhere.
     Column("claim_seq", Integer, nullable=False, server_default=text("0")),
+    # The pipeline: the jobs one enqueue made for one dealer share the id of the first of
+    # them, so `rerun --dealer` reruns one pipeline, not the newest job of each type (which
+    # mixed pipelines). NULL on jobs enqueued before schema 4 (see store/pipelines.py).
+    Column("pipeline_id", Id),
     # a dealer's ready jobs in claim order: the claim ranks them per dealer without a sort
     Index(
         "ix_jobs_ready",
