@@ -96,6 +96,12 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
         if j.last_error:
             text += f" (last error: {j.last_error})"
         out.append(Reason("backoff", text, {"run_after": j.run_after, "attempts": j.attempts}))
+    if j.state in ("ready", "retrying", "waiting"):
+        for worker in facts.workers_without_type:
+            out.append(Reason("type_not_in_worker_config",
+                              f"job type {j.job_type} is not in this worker's config "
+                              f"(worker {worker}): it leaves the job for a worker that has it",
+                              {"worker": worker, "job_type": j.job_type}))
     limit = config.concurrency.max_concurrent_jobs_per_dealer
     if j.state in ("ready", "retrying") and facts.dealer_running >= limit:
         out.append(Reason("dealer_slots_full", f"dealer {j.dealer_id} already runs "

@@ -159,6 +159,10 @@ class MultiDealerDependencyManager:
         self.worker_id = worker_id or make_worker_id(kind)
         self.only_dealers = only_dealers
         self.handlers = handlers or HandlerRegistry(dict(config.job_types))
+        # Only the job types of this worker's config are claimed: a job of a type it does not
+        # know waits for a worker that does (a rolling deploy adds or drops types), instead
+        # of failing for good and blocking its children.
+        self._job_types = tuple(sorted(config.job_types))
         #: ready -> started latency of every job claimed in this run, in milliseconds
         self.latencies_ms: deque[float] = deque(maxlen=200_000)
         self._stats = ProcessingStats()
@@ -300,7 +304,8 @@ class MultiDealerDependencyManager:
         self._started_at = time.time()
         self._t0 = time.perf_counter()
         await self.store.register_worker(
-            self.worker_id, host=socket.gethostname(), pid=os.getpid(), kind=self.kind
+            self.worker_id, host=socket.gethostname(), pid=os.getpid(), kind=self.kind,
+            job_types=list(self.config.job_types),
         )
         if self._pending:
             # Outcomes a database outage kept the last run from recording, and the jobs it
@@ -417,7 +422,7 @@ class MultiDealerDependencyManager:
                             self.worker_id, request.limit, per_dealer=request.per_dealer,
                             lease_s=request.lease_s, max_dealers=request.max_dealers,
                             active_dealers=request.active_dealers,
-                            only_dealers=request.only_dealers,
+                            only_dealers=request.only_dealers, job_types=request.job_types,
                         )
                     finally:
                         self._claiming = False
@@ -469,7 +474,8 @@ class MultiDealerDependencyManager:
             return None
         request = ClaimRequest(asked, self.max_concurrent_jobs_per_dealer, self.lease_s,
                                new_dealers, active,
-                               None if self.only_dealers is None else tuple(self.only_dealers))
+                               None if self.only_dealers is None else tuple(self.only_dealers),
+                               self._job_types)
         return request, new_dealers < free_dealers
 
     def _claimed(self, request: ClaimRequest, more_dealers: bool, result: ClaimResult) -> bool:

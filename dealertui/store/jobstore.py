@@ -1288,7 +1288,10 @@ class JobStore:
 
     # -- workers and runs -----------------------------------------------------------------------
 
-    async def register_worker(self, worker_id: str, *, host: str, pid: int, kind: str) -> None:
+    async def register_worker(
+        self, worker_id: str, *, host: str, pid: int, kind: str,
+        job_types: Sequence[str] | None = None,
+    ) -> None:
         now = self.clock()
 
         async def tx(conn: AsyncConnection) -> None:
@@ -1297,6 +1300,7 @@ class JobStore:
                 insert(workers).values(
                     id=worker_id, host=host, pid=pid, kind=kind, started_at=now,
                     heartbeat_at=now,
+                    job_types=None if job_types is None else json.dumps(sorted(job_types)),
                 )
             )
 

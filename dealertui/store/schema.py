@@ -23,7 +23,7 @@ from sqlalchemy import (
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
 SCHEMA_VERSION = 5  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
 # 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls,
-# jobs.pipeline_id
+# jobs.pipeline_id, workers.job_types
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
@@ -32,7 +32,7 @@ DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
 ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
-                 ("jobs", "pipeline_id"))
+                 ("jobs", "pipeline_id"), ("workers", "job_types"))
 
 metadata = MetaData()
 
@@ -210,6 +210,9 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
+    # JSON list of the job types its config has: `why` names the workers that leave a job
+    # alone because they do not know its type (a rolling deploy)
+    Column("job_types", Text),
 )
 
 runs = Table(

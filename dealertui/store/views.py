@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ from dealertui.store.jobstore import JobStore, _job
 from dealertui.store.schema import breakers, controls, dealers, job_deps, job_events, jobs, workers
 
 EVENT_LIMIT = 200
+
+
+#: a worker that has not heartbeaten for this long is not counted as one that could run a job
+WORKER_SILENT_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,8 @@ class WhyFacts:
     breakers: list[dict[str, Any]]  # its type's and its (dealer, type) breaker, if any
     dealer_running: int  # jobs of its dealer running now, fleet-wide
     ready_ahead: int  # ready jobs that a claim would take before it
+    #: live workers whose config lacks the job's type: they leave it alone
+    workers_without_type: list[str] = field(default_factory=list)
 
 
 async def why_facts(store: JobStore, job_id: int) -> WhyFacts | None:
@@ -241,6 +248,15 @@ async def why_facts(store: JobStore, job_id: int) -> WhyFacts | None:
                 )
             )
         ).scalar() or 0
-        return WhyFacts(job, parents, dead, pauses, breaker_rows, running, ahead)
+        unaware = [
+            r.id for r in await conn.execute(
+                select(workers.c.id, workers.c.job_types).where(
+                    workers.c.stopped_at.is_(None), workers.c.job_types.is_not(None),
+                    workers.c.heartbeat_at >= store.clock() - WORKER_SILENT_S,
+                ).order_by(workers.c.id)
+            )
+            if job.job_type not in json.loads(r.job_types)
+        ]
+        return WhyFacts(job, parents, dead, pauses, breaker_rows, running, ahead, unaware)
 
     return await store.db.run(tx, write=False)
