@@ -54,7 +54,7 @@ def _job_filter(dialect: str, paused_types: bool, blocked_pairs: bool, only_type
 
 @functools.lru_cache(maxsize=64)
 def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_filter: str) -> str:
-    where = []
+    where = ["AND d.disabled_at IS NULL"]  # a disabled dealer keeps its jobs, none is claimed
     if only:
         where.append(f"AND {in_list(dialect, 'd.id', 'only')}")
     if paused_dealers:
