@@ -114,13 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("init-db", help="create the schema (also done on first use)")
 
-    dealers = sub.add_parser("dealers", help="add or list dealers")
-    dsub = dealers.add_subparsers(dest="dealers_command", metavar="add|list", required=True)
-    add = dsub.add_parser("add", help="add a dealer")
+    dealers = sub.add_parser("dealers", help="add, list, disable, enable or remove dealers")
+    dsub = dealers.add_subparsers(dest="dealers_command",
+                                  metavar="add|list|disable|enable|remove", required=True)
+    add = dsub.add_parser("add", help="add a dealer (or rename one)")
     add.add_argument("dealer_id", metavar="ID")
     add.add_argument("--name")
     dlist = dsub.add_parser("list", help="list dealers")
     dlist.add_argument("--json", action="store_true")
+    for name, what in (("disable", "keep a dealer and its jobs, but claim none of them"),
+                       ("enable", "let a disabled dealer's jobs run again")):
+        dsub.add_parser(name, help=what).add_argument("dealer_id", metavar="ID")
+    rm = dsub.add_parser("remove", help="remove a dealer with its jobs and their history")
+    rm.add_argument("dealer_id", metavar="ID")
+    rm.add_argument("--cancel-pending", action="store_true",
+                    help="cancel its waiting, ready and retrying jobs first")
 
     enq = sub.add_parser("enqueue", help="enqueue a pipeline per dealer")
     who = enq.add_mutually_exclusive_group(required=True)
@@ -246,27 +254,43 @@ async def cmd_init_db(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
-    from dealertui.model import DEALER_ID_HINT, is_valid_dealer_id
+    from dealertui.model import DEALER_ID_HINT, dealer_name_problem, is_valid_dealer_id, shown_name
 
-    if args.dealers_command == "add" and not is_valid_dealer_id(args.dealer_id):
-        # refused before the database is opened, so nothing is created for a typo
+    command = args.dealers_command
+    # refused before the database is opened, so nothing is created for a typo
+    if command != "list" and not is_valid_dealer_id(args.dealer_id):
         raise UsageError(f"invalid dealer id {args.dealer_id!r}: {DEALER_ID_HINT}.")
+    if command == "add" and (problem := dealer_name_problem(args.name)) is not None:
+        raise UsageError(problem)
 
     async def run(op: Any) -> int:
-        if args.dealers_command == "add":
+        if command == "add":
             added = await op.add_dealers([(args.dealer_id, args.name)])
             _out(f"{'added' if added else 'updated'} dealer {args.dealer_id}")
             return 0
+        if command in ("disable", "enable"):
+            changed = await op.set_dealer_disabled(args.dealer_id, command == "disable")
+            _out(f"{command}d dealer {args.dealer_id}" if changed
+                 else f"dealer {args.dealer_id} was {command}d already")
+            return 0
+        if command == "remove":
+            gone = await op.remove_dealer(args.dealer_id, cancel_pending=args.cancel_pending)
+            cancelled = f", {len(gone.cancelled)} of them cancelled first" if gone.cancelled else ""
+            _out(f"removed dealer {args.dealer_id} and {plural(len(gone.removed), 'job')}"
+                 f"{cancelled}; the audit log keeps its operator actions")
+            return 0
         rows = await op.store.list_dealers()
         if getattr(args, "json", False):
-            _out(json.dumps([{"id": d.id, "name": d.name} for d in rows], indent=2))
+            _out(json.dumps([{"id": d.id, "name": d.name, "disabled": d.disabled_at is not None}
+                             for d in rows], indent=2))
         else:
             for d in rows:
-                _out(f"{d.id}\t{d.name or ''}")
+                off = "\tdisabled" if d.disabled_at is not None else ""
+                _out(f"{d.id}\t{shown_name(d.name)}{off}")
         return 0
 
-    # listing reads: a database that does not exist is an error, not created empty
-    return await _with_operator(config, run, create=args.dealers_command == "add")
+    # the others read or change dealers that exist: a missing database is an error
+    return await _with_operator(config, run, create=command == "add")
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
@@ -281,6 +305,8 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
             f" and {len(firsts) - 5} more" if len(firsts) > 5 else "")
         _out(f"enqueued {len(ids)} jobs"
              + (f" (pipeline{'s' if len(firsts) > 1 else ''} {named})" if firsts else ""))
+        if args.all_dealers and (off := await op.disabled_dealers()):
+            _out(f"  skipped {plural(len(off), 'disabled dealer')}: {', '.join(off)}")
         for j in blocked:
             _out(f"  job {j.id} ({j.dealer_id} {j.job_type}) is blocked: {j.blocked_reason}")
         return 0
@@ -290,10 +316,17 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_status(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Any) -> int:
+        import time
+
+        from dealertui.engine.actions import unconfigured_dealers
         from dealertui.store.insights import fairness
 
         status = await op.store.status()
         status["fairness"] = await fairness(op.store)
+        status["dealers_not_in_config"] = unconfigured_dealers(config, list(status["by_dealer"]))
+        now = time.time()
+        for w in status["workers"]:
+            w["alive"] = now - w["heartbeat_at"] <= config.concurrency.lease_s
         if args.json:
             _out(json.dumps(status, indent=2, sort_keys=False))
         else:
@@ -464,6 +497,9 @@ async def _read_store(config: Config) -> Any:
 async def cmd_health(config: Config, args: argparse.Namespace) -> int:
     from dealertui.engine.health import check_health, health_json
 
+    if args.heartbeat_within <= 0:
+        # within 0 s no worker is ever fresh: health would report degraded for ever
+        raise UsageError("--heartbeat-within must be more than 0, such as 2m.")
     store = await _read_store(config)
     try:
         code, checks = await check_health(store, config,

@@ -22,7 +22,7 @@ import networkx as nx
 import platformdirs
 
 from dealertui.errors import ConfigError
-from dealertui.model import DEALER_ID_RE, is_valid_dealer_id
+from dealertui.model import DEALER_ID_RE, dealer_name_problem, is_valid_dealer_id
 
 ENV_CONFIG = "DEALERTUI_CONFIG"
 ENV_DATABASE_URL = "DEALERTUI_DATABASE_URL"
@@ -399,8 +399,9 @@ class _Table:
     def fail(self, name: str, text: str) -> NoReturn:
         _fail(self.where, self.path(name), text)
 
-    def get(self, name: str, kind: str, default: Any = _REQUIRED) -> Any:
-        """The value of `name`, or `default` when it is absent; it must be of `kind`."""
+    def get(self, name: str, kind: str, default: Any = _REQUIRED, low: int | None = None) -> Any:
+        """The value of `name`, or `default` when it is absent; it must be of `kind`.
+        *low* is the smallest integer the key allows, as an out-of-range error names it."""
         if name not in self.data:
             if default is _REQUIRED:
                 self.fail(name, "is required but missing")
@@ -409,12 +410,13 @@ class _Table:
             self.fail(name, f"must be {kind}, not {_show(value)}")
         if kind == "an integer" and not -_INT32 <= value < _INT32:
             # stored in INTEGER columns: Postgres's are 32-bit, and SQLite's stop at 64
-            self.fail(name, f"must be between {-_INT32} and {_INT32 - 1}, not {value}")
+            low = -_INT32 if low is None else low
+            self.fail(name, f"must be between {low} and {_INT32 - 1}, not {value}")
         return value
 
     def number(self, name: str, kind: str, default: Any, zero_ok: bool = False) -> Any:
         """An integer or a finite number that must be > 0, or >= 0 when `zero_ok`."""
-        value = self.get(name, kind, default)
+        value = self.get(name, kind, default, low=0 if zero_ok else 1)
         if value < 0 or (value == 0 and not zero_ok):
             self.fail(name, f"must be {'at least' if zero_ok else 'greater than'} 0, not {value}")
         return value if kind == "an integer" else float(value)
@@ -580,7 +582,10 @@ def _dealers(top: _Table) -> tuple[DealerConfig, ...]:
         if dealer_id in seen:
             table.fail("id", f"{_show(dealer_id)} repeats dealers[{seen[dealer_id]}].id")
         seen[dealer_id] = index
-        table.get("name", "a string", None)
+        name = table.get("name", "a string", None)
+        if dealer_name_problem(name) is not None:
+            table.fail("name", f"must not contain control characters or terminal escapes, "
+                               f"not {name!r}")
     return tuple(DealerConfig(d["id"], d.get("name")) for d in top.data.get("dealers", []))
 
 

@@ -72,6 +72,13 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         parts += [f"dealer {d}" for d in paused["dealers"]]
         parts += [f"type {t}" for t in paused["types"]]
         out.print(f"[bold yellow]paused:[/] {', '.join(parts)}")
+    if status.get("disabled_dealers"):
+        out.print(f"[bold yellow]disabled[/] (kept, never claimed): "
+                  f"{', '.join(status['disabled_dealers'])}")
+    if status.get("dealers_not_in_config"):
+        gone = status["dealers_not_in_config"]
+        out.print(f"[bold yellow]not in the config[/] ({escape(str(config.source))}) but still "
+                  f"in the database: {', '.join(gone)} (dealertui dealers disable|remove ID)")
     out.print()
     # Only states that occur get a column, so the tables fit an 80-column terminal.
     states = [s for s in ALL_STATES if by_state[s]] or ["waiting", "ready"]
@@ -119,13 +126,16 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
     # a worker killed with -9 never unregisters: its silence says so (it looked live)
     silent_after = config.concurrency.lease_s
 
+    def alive(w: dict[str, Any]) -> bool:
+        return bool(w.get("alive", now - (w["heartbeat_at"] or 0) <= silent_after))
+
     def heartbeat(w: dict[str, Any]) -> str:
         age = max(now - (w["heartbeat_at"] or 0), 0)
-        if age > silent_after:
+        if not alive(w):
             return f", [bold red]silent for {span(age)}[/] (gone? its leases run out)"
         return f", heartbeat {span(age)} ago"
 
-    live = sum(1 for w in workers if now - (w["heartbeat_at"] or 0) <= silent_after)
+    live = sum(1 for w in workers if alive(w))
     out.print()
     out.print(f"workers: {live} live" + (f", {len(workers) - live} silent"
                                          if live < len(workers) else "") + "".join(

@@ -150,12 +150,12 @@ def test_dealers_add_and_list(cli: Cli) -> None:
     listed = ok(cli("dealers", "list")).stdout
     assert "d1" in listed and "First Motors" in listed and "d2" in listed
     assert cli.dealers() == [
-        {"id": "d1", "name": "First Motors"},
-        {"id": "d2", "name": None},
+        {"id": "d1", "name": "First Motors", "disabled": False},
+        {"id": "d2", "name": None, "disabled": False},
     ]
     # adding again renames, never duplicates
     ok(cli("dealers", "add", "d1", "--name", "Renamed"))
-    assert cli.dealers() == [{"id": "d1", "name": "Renamed"}, {"id": "d2", "name": None}]
+    assert [(d["id"], d["name"]) for d in cli.dealers()] == [("d1", "Renamed"), ("d2", None)]
 
 
 def test_dealers_add_invalid_id(cli: Cli) -> None:

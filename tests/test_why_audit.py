@@ -699,12 +699,13 @@ def test_audit_cli_shows_os_user_at_host(tmp_path: Path) -> None:
         ("resume", "dealer d1", 0, None),
         ("pause", "dealer d1", 0, "feed down"),
         ("enqueue", "dealer d1", 4, None),
+        ("add-dealer", "dealer d1", 0, None),
     ]
     assert {r["who"] for r in rows} == {who}
-    assert rows[-1]["job_ids"] == sorted(ids.values())
+    assert rows[-2]["job_ids"] == sorted(ids.values())
 
     lines = ok(cli(tmp_path, url, "audit")).splitlines()
-    assert len(lines) == 5, lines
+    assert len(lines) == 6, lines
     assert all(f"  {who}  " in line for line in lines), lines
     assert lines[0].endswith(f"retry job {ids['homenet']} (1 jobs) — feed fixed")
     assert lines[3].endswith("pause dealer d1 (0 jobs) — feed down")

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from dealertui.config import Config
 from dealertui.errors import UsageError
-from dealertui.model import DEALER_ID_HINT, ActionResult, is_valid_dealer_id
-from dealertui.store import JobStore
+from dealertui.model import DEALER_ID_HINT, ActionResult, dealer_name_problem, is_valid_dealer_id
+from dealertui.store import JobStore, dealerops
+from dealertui.text import plural
 
 
 def operator_identity() -> str:
@@ -24,6 +25,13 @@ def operator_identity() -> str:
     except Exception:  # no passwd entry (containers): fall back to the uid
         user = f"uid{os.getuid()}"
     return f"{user}@{socket.gethostname()}"
+
+
+def unconfigured_dealers(config: Config, dealer_ids: Sequence[str]) -> list[str]:
+    """Dealers in the database that the config no longer names, when it names any (a config
+    without [[dealers]] leaves them to `dealers add`)."""
+    named = {d.id for d in config.dealers}
+    return sorted(d for d in dealer_ids if d not in named) if named else []
 
 
 def check_names(config: Config, *, dealer_ids: Sequence[str] | None = None,
@@ -60,7 +68,34 @@ class Operator:
                 )
 
     async def add_dealers(self, items: Sequence[tuple[str, str | None]]) -> int:
-        return await self.store.add_dealers(items)
+        for dealer_id, name in items:
+            check_names(self.config, dealer_ids=[dealer_id])
+            if (problem := dealer_name_problem(name)) is not None:
+                raise UsageError(problem)
+        return await self.store.add_dealers(items, by=self.who)
+
+    async def set_dealer_disabled(self, dealer_id: str, disabled: bool) -> bool:
+        """Disable a dealer (its jobs are kept and never claimed) or enable it again; False
+        when it already was."""
+        check_names(self.config, dealer_ids=[dealer_id])
+        return await dealerops.set_disabled(self.store, dealer_id, disabled, by=self.who)
+
+    async def disabled_dealers(self) -> list[str]:
+        return await dealerops.disabled_dealers(self.store)
+
+    async def remove_dealer(self, dealer_id: str, *, cancel_pending: bool = False
+                            ) -> dealerops.Removal:
+        """Remove a dealer and its jobs (refused while one runs; unfinished ones only with
+        *cancel_pending*). A dealer the config lists would come back on the next open."""
+        check_names(self.config, dealer_ids=[dealer_id])
+        if any(d.id == dealer_id for d in self.config.dealers):
+            where = self.config.source or "the config"
+            raise UsageError(
+                f"dealer {dealer_id} is listed under [[dealers]] in {where}; remove it there "
+                "first, or it is added again by the next command."
+            )
+        return await dealerops.remove_dealer(self.store, dealer_id,
+                                             cancel_pending=cancel_pending, by=self.who)
 
     async def enqueue(
         self,
@@ -72,15 +107,29 @@ class Operator:
         """Enqueue a pipeline for each dealer named (or every dealer); returns new job ids."""
         self._check_types(types)
         if all_dealers:
-            dealer_ids = await self.store.dealer_ids()
-            if not dealer_ids:
+            every = await self.store.list_dealers()
+            if not every:
                 raise UsageError(
                     "there are no dealers yet; add one with 'dealertui dealers add ID'."
+                )
+            # disabled ones are skipped (the CLI names them)
+            dealer_ids = [d.id for d in every if d.disabled_at is None]
+            if not dealer_ids:
+                raise UsageError(
+                    f"every dealer is disabled ({plural(len(every), 'dealer')}); enable one "
+                    "with 'dealertui dealers enable ID'."
                 )
         elif not dealer_ids:
             raise UsageError("enqueue needs --dealer ID or --all-dealers.")
         else:
             await self.check_dealers(dealer_ids)
+            disabled = set(await dealerops.disabled_dealers(self.store))
+            for d in dealer_ids:
+                if d in disabled:
+                    raise UsageError(
+                        f"dealer {d} is disabled, so its jobs would never run; enable it with "
+                        f"'dealertui dealers enable {d}' first."
+                    )
         return await self.store.enqueue(dealer_ids, types or None, by=self.who)
 
     async def retry(

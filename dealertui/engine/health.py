@@ -137,6 +137,23 @@ def _failure_rate(facts: dict[str, Any], threshold: float, min_outcomes: int) ->
     )
 
 
+async def _config_dealers(store: JobStore, config: Config) -> Check:
+    """Dealers the config no longer names are still worked: said, not judged (ok either way:
+    a config edit is no outage)."""
+    from dealertui.engine.actions import unconfigured_dealers
+
+    gone = unconfigured_dealers(config, await store.dealer_ids())
+    if not gone:
+        return Check("config_dealers", True, "every dealer in the database is in the config.")
+    shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+    return Check(
+        "config_dealers", True,
+        f"{plural(len(gone), 'dealer')} in the database {'is' if len(gone) == 1 else 'are'} "
+        f"not in the config ({config.source}) and still worked: {shown}; 'dealertui dealers "
+        "disable ID' or 'dealers remove ID'.",
+    )
+
+
 async def check_health(
     store: JobStore,
     config: Config | None,
@@ -151,7 +168,8 @@ async def check_health(
     database, open_breakers, stuck_jobs, worker_heartbeat (due work needs a worker seen
     within *heartbeat_within_s*; with none due, no heartbeat is fine), failure_rate
     (failed + retrying over the outcomes of the last *window_s*, judged from *min_outcomes*
-    on). *config* only adds the breakers' time to half-open; None is allowed.
+    on); config_dealers, only when *config* names dealers, lists those it no longer names
+    (it never fails). *config* also adds the breakers' time to half-open; None is allowed.
     StoreUnavailable propagates: the caller maps it to exit 3.
     """
     t0 = time.perf_counter()
@@ -167,6 +185,8 @@ async def check_health(
         _heartbeat(facts, heartbeat_within_s),
         _failure_rate(facts, failure_rate_threshold, min_outcomes),
     ]
+    if config is not None and config.dealers:
+        checks.append(await _config_dealers(store, config))
     return (HEALTHY if all(c.ok for c in checks) else DEGRADED), checks
 
 

@@ -60,7 +60,7 @@ def _job_filter(
 
 @functools.lru_cache(maxsize=64)
 def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_filter: str) -> str:
-    where = []
+    where = ["AND d.disabled_at IS NULL"]  # a disabled dealer keeps its jobs, none is claimed
     if only:
         where.append(f"AND {in_list(dialect, 'd.id', 'only')}")
     if paused_dealers:

@@ -34,10 +34,11 @@ from dealertui.model import (
     JobOutcome,
     JobState,
     Pause,
+    dealer_name_problem,
     empty_state_counts,
     is_valid_dealer_id,
 )
-from dealertui.store import breakers, claims, fastpath, graphops, pipelines
+from dealertui.store import breakers, claims, dealerops, fastpath, graphops, pipelines
 from dealertui.store.db import Database
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import at_claims, claims_params, one_of
@@ -255,14 +256,19 @@ class JobStore:
 
     # -- dealers ------------------------------------------------------------------------------
 
-    async def add_dealers(self, items: Iterable[tuple[str, str | None]]) -> int:
-        """Add dealers (id, name); an existing id keeps its jobs and takes the new name."""
+    async def add_dealers(
+        self, items: Iterable[tuple[str, str | None]], *, by: str | None = None
+    ) -> int:
+        """Add dealers (id, name); an existing id keeps its jobs and takes the new name.
+        With *by* (an operator), each dealer added and each name changed is audited."""
         rows = list(items)
-        for dealer_id, _ in rows:
+        for dealer_id, name in rows:
             if not is_valid_dealer_id(dealer_id):
                 raise UsageError(
                     f"invalid dealer id {dealer_id!r}: {DEALER_ID_HINT}."
                 )
+            if (problem := dealer_name_problem(name)) is not None:
+                raise UsageError(problem)
         if not rows:
             return 0
         now = self.clock()
@@ -276,9 +282,21 @@ class JobStore:
             ]
             if new:
                 await conn.execute(insert(dealers), new)
-            for i, n in rows:
-                if i in existing and n is not None:
-                    await conn.execute(update(dealers).where(dealers.c.id == i).values(name=n))
+            for d in new:
+                await self._audit(conn, by=by, action="add-dealer", target=f"dealer {d['id']}",
+                                  job_ids=[], reason=None, at=now)
+            renamed = [(i, n) for i, n in rows if i in existing and n is not None]
+            old = dict((await conn.execute(
+                select(dealers.c.id, dealers.c.name)
+                .where(one_of(conn, "dealers.id", [i for i, _ in renamed]))
+            )).all()) if renamed else {}
+            for i, n in renamed:
+                if old.get(i) == n:
+                    continue  # the config's names, synced on every open: nothing changed
+                await conn.execute(update(dealers).where(dealers.c.id == i).values(name=n))
+                await self._audit(conn, by=by, action="rename-dealer",
+                                  target=f"dealer {i}: {old.get(i)!r} -> {n!r}",
+                                  job_ids=[], reason=None, at=now)
             return len(new)
 
         return await self.db.run(tx)
@@ -292,7 +310,8 @@ class JobStore:
     async def list_dealers(self) -> list[Dealer]:
         async def tx(conn: AsyncConnection) -> list[Dealer]:
             rows = await conn.execute(select(dealers).order_by(dealers.c.id))
-            return [Dealer(r.id, r.name, r.created_at, r.last_served_at or None) for r in rows]
+            return [Dealer(r.id, r.name, r.created_at, r.last_served_at or None, r.disabled_at)
+                    for r in rows]
 
         return await self.db.run(tx, write=False)
 
@@ -824,6 +843,7 @@ class JobStore:
         The attempt they were on counts: a job with attempts left is ready again, one without
         fails and blocks its descendants. *locked_by* also takes back every running job of
         that worker id, expired or not (a worker restarting after an outage reclaims its own).
+        Workers silent for a day are forgotten in the same transaction (dealerops).
         """
         now = self.clock()
 
@@ -878,6 +898,7 @@ class JobStore:
                 )
                 events += fail_events
             await graphops.insert_events(conn, events, at=now, worker=worker_id)
+            await dealerops.forget_dead_workers(conn, now)
             if again or exhausted:
                 await self._audit(
                     conn, by=audit_by, action="reset-stuck", reason=None, at=now,
@@ -1433,8 +1454,13 @@ class JobStore:
                     select(runs).order_by(runs.c.id.desc()).limit(LAST_RUNS_SHOWN)
                 )
             ]
+            disabled = (await conn.execute(
+                select(dealers.c.id).where(dealers.c.disabled_at.is_not(None))
+                .order_by(dealers.c.id)
+            )).scalars().all()
             return {
                 "last_runs": last_runs,
+                "disabled_dealers": list(disabled),
                 "total": sum(by_state.values()),
                 "by_state": by_state,
                 "by_type": by_type,

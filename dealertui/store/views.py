@@ -50,6 +50,8 @@ class ConsoleSnapshot:
     succeeded_since: int = 0
     #: dealer -> when its oldest due ready job became ready (the fairness meter's input)
     oldest_ready: dict[str, float] = field(default_factory=dict)
+    #: dealers disabled (`dealers disable`): shown in their lane, never claimed
+    disabled: set[str] = field(default_factory=set)
 
 
 async def console_snapshot(
@@ -65,10 +67,14 @@ async def console_snapshot(
     now = store.clock()
 
     async def tx(conn: AsyncConnection) -> ConsoleSnapshot:
-        dealer_rows = [
-            (r.id, r.name)
-            for r in await conn.execute(select(dealers.c.id, dealers.c.name).order_by(dealers.c.id))
-        ]
+        rows = await conn.execute(
+            select(dealers.c.id, dealers.c.name, dealers.c.disabled_at).order_by(dealers.c.id)
+        )
+        dealer_rows, disabled = [], set()
+        for r in rows:
+            dealer_rows.append((r.id, r.name))
+            if r.disabled_at is not None:
+                disabled.add(r.id)
         top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
         if previous is not None and previous.last_event_id == top:
             lanes, by_state = previous.lanes, previous.by_state
@@ -92,7 +98,8 @@ async def console_snapshot(
         ]
         oldest = await oldest_claimable(conn, now)
         snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
-                               worker_rows, last_event_id=top, oldest_ready=oldest)
+                               worker_rows, last_event_id=top, oldest_ready=oldest,
+                               disabled=disabled)
         if after_event_id is not None and top > after_event_id:
             rows = await conn.execute(
                 select(job_events)

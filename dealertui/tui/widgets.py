@@ -105,6 +105,7 @@ class LanesTable(DataTable[Any]):
         return (
             cells,
             ("dealer", dealer_id) in snap.paused,
+            dealer_id in snap.disabled,
             oldest is not None and snap.now - oldest > STARVED_AFTER_S,
             age(snap.now - newest) if newest is not None else "",
         )
@@ -119,7 +120,10 @@ class LanesTable(DataTable[Any]):
         # 100-column terminal; ⌛ is two cells, and in a one-cell slot update_cell (which keeps
         # the column's width) clipped it, while a row added with it widened the column.
         dealer = Text(dealer_id + " ", style="bold" if paused else "")
-        if paused:
+        if dealer_id in snap.disabled:  # wins over paused: enabling is the first thing to do
+            dealer.stylize("dim strike")
+            dealer.append(_marker("⊘"), style="dim")
+        elif paused:
             dealer.append(_marker("⏸"), style="bold")
         elif oldest is not None and snap.now - oldest > STARVED_AFTER_S:
             # the fairness meter: claimable work that no worker has picked up for too long
