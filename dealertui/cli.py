@@ -218,11 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]], *,
-                         create: bool = True) -> int:
+                         create: bool = True, read_only: bool = False) -> int:
     from dealertui.engine.actions import Operator
     from dealertui.store import open_store
 
-    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S)
+    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S,
+                             read_only=read_only)
     try:
         return await fn(Operator(store, config))
     finally:
@@ -263,7 +264,8 @@ async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     # listing reads: a database that does not exist is an error, not created empty
-    return await _with_operator(config, run, create=args.dealers_command == "add")
+    return await _with_operator(config, run, create=args.dealers_command == "add",
+                                read_only=args.dealers_command == "list")
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
@@ -296,7 +298,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
     # a typo'd path answered "no jobs yet", exit 0, over a new empty database: monitoring
     # saw all quiet
-    return await _with_operator(config, run, create=False)
+    return await _with_operator(config, run, read_only=True)
 
 
 async def _acting(
@@ -421,7 +423,7 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
         _out(drawing)
         return 0
 
-    return await _with_operator(config, run, create=False)
+    return await _with_operator(config, run, read_only=True)
 
 
 async def _read_store(config: Config) -> Any:
@@ -429,7 +431,7 @@ async def _read_store(config: Config) -> Any:
     from dealertui.store import JobStore, rules_from_config
 
     return await JobStore.open(
-        config.database_url, rules_from_config(config), create=False,
+        config.database_url, rules_from_config(config), read_only=True,
         retry_budget_s=CLI_RETRY_BUDGET_S, breaker=config.circuit_breaker,
     )
 
