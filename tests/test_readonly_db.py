@@ -317,3 +317,54 @@ def test_healths_write_is_rolled_back(place: Place) -> None:
     database = json.loads(p.stdout)["checks"][0]
     assert database["ok"] and "a write (rolled back) succeeded" in database["detail"], show(p)
     assert dump() == before
+
+
+def test_a_worker_pauses_and_says_so_on_a_fault_that_is_not_retried(place: Place) -> None:
+    """A fault that is neither transient nor lasting (here a table gone under the worker):
+    the worker logs it and pauses before trying again. It took Database.answering (no
+    retried call was failing) for "the outage is over" and tried again at once, silently."""
+    import queue
+    import signal
+    import threading
+
+    place.seed()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
+    env.update(HOME=str(place.base), XDG_CONFIG_HOME=str(place.base / "xdg"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dealertui", "--database-url", place.url, "worker"],
+        cwd=place.base, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in worker.stderr or ()],
+                              daemon=True)
+    reader.start()
+
+    def wait_for(needle: str) -> str:
+        while True:
+            try:
+                line = lines.get(timeout=TIMEOUT_S)
+            except queue.Empty:
+                raise AssertionError(f"no {needle!r} from the worker; it said {seen}") from None
+            seen.append(line)
+            if needle in line:
+                return line
+
+    try:
+        wait_for(" started: ")
+        conn = sqlite3.connect(place.db, timeout=30)
+        conn.execute("ALTER TABLE jobs RENAME TO jobs_away")
+        conn.commit()
+        assert "no such table" in wait_for("Retrying in")
+        conn.execute("ALTER TABLE jobs_away RENAME TO jobs")
+        conn.commit()
+        conn.close()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=TIMEOUT_S) == 0, seen
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        reader.join(TIMEOUT_S)
+        if worker.stderr is not None:
+            worker.stderr.close()
