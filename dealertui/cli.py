@@ -229,11 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]], *,
-                         create: bool = True) -> int:
+                         create: bool = True, read_only: bool = False) -> int:
     from dealertui.engine.actions import Operator
     from dealertui.store import open_store
 
-    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S)
+    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S,
+                             read_only=read_only)
     try:
         return await fn(Operator(store, config))
     finally:
@@ -289,8 +290,10 @@ async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
                 _out(f"{d.id}\t{shown_name(d.name)}{off}")
         return 0
 
-    # the others read or change dealers that exist: a missing database is an error
-    return await _with_operator(config, run, create=command == "add")
+    # the others read or change dealers that exist: a missing database is an error; listing
+    # only reads
+    return await _with_operator(config, run, create=command == "add",
+                                read_only=command == "list")
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
@@ -337,7 +340,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
     # a typo'd path answered "no jobs yet", exit 0, over a new empty database: monitoring
     # saw all quiet
-    return await _with_operator(config, run, create=False)
+    return await _with_operator(config, run, read_only=True)
 
 
 async def _acting(
@@ -481,7 +484,7 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
         _out(drawing)
         return 0
 
-    return await _with_operator(config, run, create=False)
+    return await _with_operator(config, run, read_only=True)
 
 
 async def _read_store(config: Config) -> Any:
@@ -489,7 +492,7 @@ async def _read_store(config: Config) -> Any:
     from dealertui.store import JobStore, rules_from_config
 
     return await JobStore.open(
-        config.database_url, rules_from_config(config), create=False,
+        config.database_url, rules_from_config(config), read_only=True,
         retry_budget_s=CLI_RETRY_BUDGET_S, breaker=config.circuit_breaker,
     )
 

@@ -604,7 +604,7 @@ async def print_plan(
     from dealertui.engine.plan import build_plan
     from dealertui.store import JobStore, rules_from_config
 
-    store = await JobStore.open(config.database_url, rules_from_config(config), create=False,
+    store = await JobStore.open(config.database_url, rules_from_config(config), read_only=True,
                                 retry_budget_s=3.0, breaker=config.circuit_breaker)
     try:
         if dealers:

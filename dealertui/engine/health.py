@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dealertui.errors import StoreUnavailable
 from dealertui.store.breakers import describe
 from dealertui.store.insights import health_facts
 from dealertui.text import plural, span
@@ -165,21 +166,27 @@ async def check_health(
 ) -> tuple[int, list[Check]]:
     """Run every check: (0 healthy or 1 degraded, the checks in a fixed order).
 
-    database, open_breakers, stuck_jobs, worker_heartbeat (due work needs a worker seen
-    within *heartbeat_within_s*; with none due, no heartbeat is fine), failure_rate
-    (failed + retrying over the outcomes of the last *window_s*, judged from *min_outcomes*
-    on); config_dealers, only when *config* names dealers, lists those it no longer names
-    (it never fails). *config* also adds the breakers' time to half-open; None is allowed.
-    StoreUnavailable propagates: the caller maps it to exit 3.
+    database (a read, and a write that is rolled back), open_breakers, stuck_jobs,
+    worker_heartbeat (due work needs a worker seen within *heartbeat_within_s*; with none
+    due, no heartbeat is fine), failure_rate (failed + retrying over the outcomes of the
+    last *window_s*, judged from *min_outcomes* on); config_dealers, only when *config* names
+    dealers, lists those it no longer names (it never fails). *config* also adds the
+    breakers' time to half-open; None is allowed. StoreUnavailable propagates: the caller
+    maps it to exit 3.
     """
     t0 = time.perf_counter()
     facts = await health_facts(store, heartbeat_within_s=heartbeat_within_s, window_s=window_s)
     ms = (time.perf_counter() - t0) * 1000
+    answered = f"{store.db.url_description} ({store.db.dialect}) answered in {ms:.0f} ms"
+    try:
+        # reads alone said "healthy" over a read-only file, role or standby on which every
+        # claim and outcome failed
+        await store.check_writable()
+        database = Check("database", True, f"{answered}; a write (rolled back) succeeded.")
+    except StoreUnavailable as exc:
+        database = Check("database", False, f"{answered}, but {exc}")
     checks = [
-        Check(
-            "database", True,
-            f"{store.db.url_description} ({store.db.dialect}) answered in {ms:.0f} ms.",
-        ),
+        database,
         _breakers(facts, config),
         _stuck(facts),
         _heartbeat(facts, heartbeat_within_s),

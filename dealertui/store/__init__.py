@@ -22,18 +22,20 @@ __all__ = [
 
 
 async def open_store(
-    config: Config, *, create: bool = True, retry_budget_s: float = 10.0
+    config: Config, *, create: bool = True, retry_budget_s: float = 10.0,
+    read_only: bool = False,
 ) -> JobStore:
     """Open the configured database (schema created on first use) with the config's dealers.
 
     *retry_budget_s* bounds how long transient faults are retried before StoreUnavailable:
     short for a person at a prompt, longer for a worker that should ride out a restart.
+    *read_only*: for commands that only read; no schema, no dealers, nothing written.
     """
     store = await JobStore.open(
         config.database_url, rules_from_config(config), create=create,
-        retry_budget_s=retry_budget_s, breaker=config.circuit_breaker,
+        retry_budget_s=retry_budget_s, breaker=config.circuit_breaker, read_only=read_only,
     )
-    if config.dealers:
+    if config.dealers and not read_only:
         try:
             await store.add_dealers([(d.id, d.name) for d in config.dealers])
         except BaseException:

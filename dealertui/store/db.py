@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,6 +34,7 @@ from tenacity import (
 )
 
 from dealertui.errors import StoreUnavailable
+from dealertui.store.readonly import not_writable_reason, read_uri, writable
 
 T = TypeVar("T")
 
@@ -49,6 +51,11 @@ _TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "5330
 # (42501), a read-only standby (25006), disk full or out of memory (53), I/O errors (58),
 # corruption (XX001, XX002). Raised as they were, they reached the user as tracebacks.
 _UNUSABLE_SQLSTATES = ("28", "3D000", "3F000", "42501", "25006", "53", "58", "XX001", "XX002")
+# The same for SQLite (primary result codes): no permission, a read-only file or directory,
+# a damaged file, a full disk, not a database. A worker retried "attempt to write a readonly
+# database" ~150 times a second, and a damaged page reached the user as a traceback.
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 3, 8, 11, 13, 26
+_UNUSABLE_SQLITE = (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB)
 
 
 def mask_password(url: str) -> str:
@@ -108,15 +115,26 @@ def _sqlstate(e: BaseException) -> str:
 
 def is_unusable(exc: BaseException) -> bool:
     """True for faults that mean the database cannot be used as configured (no retry)."""
-    return any(_sqlstate(e).startswith(_UNUSABLE_SQLSTATES) for e in _chain(exc))
+    return any(_sqlstate(e).startswith(_UNUSABLE_SQLSTATES) or _sqlite_code(e) in _UNUSABLE_SQLITE
+               for e in _chain(exc))
 
 
-def create_engine(url: str, *, make_dirs: bool = True) -> AsyncEngine:
+def _sqlite_code(e: BaseException) -> int | None:
+    """The primary SQLite result code of *e* (extended codes carry it in the low byte)."""
+    code = getattr(e, "sqlite_errorcode", None) if isinstance(e, sqlite3.Error) else None
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def create_engine(url: str, *, make_dirs: bool = True, read_only: bool = False) -> AsyncEngine:
     """An AsyncEngine for *url* with the per-dialect settings described above; with
     *make_dirs*, a SQLite file's missing directories are created (not for a command that
-    must not create the database: it left empty directories behind)."""
+    must not create the database: it left empty directories behind). *read_only*: see
+    _read_only_sqlite_engine."""
     if is_sqlite(url):
         database = make_url(url).database
+        path = sqlite_path(url)
+        if read_only and path is not None:
+            return _read_only_sqlite_engine(path)
         if make_dirs and database and database != ":memory:":
             try:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -150,13 +168,34 @@ def create_engine(url: str, *, make_dirs: bool = True) -> AsyncEngine:
     )
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _read_only_sqlite_engine(path: str) -> AsyncEngine:
+    """An engine for commands that only read: each connection is opened as readonly.read_uri
+    says for this user at that moment (so no -shm or -wal is created where the user cannot
+    write), and no pooling, so that a console left open sees the owner's later writes (an
+    immutable connection would never look again), and no journal mode is set."""
+    import aiosqlite
+
+    async def connect() -> Any:
+        uri = await anyio.to_thread.run_sync(read_uri, path)
+        conn = aiosqlite.connect(uri or path, uri=bool(uri),
+                                 timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        conn._thread.daemon = True  # as SQLAlchemy's own connect does
+        return await conn
+
+    engine = create_async_engine("sqlite+aiosqlite://", async_creator=connect,
+                                 poolclass=NullPool)
+    _install_sqlite_hooks(engine, journal=False)
+    return engine
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, journal: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's own implicit BEGIN is always DEFERRED).
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if journal:  # a reader must not switch another application's file to WAL
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -171,10 +210,14 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 class Database:
     """One engine, two kinds of transaction (read, write), both retried on transient faults."""
 
-    def __init__(self, url: str, *, retry_budget_s: float = 10.0, create: bool = True) -> None:
+    def __init__(self, url: str, *, retry_budget_s: float = 10.0, create: bool = True,
+                 read_only: bool = False) -> None:
         self.url = url
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
-        self.engine = create_engine(url, make_dirs=create)
+        #: only reads will be made (status, health, the read-only console): a SQLite file
+        #: this user cannot write is read without creating anything beside it
+        self.read_only = read_only
+        self.engine = create_engine(url, make_dirs=create and not read_only, read_only=read_only)
         self._write_engine = self.engine.execution_options(dealertui_write=True)
         self.retry_budget_s = retry_budget_s
         self.url_description = describe_url(url)
@@ -208,7 +251,9 @@ class Database:
                     f"the database {self.url_description} does not exist; run 'dealertui "
                     "init-db' first (or check the path)."
                 )
-            conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            uri = read_uri(path) if self.read_only else ""
+            conn = sqlite3.connect(uri or path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                   uri=bool(uri))
             try:
                 tables = {r[0] for r in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -281,9 +326,11 @@ class Database:
                     self._answered()
                     return result
         except (OperationalError, InterfaceError, OSError) as exc:
+            self._failed()
             raise self.unavailable(exc) from None
         except DBAPIError as exc:
             if is_transient(exc) or is_unusable(exc):
+                self._failed()
                 raise self.unavailable(exc) from None
             raise
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying reraises
@@ -323,6 +370,13 @@ class Database:
         finally:
             self.retry_budget_s = saved
 
+    def _failed(self) -> None:
+        # a fault that was not retried fails the call too: `answering` stays False until a
+        # call succeeds (the worker took "answering" for "the outage is over" and retried a
+        # read-only database at once, for ever)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
     def _answered(self) -> None:
         if self._failing_since is None:
             return
@@ -333,8 +387,27 @@ class Database:
         self._failing_since = None
         self._outage_reported = False
 
+    def write_refusal(self) -> str | None:
+        """Why this user cannot write the SQLite file, known without trying (None: it can, as
+        far as file modes tell, or the database is not a SQLite file)."""
+        path = sqlite_path(self.url)
+        if path is None or not os.path.exists(path) or writable(path):
+            return None
+        return not_writable_reason(path)
+
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The StoreUnavailable sentence for *exc*, with any password masked."""
+        codes = {_sqlite_code(e) for e in _chain(exc)}
+        if _SQLITE_READONLY in codes and (refusal := self.write_refusal()) is not None:
+            return StoreUnavailable(
+                f"cannot write the database {self.url_description}: {refusal}; this command "
+                "writes to it and needs write access to the file and its directory.",
+                lasting=True)
+        if _SQLITE_CORRUPT in codes:
+            return StoreUnavailable(
+                f"cannot use the database {self.url_description}: the file is damaged "
+                f"({_reason(exc)}); restore it from a backup, or salvage what is readable "
+                "with sqlite3's '.recover' command.", lasting=True)
         reason = _reason(exc)
         secret = make_url(self.url).password
         if secret:

@@ -135,16 +135,23 @@ class JobStore:
         retry_budget_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         breaker: BreakerConfig | None = None,
+        read_only: bool = False,
     ) -> JobStore:
-        """Connect to *url*; create the schema on first use unless *create* is False."""
+        """Connect to *url*; create the schema on first use unless *create* is False. With
+        *create*, a database this user cannot write is refused here; *read_only* (for
+        commands that only read; implies not *create*) opens it without writing anything."""
+        create = create and not read_only
         store = cls(
-            Database(url, retry_budget_s=retry_budget_s, create=create), rules, clock=clock,
-            breaker=breaker,
+            Database(url, retry_budget_s=retry_budget_s, create=create, read_only=read_only),
+            rules, clock=clock, breaker=breaker,
         )
         try:
+            if create:  # before any connection, which would leave a -wal and -shm behind
+                store._refuse_unwritable()
             await store.db.preflight(create)
             if create:
                 await store.init_schema()
+                await store.check_writable()
             else:
                 await store.check_schema()
         except BaseException:
@@ -209,6 +216,25 @@ class JobStore:
         clash = existing if conn.dialect.name == "sqlite" else existing & set(metadata.tables)
         if clash:
             raise self.db.foreign(clash)
+
+    async def check_writable(self) -> None:
+        """Raise StoreUnavailable (lasting) unless a write succeeds, in a transaction that is
+        rolled back. A read-only file, a role without write privilege or a read-only standby
+        answer every read, and an up-to-date schema needs no write: `init-db` said "database
+        ready" and a worker started, then failed every claim."""
+        self._refuse_unwritable()
+
+        async def tx(conn: AsyncConnection) -> None:
+            await conn.execute(update(meta).where(meta.c.key == "schema_version")
+                               .values(value=meta.c.value))
+
+        await self.db.rolling_back().run(tx)
+
+    def _refuse_unwritable(self) -> None:
+        refusal = self.db.write_refusal()
+        if refusal is not None:
+            raise StoreUnavailable(
+                f"cannot write the database {self.db.url_description}: {refusal}.", lasting=True)
 
     async def check_schema(self) -> None:
         async def tx(conn: AsyncConnection) -> int | None:

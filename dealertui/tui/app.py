@@ -142,7 +142,8 @@ class DealerConsole(App[None]):
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
             try:
-                self.store = await open_store(self.config)
+                # read-only: nothing created or written, so it opens a database it cannot write
+                self.store = await open_store(self.config, read_only=self.read_only)
             except DealertuiError as exc:
                 # said by run_console once the terminal is restored: one sentence and its
                 # exit code (a wrong password showed a traceback and exited 1)
