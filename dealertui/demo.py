@@ -18,6 +18,7 @@ DEMO_DEALERS = (
     ("d010", "Lakeshore Hyundai"), ("d011", "Redwood Mazda"), ("d012", "Granite VW"),
 )
 DEMO_FAILING = ("d004", "d009")
+DEMO_HANDLERS = "dealertui.handlers.demo"
 
 
 @contextmanager
@@ -40,7 +41,11 @@ def demo_config(config: Config, tmp: str) -> Config:
     )
     retry = dataclasses.replace(config.retry, max_attempts=4, backoff_initial_s=2.0,
                                 backoff_max_s=20.0, backoff_jitter_s=1.0)
-    job_types = {n: dataclasses.replace(jt, retry=retry) for n, jt in config.job_types.items()}
+    # the built-in types get the simulated handlers here, and only here (and in bench)
+    job_types = {
+        n: dataclasses.replace(jt, retry=retry, handler=jt.handler or f"{DEMO_HANDLERS}:{n}")
+        for n, jt in config.job_types.items()
+    }
     breaker = dataclasses.replace(config.circuit_breaker, failure_threshold=3, window_s=60,
                                   min_dealers=4,
                                   reset_timeout_s=30)

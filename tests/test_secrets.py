@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from clihelp import write_demo_config
+except ImportError:  # tests/ made a package, or --import-mode=importlib
+    from tests.clihelp import write_demo_config
+
 SECRET = "s3cr3t-Pa55"
 
 
@@ -44,6 +49,7 @@ def secret_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_no_command_prints_the_password(tmp_path: Path, secret_url: str) -> None:
+    write_demo_config(tmp_path)  # handlers for run-once (a run without them refuses at once)
     outputs = [
         run(tmp_path, secret_url, "init-db"),
         run(tmp_path, secret_url, "dealers", "add", "d1"),
@@ -65,6 +71,7 @@ def test_no_command_prints_the_password(tmp_path: Path, secret_url: str) -> None
 
 
 def test_errors_mask_the_password(tmp_path: Path) -> None:
+    write_demo_config(tmp_path)  # else run-once refuses before it reaches the database
     dead = f"postgresql://postgres:{SECRET}@127.0.0.1:1/nothing"
     for out in (
         run(tmp_path, dead, "status"),
@@ -77,6 +84,8 @@ def test_errors_mask_the_password(tmp_path: Path) -> None:
 
 
 def test_worker_log_masks_the_password(tmp_path: Path, secret_url: str) -> None:
+    write_demo_config(tmp_path)
+    assert SECRET not in run(tmp_path, secret_url, "init-db")  # a worker does not create it
     proc = subprocess.Popen(
         [sys.executable, "-m", "dealertui", "worker"], cwd=tmp_path,
         env=_env(tmp_path, secret_url), stdin=subprocess.DEVNULL,
