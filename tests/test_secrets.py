@@ -91,9 +91,16 @@ def test_worker_log_masks_the_password(tmp_path: Path, secret_url: str) -> None:
         env=_env(tmp_path, secret_url), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(3)
+    assert proc.stderr is not None
+    head = []  # SIGTERM once it has started (a loaded machine took more than a fixed 3 s)
+    for line in proc.stderr:
+        head.append(line)
+        if "started" in line:
+            break
+    time.sleep(1)  # "started" is logged just before its signal handler is set
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
+    err = "".join(head) + err
     assert proc.returncode == 0, err
     assert "started" in err
     assert SECRET not in out + err
