@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--run-once: print the plan (order per dealer, what is held and why)")
     p.add_argument("--metrics-textfile", metavar="PATH",
                    help="--run-once: write Prometheus metrics for node_exporter's textfile")
+    p.add_argument("--create", action="store_true", dest="run_create",
+                   help="--run-once: create the database if it does not exist (as init-db)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("init-db", help="create the schema (also done on first use)")
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how long running jobs may finish after the first signal (30s)")
     wk.add_argument("--metrics-port", type=port_number, metavar="P")
     wk.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST")
+    wk.add_argument("--create", action="store_true", dest="worker_create",
+                    help="create the database if it does not exist (as init-db)")
 
     gr = sub.add_parser("graph", help="print the dependency graph")
     gr.add_argument("--dealer", metavar="ID")
@@ -589,6 +593,7 @@ async def cmd_worker(config: Config, args: argparse.Namespace) -> int:
         grace_s=args.grace,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        create=args.worker_create,
     )
 
 
@@ -635,6 +640,7 @@ _RUN_ONCE_ONLY = {
     "run_limit": "--limit", "run_max_dealers": "--max-dealers",
     "run_max_jobs_per_dealer": "--max-jobs-per-dealer", "run_dealers": "--dealer",
     "run_json": "--json", "run_dry": "--dry-run", "metrics_textfile": "--metrics-textfile",
+    "run_create": "--create",
 }
 
 
@@ -713,6 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         dealers=args.run_dealers,
                         json_out=args.run_json,
                         metrics_textfile=args.metrics_textfile,
+                        create=args.run_create,
                     )
                 )
             from dealertui.tui.run import run_console

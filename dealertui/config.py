@@ -105,7 +105,7 @@ class JobTypeConfig:
     name: str
     priority: int
     depends_on: tuple[str, ...]
-    handler: HandlerSpec
+    handler: HandlerSpec | None  # None: a built-in type no config names a handler for
     timeout_s: float
     retry: RetryPolicy
     retry_exit_codes: tuple[int, ...] = ()
@@ -162,14 +162,17 @@ def _graph(job_types: Mapping[str, JobTypeConfig]) -> nx.DiGraph:
 
 _SEEDS = [("homenet", 1), ("dealer_com", 2, "homenet"), ("product_scrape", 3, "homenet")]
 _SEEDS.append(("url_shorten", 4, "product_scrape"))
+# No handler: simulated work must never mark real jobs succeeded. `--demo` fills in the demo
+# handlers (demo.py); a command that runs jobs refuses a type without one (handlers/check.py).
 DEFAULT_JOB_TYPES: Mapping[str, JobTypeConfig] = MappingProxyType(
     {
-        name: JobTypeConfig(
-            name, prio, tuple(deps), f"dealertui.handlers.demo:{name}", 300.0, RetryPolicy()
-        )
+        name: JobTypeConfig(name, prio, tuple(deps), None, 300.0, RetryPolicy())
         for name, prio, *deps in _SEEDS
     }
 )
+#: the `{name}` placeholders an exec handler's arguments may hold (handlers/exec.py fills them)
+EXEC_PLACEHOLDERS = ("dealer_id", "job_type", "job_id", "attempt")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 # --- database URLs -------------------------------------------------------------------------
@@ -254,6 +257,15 @@ def find_config_path(
         return _named_file(explicit, "--config", cwd)
     if env.get(ENV_CONFIG):  # an empty variable counts as unset, as shells make that easy
         return _named_file(env[ENV_CONFIG], f"${ENV_CONFIG}", cwd)
+    for candidate in config_search_paths(env, cwd):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def config_search_paths(env: Mapping[str, str] = os.environ, cwd: Path | None = None
+                        ) -> list[Path]:
+    """The files looked for when neither --config nor $DEALERTUI_CONFIG names one."""
     xdg = env.get("XDG_CONFIG_HOME", "")
     if os.path.isabs(xdg):  # the XDG spec says to ignore a relative value
         user_dir = Path(xdg)
@@ -261,10 +273,7 @@ def find_config_path(
         user_dir = Path(platformdirs.user_config_dir(appauthor=False, roaming=True))
     else:  # DESIGN.md promises ~/.config, on macOS too (not ~/Library/Application Support)
         user_dir = Path(env.get("HOME") or Path.home()) / ".config"
-    for candidate in ((cwd or Path.cwd()) / "dealertui.toml", user_dir / "dealertui/config.toml"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return [(cwd or Path.cwd()) / "dealertui.toml", user_dir / "dealertui/config.toml"]
 
 
 def load_config(
@@ -311,6 +320,18 @@ def _load_file(source: Path) -> Config:
         if line is None:
             raise
         raise ConfigError(f"{exc.where}, line {line}: {exc.text}.") from None
+
+
+def locate(source: Path | None, key: str) -> str:
+    """Where *key* of a loaded config is set, for an error sentence: "FILE, line N" (or FILE,
+    or "config" for a config without a file)."""
+    if source is None:
+        return "config"
+    try:
+        line = _find_line(source.read_text(encoding="utf-8"), key)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return f"{source}, line {line}" if line is not None else str(source)
 
 
 def _find_line(text: str, key: str) -> int | None:
@@ -560,6 +581,13 @@ def _handler(job: _Table) -> HandlerSpec:
         argv = tuple(table.get("exec", "a list of strings"))
         if not argv or not argv[0]:
             table.fail("exec", f"must start with a command, not {_show(list(argv))}")
+        for arg in argv:
+            # an unknown one was passed to the command literally ("{dealr_id}")
+            for name in _PLACEHOLDER_RE.findall(arg):
+                if name not in EXEC_PLACEHOLDERS:
+                    allowed = " ".join(f"{{{p}}}" for p in EXEC_PLACEHOLDERS)
+                    table.fail("exec", f"has unknown placeholder {{{name}}} in {_show(arg)} "
+                                       f"(known: {allowed})")
         return ExecHandler(argv, tuple(table.get("env", "a table of strings", {}).items()))
     url, method = table.get("url", "a string"), table.get("method", "a string", "POST")
     if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).netloc:

@@ -18,6 +18,7 @@ DEMO_DEALERS = (
     ("d010", "Lakeshore Hyundai"), ("d011", "Redwood Mazda"), ("d012", "Granite VW"),
 )
 DEMO_FAILING = ("d004", "d009")
+DEMO_HANDLERS = "dealertui.handlers.demo"
 
 
 @contextmanager
@@ -40,7 +41,11 @@ def demo_config(config: Config, tmp: str) -> Config:
     )
     retry = dataclasses.replace(config.retry, max_attempts=4, backoff_initial_s=2.0,
                                 backoff_max_s=20.0, backoff_jitter_s=1.0)
-    job_types = {n: dataclasses.replace(jt, retry=retry) for n, jt in config.job_types.items()}
+    # the built-in types get the simulated handlers here, and only here (and in bench)
+    job_types = {
+        n: dataclasses.replace(jt, retry=retry, handler=jt.handler or f"{DEMO_HANDLERS}:{n}")
+        for n, jt in config.job_types.items()
+    }
     # the two broken dealers' own breakers open after 3 attempts; the shared ones only if half
     # of the 12 dealers fail (2 broken feeds and the 8% noise never are)
     breaker = dataclasses.replace(config.circuit_breaker, dealer_min_calls=3, window_s=60,

@@ -175,6 +175,20 @@ class _PlainLog:
             )
 
 
+def using(config: Config) -> str:
+    """Which config file and which database (password masked) a run uses, for its first line:
+    a cron job in $HOME without $DEALERTUI_CONFIG ran on defaults without a word."""
+    import os
+
+    from dealertui.store import describe_database
+    from dealertui.store.db import sqlite_path
+
+    where = (f"config {os.path.abspath(config.source)}" if config.source is not None
+             else "no config file")
+    url = config.database_url
+    return f"{where}, database {sqlite_path(url) or describe_database(url)}"
+
+
 def _summary_line(stats: ProcessingStats) -> str:
     released = stats.released_jobs
     retrying = f"{stats.retried_jobs + released} retrying" + (
@@ -206,6 +220,7 @@ async def run_once(
     dealers: list[str] | None = None,
     json_out: bool = False,
     metrics_textfile: str | None = None,
+    create: bool = False,
 ) -> int:
     """`dealertui --run-once`: exit 0 when no job failed or was blocked in this run, else 1.
 
@@ -222,11 +237,14 @@ async def run_once(
     from dealertui.engine.actions import Operator
     from dealertui.engine.events import EventBus, StatsTick
     from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.handlers.check import check_runnable
     from dealertui.store import open_store
 
+    print(f"dealertui run-once: {using(config)}", file=sys.stderr, flush=True)
+    check_runnable(config)
     if metrics_textfile is not None:
         _check_writable_dir(metrics_textfile, "--metrics-textfile")
-    store = await open_store(config)
+    store = await open_store(config, must_exist=not create)
     interrupted: list[int] = []
     try:
         if dealers:
@@ -442,6 +460,7 @@ async def run_worker(
     grace_s: float = 30.0,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    create: bool = False,
 ) -> int:
     """`dealertui worker`: run until SIGTERM/SIGINT, riding out database outages.
 
@@ -454,8 +473,11 @@ async def run_worker(
     from dealertui.engine.events import EventBus
     from dealertui.engine.manager import MultiDealerDependencyManager
     from dealertui.errors import StoreUnavailable
+    from dealertui.handlers.check import check_runnable
     from dealertui.store import open_store
 
+    _log(using(config))
+    check_runnable(config)
     bus = EventBus()
     bus.subscribe(_PlainLog())
     server = None
@@ -467,7 +489,7 @@ async def run_worker(
         server = metrics.serve(metrics_port, host=metrics_host)
         _log(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     try:
-        store = await open_store(config, retry_budget_s=30.0)
+        store = await open_store(config, retry_budget_s=30.0, must_exist=not create)
     except BaseException:
         if server is not None:
             server.close()
@@ -604,6 +626,7 @@ async def print_plan(
     from dealertui.engine.plan import build_plan
     from dealertui.store import JobStore, rules_from_config
 
+    print(f"dealertui run-once --dry-run: {using(config)}", file=sys.stderr, flush=True)
     store = await JobStore.open(config.database_url, rules_from_config(config), read_only=True,
                                 retry_budget_s=3.0, breaker=config.circuit_breaker)
     try:

@@ -23,9 +23,9 @@ from dealertui.model import ALL_STATES
 from dealertui.store import JobStore, rules_from_config
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli_env, show
+    from clihelp import cli_env, show, without_header, write_demo_config
 except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli_env, show
+    from tests.clihelp import cli_env, show, without_header, write_demo_config
 
 TIMEOUT_S = 60
 DEFAULT_TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
@@ -63,7 +63,7 @@ def user_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) ->
     """Exit *code*, exactly one line on stderr containing every needle, no traceback."""
     assert p.returncode == code, show(p)
     assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, show(p)
-    lines = p.stderr.strip().splitlines()
+    lines = without_header(p.stderr.strip().splitlines())
     assert len(lines) == 1, show(p)
     for needle in needles:
         assert needle in lines[0], show(p)
@@ -483,6 +483,7 @@ def test_metrics_port_in_use_is_one_sentence_before_anything_opens(tmp_path: Pat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        write_demo_config(tmp_path)
         p = run(tmp_path, "worker", "--metrics-port", str(port),
                 db_url=f"sqlite:///{tmp_path}/never.db")
     user_error(p, 2, f"127.0.0.1:{port}", "in use")
@@ -574,6 +575,7 @@ def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_serve
     admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         ok(run(tmp_path, "init-db", db_url=url))
+        write_demo_config(tmp_path)  # handlers for the run-once and worker below
         _run_async(_execute(admin, f'CREATE ROLE "{role}" LOGIN'))
         weak = make_url(url).set(username=role).render_as_string(hide_password=False)
         user_error(run(tmp_path, "status", db_url=weak), 3, "permission denied")

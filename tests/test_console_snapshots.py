@@ -90,7 +90,7 @@ def console(
     )
     cfg = dataclasses.replace(cfg, database_url="sqlite+aiosqlite:///console.db")
 
-    async def open_frozen(config: Config) -> JobStore:
+    async def open_frozen(config: Config, **_options: object) -> JobStore:  # must_exist=...
         store = await JobStore.open(config.database_url, rules_from_config(config),
                                     clock=clock, breaker=config.circuit_breaker)
         await store.add_dealers([(d.id, d.name) for d in config.dealers])

@@ -123,6 +123,8 @@ def one_error_line(p: subprocess.CompletedProcess[str], code: int, *needles: str
     expect(p, code)
     assert p.stdout == "", show(p)
     lines = p.stderr.strip().splitlines()
+    if lines and lines[0].startswith("dealertui run-once: "):
+        lines = lines[1:]  # which config and database it uses (test_no_silent_defaults.py)
     assert len(lines) == 1, show(p)
     for needle in needles:
         assert needle in lines[0], show(p)
@@ -133,6 +135,7 @@ def one_error_line(p: subprocess.CompletedProcess[str], code: int, *needles: str
 def unreachable_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
     """Started first and checked last: it spends its retry budget while the others run."""
     tmp = tmp_path_factory.mktemp("unreachable")
+    (tmp / "dealertui.toml").write_text(CONFIG, encoding="utf-8")  # handlers: found in cwd
     proc = _start(tmp, ["--database-url", UNREACHABLE, "--run-once", "--json"])
     try:
         yield proc

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # tests/ is on sys.path under pytest's default "prepend" import mode
+    from clihelp import write_demo_config
+except ImportError:  # tests/ made a package, or --import-mode=importlib
+    from tests.clihelp import write_demo_config
+
 SECRET = "s3cr3t-Pa55"
 
 
@@ -44,6 +49,7 @@ def secret_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_no_command_prints_the_password(tmp_path: Path, secret_url: str) -> None:
+    write_demo_config(tmp_path)  # handlers for run-once (a run without them refuses at once)
     outputs = [
         run(tmp_path, secret_url, "init-db"),
         run(tmp_path, secret_url, "dealers", "add", "d1"),
@@ -65,6 +71,7 @@ def test_no_command_prints_the_password(tmp_path: Path, secret_url: str) -> None
 
 
 def test_errors_mask_the_password(tmp_path: Path) -> None:
+    write_demo_config(tmp_path)  # else run-once refuses before it reaches the database
     dead = f"postgresql://postgres:{SECRET}@127.0.0.1:1/nothing"
     for out in (
         run(tmp_path, dead, "status"),
@@ -77,14 +84,23 @@ def test_errors_mask_the_password(tmp_path: Path) -> None:
 
 
 def test_worker_log_masks_the_password(tmp_path: Path, secret_url: str) -> None:
+    write_demo_config(tmp_path)
+    assert SECRET not in run(tmp_path, secret_url, "init-db")  # a worker does not create it
     proc = subprocess.Popen(
         [sys.executable, "-m", "dealertui", "worker"], cwd=tmp_path,
         env=_env(tmp_path, secret_url), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(3)
+    assert proc.stderr is not None
+    head = []  # SIGTERM once it has started (a loaded machine took more than a fixed 3 s)
+    for line in proc.stderr:
+        head.append(line)
+        if "started" in line:
+            break
+    time.sleep(1)  # "started" is logged just before its signal handler is set
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
+    err = "".join(head) + err
     assert proc.returncode == 0, err
     assert "started" in err
     assert SECRET not in out + err

@@ -30,6 +30,8 @@ class HandlerRegistry:
         if jt is None:
             return _failing(f"job type {job_type!r} is not in the config")
         spec = jt.handler
+        if spec is None:  # refused before the run by check_runnable; never simulated
+            return _failing(f"job type {job_type!r} has no handler in the config")
         if isinstance(spec, ExecHandler):
             return make_exec_handler(spec, jt.retry_exit_codes)
         if isinstance(spec, HttpHandler):

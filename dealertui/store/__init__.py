@@ -23,14 +23,24 @@ __all__ = [
 
 async def open_store(
     config: Config, *, create: bool = True, retry_budget_s: float = 10.0,
-    read_only: bool = False,
+    read_only: bool = False, must_exist: bool = False,
 ) -> JobStore:
     """Open the configured database (schema created on first use) with the config's dealers.
 
     *retry_budget_s* bounds how long transient faults are retried before StoreUnavailable:
     short for a person at a prompt, longer for a worker that should ride out a restart.
-    *read_only*: for commands that only read; no schema, no dealers, nothing written.
+    *read_only*: for commands that only read; no schema, no dealers, nothing written (a
+    database that does not exist is refused).
+    With *must_exist*, a SQLite file that does not exist or a database without our schema is
+    refused (StoreUnavailable, as `status` says it) instead of created; an older schema is
+    still brought up to date.
     """
+    if must_exist and not read_only:
+        probe = await JobStore.open(
+            config.database_url, rules_from_config(config), create=False,
+            retry_budget_s=retry_budget_s, breaker=config.circuit_breaker,
+        )
+        await probe.close()
     store = await JobStore.open(
         config.database_url, rules_from_config(config), create=create,
         retry_budget_s=retry_budget_s, breaker=config.circuit_breaker, read_only=read_only,

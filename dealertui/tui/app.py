@@ -24,6 +24,7 @@ from dealertui.engine import graph as graphs
 from dealertui.engine.actions import Operator
 from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
+from dealertui.handlers.check import check_runnable
 from dealertui.model import ActionResult
 from dealertui.store import JobStore, describe_database, open_store
 from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
@@ -142,8 +143,11 @@ class DealerConsole(App[None]):
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
             try:
-                # read-only: nothing created or written, so it opens a database it cannot write
-                self.store = await open_store(self.config, read_only=self.read_only)
+                # read-only: nothing created or written, so it opens a database it cannot
+                # write; a typo'd path is refused as `--run-once` refuses it; the demo seeds
+                # its own
+                self.store = await open_store(self.config, read_only=self.read_only,
+                                              must_exist=self.seed is None)
             except DealertuiError as exc:
                 # said by run_console once the terminal is restored: one sentence and its
                 # exit code (a wrong password showed a traceback and exited 1)
@@ -410,6 +414,12 @@ class DealerConsole(App[None]):
     def action_start(self) -> None:
         if self._refuse():
             return
+        if self.manager is None:
+            try:
+                check_runnable(self.config)  # in the console's sentence, not jobs failed by it
+            except DealertuiError as exc:
+                self.notify(f"engine not started: {exc}", severity="error", timeout=15)
+                return
         lifted = self._is_paused(("global", ""))
         if lifted:
             self._toggle_pause(("global", ""))
