@@ -258,7 +258,15 @@ def find_config_path(
     if env.get(ENV_CONFIG):  # an empty variable counts as unset, as shells make that easy
         return _named_file(env[ENV_CONFIG], f"${ENV_CONFIG}", cwd)
     for candidate in config_search_paths(env, cwd):
-        if candidate.is_file():
+        try:
+            found = candidate.is_file()
+        except PermissionError:
+            # e.g. HOME=/root for another user: the file may be there, unreadable to us
+            raise ConfigError(
+                f"cannot look for the config file '{candidate}': permission denied; name "
+                f"one with --config or ${ENV_CONFIG}."
+            ) from None
+        if found:
             return candidate
     return None
 

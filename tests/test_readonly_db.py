@@ -56,10 +56,12 @@ class Place:
         self.data.mkdir()
         self.db = self.data / "q.db"
 
-    def cli(self, url: str, *args: str, reader: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(self, url: str, *args: str, reader: bool = True,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
         env.update(HOME=str(self.base), XDG_CONFIG_HOME=str(self.base / "xdg"),
                    XDG_DATA_HOME=str(self.base / "xdg"), COLUMNS="120")
+        env.update(env_extra or {})
         cmd = [*(self.prefix if reader else []), sys.executable, "-m", "dealertui",
                "--database-url", url, *args]
         return subprocess.run(cmd, cwd=self.base, env=env, stdin=subprocess.DEVNULL,
@@ -368,3 +370,18 @@ def test_a_worker_pauses_and_says_so_on_a_fault_that_is_not_retried(place: Place
         reader.join(TIMEOUT_S)
         if worker.stderr is not None:
             worker.stderr.close()
+
+
+def test_a_config_directory_the_user_cannot_enter_is_one_sentence(place: Place) -> None:
+    """HOME=/root for another user: looking for ~/.config/dealertui/config.toml raised
+    PermissionError, a traceback, from every command."""
+    place.seed()
+    private = place.base / "private"
+    (private / "dealertui").mkdir(parents=True)
+    (private / "dealertui" / "config.toml").write_text("", encoding="utf-8")
+    private.chmod(0o700 if os.getuid() == 0 else 0o000)
+    try:
+        p = place.cli(place.url, "status", env_extra={"XDG_CONFIG_HOME": str(private)})
+    finally:
+        private.chmod(0o755)
+    one_sentence(p, 2, "permission denied", "--config")
