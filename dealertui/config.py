@@ -1,4 +1,4 @@
-"""TOML config + environment + flags -> frozen dataclasses (DESIGN.md, "Config file").
+"""TOML config + environment + flags -> frozen dataclasses (docs/design.md, "Config file").
 
 Every problem a user can cause raises `ConfigError` with one sentence that names the file, the
 key and the bad value. Reading the file is the only I/O; nothing is created or written here.
@@ -279,7 +279,7 @@ def config_search_paths(env: Mapping[str, str] = os.environ, cwd: Path | None = 
         user_dir = Path(xdg)
     elif os.name == "nt":
         user_dir = Path(platformdirs.user_config_dir(appauthor=False, roaming=True))
-    else:  # DESIGN.md promises ~/.config, on macOS too (not ~/Library/Application Support)
+    else:  # docs/design.md promises ~/.config, on macOS too (not ~/Library/Application Support)
         user_dir = Path(env.get("HOME") or Path.home()) / ".config"
     return [(cwd or Path.cwd()) / "dealertui.toml", user_dir / "dealertui/config.toml"]
 

@@ -1,4 +1,4 @@
-"""Errors a user can cause. Each carries the exit code of DESIGN.md and one clear sentence."""
+"""Errors a user can cause. Each carries the exit code of docs/design.md and one clear sentence."""
 
 from __future__ import annotations
 

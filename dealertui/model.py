@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 
 class JobState(StrEnum):
-    """The job state machine of DESIGN.md ("Job states")."""
+    """The job state machine of docs/design.md ("Job states")."""
 
     WAITING = "waiting"
     READY = "ready"
@@ -49,7 +49,7 @@ DEALER_ID_HINT = "use 1-64 letters, digits, '_', '.' or '-', starting with a let
 
 
 def is_valid_dealer_id(value: object) -> bool:
-    """True when *value* is a dealer id DESIGN.md allows."""
+    """True when *value* is a dealer id docs/design.md allows."""
     return isinstance(value, str) and DEALER_ID_RE.fullmatch(value) is not None
 
 
@@ -262,7 +262,7 @@ class ProcessingStats:
             row[outcome] = row.get(outcome, 0) + n
 
     def summary(self) -> dict[str, float | int]:
-        """The `--run-once --json` object of DESIGN.md (flat, stable keys)."""
+        """The `--run-once --json` object of docs/design.md (flat, stable keys)."""
         return {
             "total_jobs": self.total_jobs,
             "processed_jobs": self.processed_jobs,

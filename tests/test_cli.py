@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN.md, exercised as a user runs it: a real subprocess per command.
+"""The CLI contract of docs/design.md, exercised as a user runs it: a real subprocess per command.
 
 Every database-backed test runs on SQLite and on Postgres (``db_url``). The subprocess gets
 the test's environment minus every ``DEALERTUI_*`` variable, XDG directories inside

@@ -1,7 +1,7 @@
 """The engine (MultiDealerDependencyManager) end to end with real handlers, on SQLite and Postgres.
 
 Exec handlers run tests/fixtures/stamp.py, which appends "start"/"end" lines with wall-clock
-times to a log; the ordering and concurrency rules of DESIGN.md are checked from that log.
+times to a log; the ordering and concurrency rules of docs/design.md are checked from that log.
 Python-callable handlers live in tests/fixtures/handlers.py; http handlers talk to a real
 ThreadingHTTPServer on 127.0.0.1.
 """

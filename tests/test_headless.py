@@ -107,7 +107,7 @@ def expect(p: subprocess.CompletedProcess[str], code: int) -> subprocess.Complet
 
 
 def summary(p: subprocess.CompletedProcess[str]) -> dict[str, float]:
-    """stdout must be exactly one JSON object with the keys of DESIGN.md."""
+    """stdout must be exactly one JSON object with the keys of docs/design.md."""
     text = p.stdout.strip()
     assert text.count("\n") == 0, "more than one line on stdout\n" + show(p)
     data = json.loads(text)

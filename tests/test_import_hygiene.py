@@ -1,4 +1,4 @@
-"""Layering by import (DESIGN.md "Layers"): only the console may pull in Textual, and the
+"""Layering by import (docs/design.md "Layers"): only the console may pull in Textual, and the
 engine, store, handlers, config and model pull in neither Textual nor rich.
 
 Each module is imported in a fresh interpreter, so what another test imported cannot hide a

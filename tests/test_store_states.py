@@ -1,4 +1,4 @@
-"""The job state machine of DESIGN.md ("Job states"), edge by edge, on SQLite and Postgres.
+"""The job state machine of docs/design.md ("Job states"), edge by edge, on SQLite and Postgres.
 
 Every test checks the state the store holds *and* the job_events audit rows the transition
 wrote. Time comes from a controllable clock so leases and retry delays are deterministic.

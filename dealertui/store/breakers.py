@@ -1,6 +1,6 @@
 """Circuit breakers, kept in the database so every worker, cron run and console obeys one state.
 
-Two levels (DESIGN.md, "Resilience"), both opening on a failure *rate* over the last
+Two levels (docs/design.md, "Resilience"), both opening on a failure *rate* over the last
 `window_s`, the way resilience4j's failureRateThreshold + minimumNumberOfCalls do, so the
 ordinary noise of a big fleet never adds up to a count that trips them:
 - `type:<job_type>`: shared by all dealers; opens when at least `type_failure_rate` of the
