@@ -151,16 +151,19 @@ class Config:
         return list(nx.lexicographical_topological_sort(_graph(self.job_types), key=key.get))
 
 
-def _graph(job_types: Mapping[str, JobTypeConfig]) -> nx.DiGraph:
+def _graph(job_types: Mapping[str, JobTypeConfig]) -> nx.DiGraph[str]:
     """Edges point from a parent (a `depends_on` entry) to the job type that waits for it."""
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(job_types)
     for jt in job_types.values():
         graph.add_edges_from((dep, jt.name) for dep in jt.depends_on)
     return graph
 
 
-_SEEDS = [("homenet", 1), ("dealer_com", 2, "homenet"), ("product_scrape", 3, "homenet")]
+# name, priority, then the job types it depends on
+_SEEDS: list[tuple[str, int, *tuple[str, ...]]] = [
+    ("homenet", 1), ("dealer_com", 2, "homenet"), ("product_scrape", 3, "homenet")
+]
 _SEEDS.append(("url_shorten", 4, "product_scrape"))
 # No handler: simulated work must never mark real jobs succeeded. `--demo` fills in the demo
 # handlers (demo.py); a command that runs jobs refuses a type without one (handlers/check.py).
@@ -581,7 +584,9 @@ def _handler(job: _Table) -> HandlerSpec:
             job.fail("handler", f'must look like "package.module:function", not {_show(value)}')
         return value
     kind = "exec" if "exec" in value else "url" if "url" in value else None
-    known = {"exec": ("exec", "env"), "url": ("url", "method", "headers")}
+    known: dict[str | None, tuple[str, ...]] = {
+        "exec": ("exec", "env"), "url": ("url", "method", "headers")
+    }
     table = _Table(job.where, job.path("handler"), value, known.get(kind, ("exec", "url")))
     if kind is None:
         job.fail("handler", "needs 'exec' (a command) or 'url' (a webhook), not {}")

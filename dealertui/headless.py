@@ -412,7 +412,7 @@ async def bench(
             finally:
                 await store.close()
     seconds = stats.processing_time_ms / 1000
-    result = {
+    result: dict[str, Any] = {
         "backend": "sqlite" if url.startswith("sqlite") else "postgresql",
         "dealers": dealers,
         "jobs": stats.processed_jobs,

@@ -10,6 +10,7 @@ import getpass
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from dealertui.config import Config
 from dealertui.errors import UsageError
@@ -203,7 +204,7 @@ class Operator:
         return await self.store.rerun(job_id=job_id, dealer_id=dealer_id,
                                       pipeline_id=pipeline_id, by=self.who, reason=reason)
 
-    async def error_group(self, fingerprint: str) -> dict[str, object]:
+    async def error_group(self, fingerprint: str) -> dict[str, Any]:
         """The analyze-errors group with this fingerprint (UsageError when there is none)."""
         from dealertui.store.insights import error_groups
 
@@ -217,14 +218,14 @@ class Operator:
     async def retry_group(self, fingerprint: str, reason: str | None = None) -> ActionResult:
         """Retry every failed or blocked job of one failure group, across dealers."""
         group = await self.error_group(fingerprint)
-        ids = list(group["job_ids"])  # type: ignore[call-overload]
+        ids: list[int] = list(group["job_ids"])
         why = reason or f"failure group {fingerprint}: {group['signature']}"
         return await self.store.retry(job_ids=ids, by=self.who, reason=why)
 
     async def pause_group(self, fingerprint: str, reason: str | None = None) -> list[str]:
         """Pause every dealer of one failure group; returns the dealers paused."""
         group = await self.error_group(fingerprint)
-        dealers = list(group["all_dealer_ids"])  # type: ignore[call-overload]
+        dealers: list[str] = list(group["all_dealer_ids"])
         why = reason or f"failure group {fingerprint}: {group['signature']}"
         for dealer_id in dealers:
             await self.store.set_paused(True, dealer_id=dealer_id, by=self.who, reason=why)
@@ -234,7 +235,7 @@ class Operator:
         """The same operator on a store whose writes roll back: for --dry-run and confirms."""
         return Operator(self.store.preview(), self.config, self.who)
 
-    async def blast_radius(self, result: ActionResult) -> dict[str, object]:
+    async def blast_radius(self, result: ActionResult) -> dict[str, Any]:
         """What an action (usually a preview) touches, by dealer and job type, with the
         states the jobs are in now."""
         ids = [*result.changed, *result.followers]

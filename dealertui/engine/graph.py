@@ -26,7 +26,7 @@ STATE_GLYPH = {
 MAX_CYCLES = 20
 
 
-def _cycles(g: nx.DiGraph) -> list[list[str]]:
+def _cycles(g: nx.DiGraph[str]) -> list[list[str]]:
     # simple_cycles can be exponential; the first few name the problem well enough
     return [list(c) for c in itertools.islice(nx.simple_cycles(g), MAX_CYCLES)]
 
@@ -37,7 +37,7 @@ def from_config(config: Config) -> DependencyGraph:
         for name, jt in config.job_types.items()
     }
     edges = [(p, name) for name, jt in config.job_types.items() for p in jt.depends_on]
-    g = nx.DiGraph(edges)
+    g: nx.DiGraph[str] = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
     return DependencyGraph(nodes, edges, _cycles(g))
 
@@ -62,13 +62,13 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
         for p, c in await store.edges(dealer_id=dealer_id)
         if str(p) in nodes and str(c) in nodes
     ]
-    g = nx.DiGraph(edges)
+    g: nx.DiGraph[str] = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
     return DependencyGraph(nodes, edges, _cycles(g))
 
 
-def to_networkx(graph: DependencyGraph) -> nx.DiGraph:
-    g = nx.DiGraph()
+def to_networkx(graph: DependencyGraph) -> nx.DiGraph[str]:
+    g: nx.DiGraph[str] = nx.DiGraph()
     for key, node in graph.nodes.items():
         mark = f"{STATE_GLYPH.get(node.state or '', '')} " if node.state else ""
         suffix = f" {node.state}" if node.state else ""

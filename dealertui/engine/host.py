@@ -160,8 +160,8 @@ class EngineProcess:
             else:
                 # sys.path too: a python handler importable here must be importable there
                 proc.stdin.write(_frame(("start", self.config, self.kind, self.wait, sys.path)))
-                for message in self._queued:
-                    proc.stdin.write(_frame(message))
+                for queued in self._queued:
+                    proc.stdin.write(_frame(queued))
             self._queued.clear()
             outcome: tuple[Any, ...] | None = None
             while (message := await _read_frame(proc.stdout)) is not None:

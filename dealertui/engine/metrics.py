@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -66,7 +66,8 @@ class MetricsServer:
     def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
         self.httpd = httpd
         self.thread = thread
-        self.host: str = httpd.server_address[0]
+        # a TCP server's address is (host, port[, ...]) with a str host; bytes is AF_UNIX's
+        self.host: str = cast(str, httpd.server_address[0])
         self.port: int = httpd.server_address[1]
 
     def close(self) -> None:

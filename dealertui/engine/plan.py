@@ -37,7 +37,7 @@ async def build_plan(
     jobs = [j for j in await store.list_jobs() if dealers is None or j.dealer_id in dealers]
     by_id = {j.id: j for j in jobs}
     parents: dict[int, list[int]] = defaultdict(list)
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[int] = nx.DiGraph()
     for parent, child in await store.edges():
         if child in by_id:
             parents[child].append(parent)
@@ -91,7 +91,7 @@ async def build_plan(
             held[jid] = reason
 
     # waves per dealer: per_dealer at a time, parents first, then priority order
-    plan_dealers = []
+    plan_dealers: list[dict[str, Any]] = []
     budget = limit
     for dealer_id in sorted({by_id[i].dealer_id for i in [*will_run, *held]},
                             key=lambda d: (served.get(d, 0.0), d)):
@@ -132,7 +132,7 @@ def _brief(j: Job) -> dict[str, Any]:
     return {"id": j.id, "job_type": j.job_type, "state": j.state}
 
 
-def _first_cycles(graph: nx.DiGraph) -> list[list[int]]:
+def _first_cycles(graph: nx.DiGraph[int]) -> list[list[int]]:
     out = []
     for cycle in nx.simple_cycles(graph):
         out.append(cycle)

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.store.idlists import sql
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 
 async def fetch(
@@ -34,8 +37,12 @@ async def fetch(
         result = await conn.execute(sql(statement), dict(params or {}))
         return result.all() if result.returns_rows else []
     raw = await conn.get_raw_connection()
+    # the engine's SQLite URL is always sqlite+aiosqlite (config.normalize_database_url)
+    driver = cast("aiosqlite.Connection", raw.driver_connection)
     try:
-        return await raw.driver_connection.execute_fetchall(statement, params or {})
+        rows = await driver.execute_fetchall(statement, params or {})
+        # typed Iterable[Row], but it is cursor.fetchall()'s list, of tuples (no row_factory)
+        return cast("list[tuple[Any, ...]]", rows)
     except sqlite3.Error as exc:
         # the same exception SQLAlchemy would raise, so Database.run retries what is
         # transient and words the rest as one sentence

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -131,7 +132,9 @@ def error_class(to_state: str, message: str, *, exhausted: bool = False) -> str:
     return "transient" if to_state == "retrying" or exhausted else "permanent"
 
 
-async def health_facts(store: JobStore, *, heartbeat_within_s: float, window_s: float) -> dict:
+async def health_facts(
+    store: JobStore, *, heartbeat_within_s: float, window_s: float
+) -> dict[str, Any]:
     """What `health` judges, read in one transaction.
 
     Keys: ``now``; ``stuck_jobs`` (running with an expired lease) and
@@ -241,7 +244,7 @@ def fingerprint(error_class: str, job_type: str, signature: str) -> str:
 
 async def error_groups(
     store: JobStore, *, since: float | None = None, limit: int = 50, max_events: int = 200_000
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Failures (job_events that went to failed or retrying with an error) grouped by error
     class, job type and normalised message, most frequent first.
 
@@ -254,7 +257,7 @@ async def error_groups(
     after *since* count, and at most the newest *max_events* of them.
     """
 
-    async def tx(conn: AsyncConnection) -> list[Any]:
+    async def tx(conn: AsyncConnection) -> Sequence[Any]:
         q = (
             select(
                 job_events.c.id, job_events.c.job_id, job_events.c.dealer_id,
@@ -358,7 +361,7 @@ async def fairness(
             r.id: r.last_served_at
             for r in await conn.execute(select(dealers.c.id, dealers.c.last_served_at))
         }
-        done = dict(
+        done: dict[str, int] = dict(
             (await conn.execute(
                 text(
                     "SELECT dealer_id, count(*) FROM job_events WHERE at >= :since "

@@ -1459,7 +1459,7 @@ class JobStore:
             worker_rows = await conn.execute(
                 select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
             )
-            running_by = dict(
+            running_by: dict[str | None, int] = dict(
                 (
                     await conn.execute(
                         select(jobs.c.locked_by, func.count())

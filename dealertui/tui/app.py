@@ -25,7 +25,7 @@ from dealertui.engine.actions import Operator
 from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
 from dealertui.handlers.check import check_runnable
-from dealertui.model import ActionResult
+from dealertui.model import ActionResult, DependencyGraph
 from dealertui.store import JobStore, describe_database, open_store
 from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
 from dealertui.text import plural
@@ -287,7 +287,7 @@ class DealerConsole(App[None]):
             graph = await graphs.build(self.store, self.config, dealer)
             newest = {str(job_id) for _, job_id, _ in lanes}
             # the dealer's current pipeline only: older runs would crowd the pane
-            graph = graphs.DependencyGraph(
+            graph = DependencyGraph(
                 {k: n for k, n in graph.nodes.items() if k in newest},
                 [(a, b) for a, b in graph.edges if a in newest and b in newest],
                 graph.cycles,

@@ -177,7 +177,10 @@ class LanesTable(DataTable[Any]):
         if order_changed or len(self._ordered) != len(self._shown):
             self._ordered = sorted(self._shown)
 
-    async def action_select_cursor(self) -> None:
+    # Textual awaits an action that returns an awaitable, so an async override is allowed; only
+    # DataTable's own (sync) signature says otherwise. Binding enter to a new action instead
+    # would change what a keymap or a run_action("select_cursor") reaches.
+    async def action_select_cursor(self) -> None:  # type: ignore[override]
         if not self.row_count:
             # the table takes enter and, with no row, said nothing: the app's detail says why
             await self.run_action("app.detail")
