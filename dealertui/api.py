@@ -9,6 +9,7 @@ call: `JobType 'homenet': handler.exec command 'nope' is not found on PATH.`
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,6 +59,7 @@ class JobType:
         object.__setattr__(self, "retry_exit_codes", tuple(self.retry_exit_codes))
         if not isinstance(self.name, str):
             raise ConfigError(f"JobType name must be a string, not {self.name!r}.")
+        _spec_value(self.name, self.handler)  # a spec of no known kind
         # alone, so that depends_on (checked by open(), which knows the other types) is left out
         _reword(self.name, lambda: check_runnable(_with_callables(
             parse_config({"job_types": {self.name: self._table(1, deps=False)}}, None),
@@ -118,8 +120,9 @@ def _reword(type_name: str | None, check: Callable[[], Any]) -> Any:
             text = text.replace(f"job_types.{type_name}.", "")
             text = text.replace(f"job_types.{type_name}", "the name")
             raise ConfigError(f"JobType {type_name!r}: {text}") from None
-        for key, arg in (("database.url", "url"), ("concurrency.", ""), ("dealers", "dealers")):
+        for key, arg in (("database.url", "url"), ("concurrency.", "")):
             text = text.replace(key, arg)
+        text = re.sub(r"^job_types\.([a-z0-9_]+)\.", lambda m: f"JobType {m[1]!r}: ", text)
         raise ConfigError(f"dealertui.open(): {text}") from None
 
 
