@@ -97,7 +97,8 @@ class HttpHandler:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-HandlerSpec = str | ExecHandler | HttpHandler
+#: a callable (an async function of a JobContext) comes only from the embedding API, never a file
+HandlerSpec = str | ExecHandler | HttpHandler | Callable[..., Any]
 
 
 @dataclass(frozen=True)

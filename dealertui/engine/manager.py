@@ -22,8 +22,9 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -212,6 +213,15 @@ class MultiDealerDependencyManager:
         now = time.time()
         jobs = await self.store.list_jobs(dealer_id=dealer_id, states=["ready"])
         return sorted((j for j in jobs if j.run_after <= now), key=lambda j: (j.priority, j.id))
+
+    async def enqueue(
+        self, dealers: Sequence[str], types: Sequence[str] | None = None, *,
+        payload: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """One pipeline per dealer (every job type, or *types* linked to their parents' latest
+        jobs), atomically; the new job ids. The seed had no such call: its jobs came from
+        elsewhere, and an embedder has no CLI to enqueue with."""
+        return await self.store.enqueue(dealers, types, payload=payload)
 
     async def get_dependency_graph_visualization(self, dealer_id: str | None = None) -> str:
         """The dependency graph as text, each node marked with its state."""

@@ -1,16 +1,21 @@
-"""`"package.module:function"` handlers: an async callable taking a JobContext."""
+"""`"package.module:function"` handlers, or the function itself (the embedding API,
+dealertui/api.py): an async callable taking a JobContext."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from dealertui.handlers.base import Handler, JobContext, PermanentError
 
 
-def load_callable(spec: str) -> Handler:
-    """Import *spec*; raise PermanentError naming the spec when it cannot be used."""
+def load_callable(spec: str | Callable[..., Any]) -> Handler:
+    """Import *spec* (a callable is taken as it is); raise PermanentError naming the spec
+    when it cannot be used."""
+    if callable(spec):
+        return _as_handler(spec)
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -21,8 +26,12 @@ def load_callable(spec: str) -> Handler:
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise PermanentError(f"handler {spec!r} not found: {module_name} has no callable {attr!r}")
+    return _as_handler(fn)
+
+
+def _as_handler(fn: Callable[..., Any]) -> Handler:
     if inspect.iscoroutinefunction(fn):
-        return fn  # type: ignore[no-any-return]
+        return fn
 
     async def call_sync_result(ctx: JobContext) -> Any:
         # A plain function may still return an awaitable (functools.partial of a coroutine).
