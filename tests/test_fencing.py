@@ -14,11 +14,13 @@ and end (tests/fixtures/stamp.py), and checks the stamps against what the databa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,10 @@ try:  # tests/ is on sys.path under pytest's default "prepend" import mode
         ONE_TYPE,
         PIPELINE,
         Rig,
-        Stamp,
+        _q,
         assert_clean,
         in_thread,
-        open_runs,
-        read_stamps,
-        rigs,  # noqa: F401  (the fixture)
-        stamp_handler,
+        rigs,
         wait_for,
         write_config,
     )
@@ -48,13 +47,10 @@ except ImportError:
         ONE_TYPE,
         PIPELINE,
         Rig,
-        Stamp,
+        _q,
         assert_clean,
         in_thread,
-        open_runs,
-        read_stamps,
         rigs,  # noqa: F401
-        stamp_handler,
         wait_for,
         write_config,
     )
@@ -82,62 +78,78 @@ def successes(db_url: str, job_id: int) -> list[Any]:
     return in_thread(lambda: asyncio.run(read()))
 
 
-def runs_of(stamps: list[Stamp], job_id: int) -> list[tuple[float, float | None]]:
+@dataclass(frozen=True)
+class Run:
+    """One handler process: its pid, job, attempt, dealer, start and end (None: killed)."""
+
+    pid: int
+    job_id: int
+    attempt: int
+    dealer: str
+    start: float
+    end: float | None
+
+
+def pid_stamp_handler(log: Path, sleep_s: float) -> str:
+    """An exec handler that stamps its start and end with its own pid, so that each line is
+    told to its run even when two runs of one job and attempt overlap (the bug tested here)."""
+    fields = "$$ {dealer_id} {job_type} {job_id} {attempt}"
+    script = (f'printf "start %s {fields}\\n" "$(date +%s.%N)" >> {log}; sleep {sleep_s}; '
+              f'printf "end %s {fields}\\n" "$(date +%s.%N)" >> {log}')
+    return "{ exec = [" + ", ".join(_q(a) for a in ["sh", "-c", script]) + "] }"
+
+
+def read_runs(log: Path) -> list[Run]:
+    runs: dict[int, Run] = {}
+    if not log.exists():
+        return []
+    for text in log.read_text(encoding="utf-8").splitlines():
+        parts = text.split()
+        if len(parts) != 7:
+            continue  # a line being written right now
+        word, t, pid, dealer, _type, job, attempt = parts
+        if word == "start":
+            runs[int(pid)] = Run(int(pid), int(job), int(attempt), dealer, float(t), None)
+        elif int(pid) in runs:
+            runs[int(pid)] = dataclasses.replace(runs[int(pid)], end=float(t))
+    return sorted(runs.values(), key=lambda r: r.start)
+
+
+def runs_of(runs: list[Run], job_id: int) -> list[tuple[float, float | None]]:
     """(start, end) of each handler run of *job_id*, in start order; end None: it never
     ended by itself (killed)."""
-    out: list[tuple[float, float | None]] = []
-    attempts: list[int] = []
-    for s in stamps:
-        if s.job_id != job_id:
-            continue
-        if s.word == "start":
-            out.append((s.t, None))
-            attempts.append(s.attempt)
-            continue
-        # an end belongs to the oldest open run of its attempt (runs of one attempt overlap
-        # only when the bug this module tests for is back)
-        i = next(i for i, (start, end) in enumerate(out)
-                 if end is None and attempts[i] == s.attempt)
-        out[i] = (out[i][0], s.t)
-    return out
+    return [(r.start, r.end) for r in runs if r.job_id == job_id]
 
 
-def max_running_per_dealer(stamps: list[Stamp]) -> int:
-    """The most handler runs of one dealer at once; a run that never ended counts as running
-    until the next start of its job (when the worker may start it again at the earliest)."""
-    spans: list[tuple[str, float, float]] = []
-    by_job: dict[int, list[Stamp]] = {}
-    for s in stamps:
-        by_job.setdefault(s.job_id, []).append(s)
-    for job_stamps in by_job.values():
-        starts = [s for s in job_stamps if s.word == "start"]
-        for i, start in enumerate(starts):
-            end = next((s.t for s in job_stamps if s.word != "start" and s.t >= start.t
-                        and (i + 1 >= len(starts) or s.t <= starts[i + 1].t)), None)
-            if end is None:
-                end = starts[i + 1].t if i + 1 < len(starts) else time.time()
-            spans.append((start.dealer, start.t, end))
-    most = 0
-    for dealer, t, _ in spans:
-        most = max(most, sum(1 for d, a, b in spans if d == dealer and a <= t < b))
-    return most
+def max_running_per_dealer(runs: list[Run]) -> int:
+    """The most handler runs of one dealer at once; a killed run counts as running until the
+    next start of its job (when the worker may start it again at the earliest)."""
+    spans = []
+    for r in runs:
+        end = r.end
+        if end is None:
+            later = [o.start for o in runs if o.job_id == r.job_id and o.start > r.start]
+            end = min(later) if later else time.time()
+        spans.append((r.dealer, r.start, end))
+    return max((sum(1 for d, a, b in spans if d == dealer and a <= t < b)
+                for dealer, t, _ in spans), default=0)
 
 
 def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
-    db_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+    db_url: str, tmp_path: Path, rigs: list[Rig]
 ) -> None:
     log = tmp_path / "stamps.log"
     # a long lease: the worker's heartbeat (lease_s / 3) must not notice the cancel before the
     # retry makes the job claimable again, so the same worker claims it while it still runs
     cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=PIPELINE,
-                       handler=stamp_handler(log, 4.0), max_dealers=1, per_dealer=2,
+                       handler=pid_stamp_handler(log, 4.0), max_dealers=1, per_dealer=2,
                        lease_s=60)
     rig = Rig(tmp_path, cfg, db_url)
     rigs.append(rig)
     rig.cli("enqueue", "--all-dealers")
     homenet = next(j.id for j in rig.jobs() if j.job_type == "homenet")
     w = rig.worker()
-    wait_for(lambda: open_runs(read_stamps(log)), 60, "homenet to start", w)
+    wait_for(lambda: read_runs(log), 60, "homenet to start", w)
     rig.cli("cancel", "--job", str(homenet))
     rig.cli("retry", "--job", str(homenet))
     status = rig.wait_done(90, w)
@@ -146,48 +158,48 @@ def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
     assert_clean(w.stderr, "KeyError")
 
     assert status["by_state"]["succeeded"] == status["total"] == 4, status
-    stamps = read_stamps(log)
-    runs = runs_of(stamps, homenet)
+    every = read_runs(log)
+    runs = runs_of(every, homenet)
     assert len(runs) == 2, runs
-    (first_start, first_end), (second_start, second_end) = runs
+    (_, first_end), (second_start, second_end) = runs
     # the cancelled run was stopped, or at least over, before the second began
     assert first_end is None or first_end <= second_start, runs
     assert second_end is not None, runs
     [recorded] = successes(rig.db_url, homenet)
     assert recorded.at >= second_end, (recorded, runs)
-    children = [s for s in stamps if s.word == "start" and s.job_id != homenet]
-    assert len(children) == 3 and all(s.t >= second_end for s in children), (children, runs)
-    assert max_running_per_dealer(stamps) <= 2
+    children = [r for r in every if r.job_id != homenet]
+    assert len(children) == 3 and all(r.start >= second_end for r in children), (children, runs)
+    assert max_running_per_dealer(every) <= 2
 
 
 def test_reset_stuck_of_a_stopped_worker_then_sigcont(
-    db_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+    db_url: str, tmp_path: Path, rigs: list[Rig]
 ) -> None:
     log = tmp_path / "stamps.log"
     # a long lease, so the worker's heartbeat does not see the reset before it claims the
     # job again; a handler long enough to be still running when the worker wakes up
     cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
-                       handler=stamp_handler(log, 6.0), max_dealers=1, per_dealer=2,
+                       handler=pid_stamp_handler(log, 6.0), max_dealers=1, per_dealer=2,
                        lease_s=60)
     rig = Rig(tmp_path, cfg, db_url)
     rigs.append(rig)
     rig.cli("enqueue", "--all-dealers")
     [job] = [j.id for j in rig.jobs()]
     w = rig.worker()
-    [first] = wait_for(lambda: open_runs(read_stamps(log)), 60, "the job to start", w)
+    [first] = wait_for(lambda: read_runs(log), 60, "the job to start", w)
     w.signal(signal.SIGSTOP)
     try:
         rig.cli("reset-stuck", "--older-than", "0s")
     finally:
         w.signal(signal.SIGCONT)
-    assert time.time() < first.t + 5, "the first run ended before the worker woke up"
+    assert time.time() < first.start + 5, "the first run ended before the worker woke up"
     status = rig.wait_done(60, w)
     w.signal(signal.SIGTERM)
     assert w.wait(30) == 0, w.describe()
     assert_clean(w.stderr, "KeyError")
 
     assert status["by_state"]["succeeded"] == 1, status
-    runs = runs_of(read_stamps(log), job)
+    runs = runs_of(read_runs(log), job)
     assert len(runs) == 2, runs
     (_, first_end), (second_start, second_end) = runs
     assert first_end is None or first_end <= second_start, runs
@@ -274,7 +286,7 @@ def postgres_url(postgres_server: Any) -> Iterator[str]:
 
 
 def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
-    postgres_url: str, tmp_path: Path, rigs: list[Rig]  # noqa: F811
+    postgres_url: str, tmp_path: Path, rigs: list[Rig]
 ) -> None:
     from sqlalchemy.engine import make_url
 
@@ -284,7 +296,7 @@ def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
     try:
         log = tmp_path / "stamps.log"
         cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
-                           handler=stamp_handler(log, 6.0), max_dealers=1, per_dealer=1,
+                           handler=pid_stamp_handler(log, 6.0), max_dealers=1, per_dealer=1,
                            lease_s=2)
         rig = Rig(tmp_path, cfg, postgres_url)
         rigs.append(rig)
@@ -295,15 +307,13 @@ def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
         owner = Rig(tmp_path, cfg, owner_url)
         rigs.append(owner)
         a = owner.worker(name="owner")
-        wait_for(lambda: open_runs(read_stamps(log)), 60, "the owner's run to start", a)
+        wait_for(lambda: read_runs(log), 60, "the owner's run to start", a)
         proxy.cut()
         b = rig.worker(name="rescuer")
         # the rescuer takes the expired lease and runs the job again while the owner's
         # handler is still going; the owner's run ends while it cannot reach the database
-        wait_for(lambda: len([s for s in read_stamps(log) if s.word == "start"]) == 2, 60,
-                 "the rescuer's run to start", b)
-        wait_for(lambda: [s for s in read_stamps(log) if s.word == "end"], 30,
-                 "the owner's handler to end")
+        wait_for(lambda: len(read_runs(log)) == 2, 60, "the rescuer's run to start", b)
+        wait_for(lambda: read_runs(log)[0].end is not None, 30, "the owner's handler to end")
         proxy.heal()
         rig.wait_done(60, b)
         time.sleep(3)  # the owner reconnects and tries to record its late outcome
@@ -312,7 +322,7 @@ def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
         for w in (a, b):
             assert w.wait(60) == 0, w.describe()
             assert_clean(w.stderr, "KeyError")
-        runs = runs_of(read_stamps(log), job)
+        runs = runs_of(read_runs(log), job)
         assert len(runs) == 2 and all(end is not None for _, end in runs), runs
         [recorded] = successes(rig.db_url, job)
         assert recorded.worker.startswith("worker:") and recorded.at >= runs[1][1], (

@@ -31,10 +31,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import show
+    from clihelp import DEMO_CONFIG, show, without_header
     from pg import _execute, _run_async
 except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import show
+    from tests.clihelp import DEMO_CONFIG, show, without_header
     from tests.pg import _execute, _run_async
 
 pytestmark = pytest.mark.slow
@@ -55,12 +55,17 @@ class Place:
         self.data = base / "data"
         self.data.mkdir()
         self.db = self.data / "q.db"
+        # the writers must get as far as the database: with no config they refuse to run
+        # the built-in job types (they have no handler), before opening anything
+        self.config = base / "cfg.toml"
+        self.config.write_text(DEMO_CONFIG, encoding="utf-8")
 
     def cli(self, url: str, *args: str, reader: bool = True,
             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
         env.update(HOME=str(self.base), XDG_CONFIG_HOME=str(self.base / "xdg"),
-                   XDG_DATA_HOME=str(self.base / "xdg"), COLUMNS="120")
+                   XDG_DATA_HOME=str(self.base / "xdg"), COLUMNS="120",
+                   DEALERTUI_CONFIG=str(self.config))
         env.update(env_extra or {})
         cmd = [*(self.prefix if reader else []), sys.executable, "-m", "dealertui",
                "--database-url", url, *args]
@@ -132,7 +137,8 @@ def one_sentence(p: subprocess.CompletedProcess[str], code: int, *needles: str) 
     assert p.returncode == code, show(p)
     assert "Traceback" not in p.stderr + p.stdout, show(p)
     # a worker's log lines may come first ("started"); the error is one line
-    lines = [ln for ln in p.stderr.strip().splitlines() if " dealertui worker: " not in ln]
+    lines = [ln for ln in without_header(p.stderr.strip().splitlines())
+             if " dealertui worker: " not in ln]
     assert len(lines) == 1, show(p)
     for needle in needles:
         assert needle in lines[0], show(p)
@@ -331,7 +337,8 @@ def test_a_worker_pauses_and_says_so_on_a_fault_that_is_not_retried(place: Place
 
     place.seed()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEALERTUI_")}
-    env.update(HOME=str(place.base), XDG_CONFIG_HOME=str(place.base / "xdg"))
+    env.update(HOME=str(place.base), XDG_CONFIG_HOME=str(place.base / "xdg"),
+               DEALERTUI_CONFIG=str(place.config))
     worker = subprocess.Popen(
         [sys.executable, "-m", "dealertui", "--database-url", place.url, "worker"],
         cwd=place.base, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -381,7 +388,8 @@ def test_a_config_directory_the_user_cannot_enter_is_one_sentence(place: Place) 
     (private / "dealertui" / "config.toml").write_text("", encoding="utf-8")
     private.chmod(0o700 if os.getuid() == 0 else 0o000)
     try:
-        p = place.cli(place.url, "status", env_extra={"XDG_CONFIG_HOME": str(private)})
+        p = place.cli(place.url, "status", env_extra={"XDG_CONFIG_HOME": str(private),
+                                                      "DEALERTUI_CONFIG": ""})
     finally:
         private.chmod(0o755)
     one_sentence(p, 2, "permission denied", "--config")

@@ -36,8 +36,9 @@ async def open_store(
     still brought up to date.
     """
     if must_exist and not read_only:
+        # read-only: the probe itself must not write (a WAL switch leaves -wal and -shm)
         probe = await JobStore.open(
-            config.database_url, rules_from_config(config), create=False,
+            config.database_url, rules_from_config(config), read_only=True,
             retry_budget_s=retry_budget_s, breaker=config.circuit_breaker,
         )
         await probe.close()
