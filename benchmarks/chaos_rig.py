@@ -178,7 +178,7 @@ class Rig:
                  "[retry]", "max_attempts = 50", "backoff_initial_s = 0.2",
                  "backoff_max_s = 1.0", "backoff_jitter_s = 0.2", "",
                  # breakers out of the way: the faults are the subject here
-                 "[circuit_breaker]", "failure_threshold = 1000000", "min_dealers = 1000", ""]
+                 "[circuit_breaker]", "dealer_min_calls = 1000000", "type_min_dealers = 1000000", ""]
         for name, (priority, deps) in PIPELINE.items():
             lines += [f"[job_types.{name}]", f"priority = {priority}",
                       f"depends_on = [{', '.join(q(d) for d in deps)}]",
