@@ -44,7 +44,6 @@ from dealertui.engine.resilience import backoff_delay
 from dealertui.errors import StoreUnavailable
 from dealertui.handlers import HandlerRegistry, JobContext, PermanentError, TransientError
 from dealertui.model import (
-    Claim,
     ClaimedJob,
     ClaimRequest,
     ClaimResult,
@@ -54,6 +53,9 @@ from dealertui.model import (
     ProcessingStats,
 )
 from dealertui.store import JobStore
+
+#: a run's claim, (job id, fencing token): what the manager keys each run by
+_Claim = tuple[int, int]
 
 CLAIM_BATCH = 1024
 DEFAULT_TIMEOUT_S = 300.0  # a job type missing from the config (its handler fails anyway)
@@ -65,7 +67,8 @@ STATS_TICK_S = 0.5
 @dataclass(slots=True)
 class _Outcome:
     job: ClaimedJob
-    kind: str  # ok | failed | retry
+    claim: _Claim  # the run's (job id, token)
+    kind: str  # ok | failed | retry | release | lost
     error: str | None
     duration_s: float
 
@@ -75,17 +78,17 @@ class _Deadline:
 
     __slots__ = ("handle", "tasks", "timed_out", "timeout_s")
 
-    def __init__(self, timed_out: set[Claim], timeout_s: float) -> None:
+    def __init__(self, timed_out: set[_Claim], timeout_s: float) -> None:
         self.timed_out = timed_out  # the manager's: _run_job tells a timeout from a stop by it
         self.timeout_s = timeout_s
-        self.tasks: dict[Claim, asyncio.Task[None]] = {}
+        self.tasks: dict[_Claim, asyncio.Task[None]] = {}
         self.handle: asyncio.TimerHandle | None = None
 
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.tasks:
             self.handle = loop.call_later(self.timeout_s, self._expire)
 
-    def done(self, claim: Claim) -> None:
+    def done(self, claim: _Claim) -> None:
         """Called by the job's task as it ends."""
         self.tasks.pop(claim, None)
         if not self.tasks and self.handle is not None:
@@ -171,7 +174,7 @@ class MultiDealerDependencyManager:
         # Everything held for a run is keyed by its claim, not its job id: after a cancel and
         # a retry this worker can hold the same job under a new claim while the old run's task
         # is still ending.
-        self._in_flight: dict[Claim, ClaimedJob] = {}
+        self._in_flight: dict[_Claim, ClaimedJob] = {}
         self._dealer_load: Counter[str] = Counter()
         self._pending: list[_Outcome] = []
         self._wake = anyio.Event()
@@ -181,12 +184,12 @@ class MultiDealerDependencyManager:
         self._batch_ended = anyio.Event()
         self._idle = anyio.Event()
         self._flushing = False
-        self._job_tasks: dict[Claim, asyncio.Task[None]] = {}
-        #: the newest run's task of each job id, so that a new claim of a job waits for the
+        self._job_tasks: dict[_Claim, asyncio.Task[None]] = {}
+        #: the newest run's claim of each job id, so that a new claim of a job waits for the
         #: old run to end: never two handlers of one job at once in this worker
-        self._job_runs: dict[int, asyncio.Task[None]] = {}
-        self._timed_out: set[Claim] = set()  # runs cancelled by their type's timeout
-        self._lost: set[Claim] = set()  # runs whose claim was taken (cancelled, rescued)
+        self._job_runs: dict[int, _Claim] = {}
+        self._timed_out: set[_Claim] = set()  # runs cancelled by their type's timeout
+        self._lost: set[_Claim] = set()  # runs whose claim was taken (cancelled, rescued)
         self._aborting: str | None = None
         self._limit: int | None = None  # of this run's jobs
         # the last flush claimed in its own transaction (SQLite) and took every job it could
@@ -260,7 +263,7 @@ class MultiDealerDependencyManager:
         self._cancel_running()
         self._wake.set()
 
-    def _cancel_running(self, claims: Iterable[Claim] | None = None) -> None:
+    def _cancel_running(self, claims: Iterable[_Claim] | None = None) -> None:
         """Cancel the tasks of *claims* (default: every run); each run's release (or, for a
         run in _lost, its end) is recorded as its task ends."""
         for claim in list(self._job_tasks) if claims is None else list(claims):
@@ -272,20 +275,21 @@ class MultiDealerDependencyManager:
             # record its job (and run() waited for it forever): release it when the task ends.
             task.add_done_callback(functools.partial(self._release_unstarted, claim))
 
-    def _release_unstarted(self, claim: Claim, task: asyncio.Task[None]) -> None:
+    def _release_unstarted(self, claim: _Claim, task: asyncio.Task[None]) -> None:
         job = self._in_flight.get(claim)
         if job is not None:  # still ours: its coroutine never ran
-            self._forget_task(claim, task)
+            self._forget_run(claim)
             if claim in self._lost:
                 self._lost.discard(claim)
-                self._ended(job, "lost", None, 0.0, None)
+                self._ended(job, claim, "lost", None, 0.0, None)
             else:
-                self._ended(job, "release", self._aborting or "worker stopped", 0.0, None)
+                self._ended(job, claim, "release", self._aborting or "worker stopped", 0.0,
+                            None)
 
-    def _forget_task(self, claim: Claim, task: asyncio.Task[None]) -> None:
+    def _forget_run(self, claim: _Claim) -> None:
         self._job_tasks.pop(claim, None)
-        if self._job_runs.get(claim.job_id) is task:
-            del self._job_runs[claim.job_id]
+        if self._job_runs.get(claim[0]) == claim:
+            del self._job_runs[claim[0]]
 
     @property
     def paused(self) -> bool:
@@ -537,25 +541,23 @@ class MultiDealerDependencyManager:
             # The same job still running here under an older claim (cancelled, then retried
             # and claimed again before our heartbeat saw it): that run has lost its claim, so
             # stop it, and start the new handler only once it has ended.
-            before = self._job_runs.get(job.id)
-            if before is not None and before.done():
-                before = None
-            if before is not None:
-                older = [c for c, t in self._job_tasks.items() if t is before]
-                self._lost.update(older)
-                self._cancel_running(older)
-            task = loop.create_task(self._run_job(job, deadline, left, before))
-            self._job_tasks[claim] = deadline.tasks[claim] = self._job_runs[job.id] = task
+            older = self._job_runs.get(job.id)
+            before = None if older is None else self._job_tasks.get(older)
+            if older is not None and before is not None:
+                self._lost.add(older)
+                self._cancel_running([older])
+            task = loop.create_task(self._run_job(job, claim, deadline, left, before))
+            self._job_tasks[claim] = deadline.tasks[claim] = task
+            self._job_runs[job.id] = claim
         for deadline in by_type.values():
             deadline.arm(loop)
         self._stats.total_jobs += len(jobs)
         self._stats.dealers_processed = len(self._dealers_seen)
 
     async def _run_job(
-        self, job: ClaimedJob, deadline: _Deadline, left: list[int],
+        self, job: ClaimedJob, claim: _Claim, deadline: _Deadline, left: list[int],
         before: asyncio.Task[None] | None = None,
     ) -> None:
-        claim = job.claim
         try:
             if before is not None:
                 await asyncio.wait([before])
@@ -594,20 +596,18 @@ class MultiDealerDependencyManager:
                     kind, error = "release", self._aborting
             except Exception as exc:  # a handler's own bug: worth another try, with its message
                 kind, error = "retry", f"{type(exc).__name__}: {exc}"
-            self._ended(job, kind, error, time.perf_counter() - t0, left)
+            self._ended(job, claim, kind, error, time.perf_counter() - t0, left)
         finally:
             deadline.done(claim)
-            task = asyncio.current_task()
-            if task is not None:
-                self._forget_task(claim, task)
+            self._forget_run(claim)
 
     def _ended(
-        self, job: ClaimedJob, kind: str, error: str | None, duration_s: float,
-        left: list[int] | None,
+        self, job: ClaimedJob, claim: _Claim, kind: str, error: str | None,
+        duration_s: float, left: list[int] | None,
     ) -> None:
         """Hand a job's outcome to the completer and free its slot."""
-        self._pending.append(_Outcome(job, kind, error, duration_s))
-        del self._in_flight[job.claim]
+        self._pending.append(_Outcome(job, claim, kind, error, duration_s))
+        del self._in_flight[claim]
         self._dealer_load[job.dealer_id] -= 1
         if not self._dealer_load[job.dealer_id]:
             del self._dealer_load[job.dealer_id]
@@ -648,8 +648,8 @@ class MultiDealerDependencyManager:
         # need the one writer anyway): 35 -> 20 transactions, each a begin, a checkout and a
         # commit, per 10,000 bench jobs; 15,555 -> 16,140 jobs/s (medians of 20, interleaved).
         ask = self._claim_request(1) if claim and self._claim_shares() == 1 else None
-        ok = [o.job.claim for o in batch if o.kind == "ok"]
-        released = [o.job.claim for o in batch if o.kind == "release"]
+        ok = [o.claim for o in batch if o.kind == "ok"]
+        released = [o.claim for o in batch if o.kind == "release"]
         failed = [JobOutcome(o.job.id, o.error, token=o.job.token) for o in batch
                   if o.kind == "failed"]
         retry = []
@@ -677,7 +677,7 @@ class MultiDealerDependencyManager:
         stats = self._stats
         for o in batch:
             j = o.job
-            if o.kind == "lost" or (j.id, j.token) not in landed:
+            if o.kind == "lost" or o.claim not in landed:
                 continue  # no longer ours under this claim (cancelled, rescued, reset)
             if o.kind == "release":
                 stats.released_jobs += 1  # handed back unfinished: no outcome, but retrying

@@ -619,10 +619,10 @@ class JobStore:
         self,
         worker_id: str,
         *,
-        succeeded: Sequence[Claim] = (),
+        succeeded: Sequence[tuple[int, int]] = (),
         failed: Sequence[JobOutcome] = (),
         retry: Sequence[JobOutcome] = (),
-        release: Sequence[Claim] = (),
+        release: Sequence[tuple[int, int]] = (),
         release_reason: str | None = None,
         then_claim: ClaimRequest | None = None,
     ) -> CompletionResult:
@@ -822,7 +822,7 @@ class JobStore:
         return await self.db.run(tx, write=False)
 
     async def extend_leases(
-        self, worker_id: str, claims_held: Sequence[Claim], lease_s: float
+        self, worker_id: str, claims_held: Sequence[tuple[int, int]], lease_s: float
     ) -> list[Claim]:
         """Push the lease of each of *claims_held* that *worker_id* still runs under that claim
         to now + lease_s; heartbeat the worker. Returns those claims: one the worker runs but
