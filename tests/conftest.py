@@ -58,10 +58,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path}/t.db"
         return
 
-    server = request.getfixturevalue("postgres_server")
+    yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ExternalPostgres | PostgresServer) -> Iterator[str]:
+    """SQLAlchemy async URL of an empty database on the session's Postgres, dropped after."""
     name = f"t_{uuid.uuid4().hex}"
-    url = server.create_database(name)
+    url = postgres_server.create_database(name)
     try:
         yield url
     finally:
-        server.drop_database(name)
+        postgres_server.drop_database(name)

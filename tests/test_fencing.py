@@ -19,7 +19,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ try:  # tests/ is on sys.path under pytest's default "prepend" import mode
         ONE_TYPE,
         PIPELINE,
         Rig,
+        Worker,
         _q,
         assert_clean,
         in_thread,
@@ -47,6 +47,7 @@ except ImportError:
         ONE_TYPE,
         PIPELINE,
         Rig,
+        Worker,
         _q,
         assert_clean,
         in_thread,
@@ -135,27 +136,41 @@ def max_running_per_dealer(runs: list[Run]) -> int:
                 for dealer, t, _ in spans), default=0)
 
 
-def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
-    db_url: str, tmp_path: Path, rigs: list[Rig]
-) -> None:
+def one_dealer(tmp_path: Path, rigs: list[Rig], db_url: str, job_types: dict[str, Any],
+               sleep_s: float, per_dealer: int, lease_s: float) -> tuple[Rig, Path]:
+    """A rig with one dealer d000 whose pipeline is enqueued; its handler stamps to the log."""
     log = tmp_path / "stamps.log"
-    # a long lease: the worker's heartbeat (lease_s / 3) must not notice the cancel before the
-    # retry makes the job claimable again, so the same worker claims it while it still runs
-    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=PIPELINE,
-                       handler=pid_stamp_handler(log, 4.0), max_dealers=1, per_dealer=2,
-                       lease_s=60)
+    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=job_types,
+                       handler=pid_stamp_handler(log, sleep_s), max_dealers=1,
+                       per_dealer=per_dealer, lease_s=lease_s)
     rig = Rig(tmp_path, cfg, db_url)
     rigs.append(rig)
     rig.cli("enqueue", "--all-dealers")
+    return rig, log
+
+
+def stop_cleanly(*workers: Worker) -> None:
+    """SIGTERM drains each worker to exit 0, with no traceback and no KeyError logged."""
+    for w in workers:
+        w.signal(signal.SIGTERM)
+    for w in workers:
+        assert w.wait(60) == 0, w.describe()
+        assert_clean(w.stderr, "KeyError")
+
+
+def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
+    db_url: str, tmp_path: Path, rigs: list[Rig]
+) -> None:
+    # a long lease: the worker's heartbeat (lease_s / 3) must not notice the cancel before the
+    # retry makes the job claimable again, so the same worker claims it while it still runs
+    rig, log = one_dealer(tmp_path, rigs, db_url, PIPELINE, 4.0, per_dealer=2, lease_s=60)
     homenet = next(j.id for j in rig.jobs() if j.job_type == "homenet")
     w = rig.worker()
     wait_for(lambda: read_runs(log), 60, "homenet to start", w)
     rig.cli("cancel", "--job", str(homenet))
     rig.cli("retry", "--job", str(homenet))
     status = rig.wait_done(90, w)
-    w.signal(signal.SIGTERM)
-    assert w.wait(30) == 0, w.describe()
-    assert_clean(w.stderr, "KeyError")
+    stop_cleanly(w)
 
     assert status["by_state"]["succeeded"] == status["total"] == 4, status
     every = read_runs(log)
@@ -175,15 +190,9 @@ def test_cancel_and_retry_of_a_running_job_in_the_same_worker(
 def test_reset_stuck_of_a_stopped_worker_then_sigcont(
     db_url: str, tmp_path: Path, rigs: list[Rig]
 ) -> None:
-    log = tmp_path / "stamps.log"
     # a long lease, so the worker's heartbeat does not see the reset before it claims the
     # job again; a handler long enough to be still running when the worker wakes up
-    cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
-                       handler=pid_stamp_handler(log, 6.0), max_dealers=1, per_dealer=2,
-                       lease_s=60)
-    rig = Rig(tmp_path, cfg, db_url)
-    rigs.append(rig)
-    rig.cli("enqueue", "--all-dealers")
+    rig, log = one_dealer(tmp_path, rigs, db_url, ONE_TYPE, 6.0, per_dealer=2, lease_s=60)
     [job] = [j.id for j in rig.jobs()]
     w = rig.worker()
     [first] = wait_for(lambda: read_runs(log), 60, "the job to start", w)
@@ -194,9 +203,7 @@ def test_reset_stuck_of_a_stopped_worker_then_sigcont(
         w.signal(signal.SIGCONT)
     assert time.time() < first.start + 5, "the first run ended before the worker woke up"
     status = rig.wait_done(60, w)
-    w.signal(signal.SIGTERM)
-    assert w.wait(30) == 0, w.describe()
-    assert_clean(w.stderr, "KeyError")
+    stop_cleanly(w)
 
     assert status["by_state"]["succeeded"] == 1, status
     runs = runs_of(read_runs(log), job)
@@ -275,16 +282,6 @@ class Partition:
         self.server.close()
 
 
-@pytest.fixture
-def postgres_url(postgres_server: Any) -> Iterator[str]:
-    name = f"fence_{int(time.time() * 1000) % 10**9}"
-    url = postgres_server.create_database(name)
-    try:
-        yield url
-    finally:
-        postgres_server.drop_database(name)
-
-
 def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
     postgres_url: str, tmp_path: Path, rigs: list[Rig]
 ) -> None:
@@ -294,17 +291,12 @@ def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
     assert url.port is not None
     proxy = Partition(url.port)
     try:
-        log = tmp_path / "stamps.log"
-        cfg = write_config(tmp_path / "dealertui.toml", dealers=["d000"], job_types=ONE_TYPE,
-                           handler=pid_stamp_handler(log, 6.0), max_dealers=1, per_dealer=1,
-                           lease_s=2)
-        rig = Rig(tmp_path, cfg, postgres_url)
-        rigs.append(rig)
-        rig.cli("enqueue", "--all-dealers")
+        rig, log = one_dealer(tmp_path, rigs, postgres_url, ONE_TYPE, 6.0, per_dealer=1,
+                              lease_s=2)
         [job] = [j.id for j in rig.jobs()]
         owner_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
             hide_password=False)
-        owner = Rig(tmp_path, cfg, owner_url)
+        owner = Rig(tmp_path, rig.cfg, owner_url)
         rigs.append(owner)
         a = owner.worker(name="owner")
         wait_for(lambda: read_runs(log), 60, "the owner's run to start", a)
@@ -317,11 +309,7 @@ def test_owner_cut_off_longer_than_its_lease_cannot_record_over_the_rescuer(
         proxy.heal()
         rig.wait_done(60, b)
         time.sleep(3)  # the owner reconnects and tries to record its late outcome
-        for w in (a, b):
-            w.signal(signal.SIGTERM)
-        for w in (a, b):
-            assert w.wait(60) == 0, w.describe()
-            assert_clean(w.stderr, "KeyError")
+        stop_cleanly(a, b)
         runs = runs_of(read_runs(log), job)
         assert len(runs) == 2 and all(end is not None for _, end in runs), runs
         [recorded] = successes(rig.db_url, job)
