@@ -195,13 +195,13 @@ async def open(  # dealertui.open, as the README shows it; shadows the builtin h
     """Open the database (created with its schema unless *create* is false) and yield the
     manager; the database is closed on the way out. With *config* (`load_config(path)`) its
     database, job types and dealers are used, and the other arguments override them."""
-    from dealertui.store import open_store
+    from dealertui.store import Intent, open_store
 
     cfg = build_config(url, config=config, job_types=job_types, dealers=dealers,
                        max_concurrent_dealers=max_concurrent_dealers,
                        max_concurrent_jobs_per_dealer=max_concurrent_jobs_per_dealer)
     check_runnable(cfg)
-    store = await open_store(cfg, must_exist=not create)
+    store = await open_store(cfg, Intent.CREATE if create else Intent.WRITE)
     manager = MultiDealerDependencyManager(store, cfg, kind="embedded")
     try:
         yield manager

@@ -8,14 +8,18 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
 from dealertui import __version__
 from dealertui.config import Config, load_config
 from dealertui.errors import DealertuiError, UsageError
+from dealertui.model import Intent
 from dealertui.text import plural
+
+if TYPE_CHECKING:
+    from dealertui.store import JobStore
 
 # A person at a prompt wants an answer soon; workers ride out longer outages.
 CLI_RETRY_BUDGET_S = 3.0
@@ -232,13 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]], *,
-                         create: bool = True, read_only: bool = False) -> int:
+async def _with_operator(config: Config, fn: Callable[..., Awaitable[int]],
+                         intent: Intent = Intent.CREATE) -> int:
     from dealertui.engine.actions import Operator
     from dealertui.store import open_store
 
-    store = await open_store(config, create=create, retry_budget_s=CLI_RETRY_BUDGET_S,
-                             read_only=read_only)
+    store = await open_store(config, intent, retry_budget_s=CLI_RETRY_BUDGET_S)
     try:
         return await fn(Operator(store, config))
     finally:
@@ -252,7 +255,7 @@ def _out(text: str = "") -> None:
 async def cmd_init_db(config: Config, args: argparse.Namespace) -> int:
     from dealertui.store import describe_database, open_store
 
-    store = await open_store(config, retry_budget_s=CLI_RETRY_BUDGET_S)
+    store = await open_store(config, Intent.CREATE, retry_budget_s=CLI_RETRY_BUDGET_S)
     await store.close()
     _out(f"database ready: {describe_database(config.database_url)}")
     return 0
@@ -296,8 +299,8 @@ async def cmd_dealers(config: Config, args: argparse.Namespace) -> int:
 
     # the others read or change dealers that exist: a missing database is an error; listing
     # only reads
-    return await _with_operator(config, run, create=command == "add",
-                                read_only=command == "list")
+    return await _with_operator(
+        config, run, {"add": Intent.CREATE, "list": Intent.READ}.get(command, Intent.WRITE))
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
@@ -344,7 +347,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
     # a typo'd path answered "no jobs yet", exit 0, over a new empty database: monitoring
     # saw all quiet
-    return await _with_operator(config, run, read_only=True)
+    return await _with_operator(config, run, Intent.READ)
 
 
 async def _acting(
@@ -384,7 +387,7 @@ async def _acting(
         return 0
 
     # they act on jobs that exist: a database that does not is an error, not created
-    return await _with_operator(config, run, create=False)
+    return await _with_operator(config, run, Intent.WRITE)
 
 
 async def cmd_retry(config: Config, args: argparse.Namespace) -> int:
@@ -488,17 +491,13 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
         _out(drawing)
         return 0
 
-    return await _with_operator(config, run, read_only=True)
+    return await _with_operator(config, run, Intent.READ)
 
 
-async def _read_store(config: Config) -> Any:
-    """A store for read-only commands: no schema creation, no dealer sync."""
-    from dealertui.store import JobStore, rules_from_config
+async def _read_store(config: Config) -> JobStore:
+    from dealertui.store import open_store
 
-    return await JobStore.open(
-        config.database_url, rules_from_config(config), read_only=True,
-        retry_budget_s=CLI_RETRY_BUDGET_S, breaker=config.circuit_breaker,
-    )
+    return await open_store(config, Intent.READ, retry_budget_s=CLI_RETRY_BUDGET_S)
 
 
 async def cmd_health(config: Config, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from dealertui.config import Config
 from dealertui.errors import StoreUnavailable, UsageError
-from dealertui.model import ALL_STATES, ProcessingStats
+from dealertui.model import ALL_STATES, ProcessingStats, Role, styles_by_state
 from dealertui.text import plural, span
 
 
@@ -31,17 +31,19 @@ def stdout_console() -> Console:
     return _Out(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
 
 
-_STATE_STYLE = {
-    "waiting": "dim",
-    "ready": "cyan",
-    "running": "yellow",
-    "retrying": "magenta",
-    "succeeded": "green",
-    "failed": "red",
-    "blocked": "red dim",
-    "cancelled": "dim",
-    "skipped": "blue",
+#: a report's style per colour role (docs/design.md, "Job states")
+ROLE_STYLE: dict[Role, str] = {
+    Role.IDLE: "dim",
+    Role.QUEUED: "cyan",
+    Role.ACTIVE: "yellow",
+    Role.RETRY: "magenta",
+    Role.OK: "green",
+    Role.BAD: "red",
+    Role.HELD: "red dim",
+    Role.OFF: "dim",
+    Role.RELEASED: "blue",
 }
+_STATE_STYLE = styles_by_state(ROLE_STYLE)
 
 
 def _counts_table(
@@ -238,13 +240,13 @@ async def run_once(
     from dealertui.engine.events import EventBus, StatsTick
     from dealertui.engine.manager import MultiDealerDependencyManager
     from dealertui.handlers.check import check_runnable
-    from dealertui.store import open_store
+    from dealertui.store import Intent, open_store
 
     print(f"dealertui run-once: {using(config)}", file=sys.stderr, flush=True)
     check_runnable(config)
     if metrics_textfile is not None:
         _check_writable_dir(metrics_textfile, "--metrics-textfile")
-    store = await open_store(config, must_exist=not create)
+    store = await open_store(config, Intent.CREATE if create else Intent.WRITE)
     interrupted: list[int] = []
     try:
         if dealers:
@@ -386,7 +388,7 @@ async def bench(
     import tempfile
 
     from dealertui.engine.manager import MultiDealerDependencyManager
-    from dealertui.store import JobStore, rules_from_config
+    from dealertui.store import Intent, open_store
     from dealertui.store.scratch import scratch_database
 
     job_types = {
@@ -396,7 +398,7 @@ async def bench(
     with tempfile.TemporaryDirectory(prefix="dealertui-bench-") as tmp:
         async with scratch_database(database_url, tmp) as url:
             cfg = dataclasses.replace(config, database_url=url, job_types=job_types)
-            store = await JobStore.open(url, rules_from_config(cfg))
+            store = await open_store(cfg, Intent.CREATE)
             try:
                 ids = [f"bench{i:05d}" for i in range(dealers)]
                 await store.add_dealers([(d, None) for d in ids])
@@ -474,7 +476,7 @@ async def run_worker(
     from dealertui.engine.manager import MultiDealerDependencyManager
     from dealertui.errors import StoreUnavailable
     from dealertui.handlers.check import check_runnable
-    from dealertui.store import open_store
+    from dealertui.store import Intent, open_store
 
     _log(using(config))
     check_runnable(config)
@@ -489,7 +491,8 @@ async def run_worker(
         server = metrics.serve(metrics_port, host=metrics_host)
         _log(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     try:
-        store = await open_store(config, retry_budget_s=30.0, must_exist=not create)
+        store = await open_store(config, Intent.CREATE if create else Intent.WRITE,
+                                 retry_budget_s=30.0)
     except BaseException:
         if server is not None:
             server.close()
@@ -624,11 +627,10 @@ async def print_plan(
     """`--run-once --dry-run`: what a run would do now; changes nothing, exit 0."""
     from dealertui.engine.actions import Operator
     from dealertui.engine.plan import build_plan
-    from dealertui.store import JobStore, rules_from_config
+    from dealertui.store import Intent, open_store
 
     print(f"dealertui run-once --dry-run: {using(config)}", file=sys.stderr, flush=True)
-    store = await JobStore.open(config.database_url, rules_from_config(config), read_only=True,
-                                retry_budget_s=3.0, breaker=config.circuit_breaker)
+    store = await open_store(config, Intent.READ, retry_budget_s=3.0)
     try:
         if dealers:
             await Operator(store, config).check_dealers(dealers)

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import storeops
 
 from dealertui.config import BreakerConfig, ConfigError, load_config, parse_config
 from dealertui.engine.explain import reasons
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.model import ClaimedJob, JobOutcome
-from dealertui.store import JobStore, JobTypeRule, open_store, rules_from_config
+from dealertui.store import Intent, JobStore, JobTypeRule, open_store, rules_from_config
 from dealertui.store.breakers import describe
 from dealertui.store.views import why_facts
-import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +149,7 @@ async def test_async_handler_failures_are_counted(db_url: str, tmp_path: Any) ->
         None,
     )
     cfg = dataclasses.replace(cfg, database_url=db_url)
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         for _ in range(2):
             await store.enqueue(["d1", "d2"], ["feed"])

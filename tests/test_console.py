@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+import storeops
 from rich.cells import cell_len
 from rich.console import Console
 from sqlalchemy import func, select
@@ -30,13 +31,12 @@ from textual.widgets.data_table import ColumnKey
 from dealertui.config import Config, parse_config
 from dealertui.engine.actions import Operator
 from dealertui.model import ActionResult, JobOutcome
-from dealertui.store import JobStore, open_store
+from dealertui.store import Intent, JobStore, open_store
 from dealertui.store.insights import STARVED_AFTER_S
 from dealertui.store.schema import job_events
 from dealertui.tui.app import MUTATING, DealerConsole, make_app
 from dealertui.tui.screens import KEYS_HELP, ConfirmScreen, HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import DEALER_COL, LanesTable, lane_text
-import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -145,7 +145,7 @@ async def console(
 ) -> AsyncIterator[tuple[DealerConsole, Pilot[Any], JobStore]]:
     """The console on a store opened here (set up by *setup* first), once its lanes show."""
     cfg = make_config(db_url)
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     if clock is not None:
         store.clock = clock
     try:
@@ -261,7 +261,7 @@ async def test_a_snapshot_reuses_the_lanes_until_a_job_event_is_written(db_url: 
     # dealers with nothing happening; it is read again only when a job event was written
     from dealertui.store.views import console_snapshot
 
-    store = await open_store(make_config(db_url))
+    store = await open_store(make_config(db_url), Intent.CREATE)
     try:
         await pipelines(store)
         first = await console_snapshot(store, after_event_id=None)
@@ -950,7 +950,7 @@ async def test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes(
 
     dealers = tuple((f"d{i:04d}", f"Dealer {i}") for i in range(LOAD_DEALERS))
     cfg = make_config(sqlite_url, dealers)
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     ids = [d for d, _ in dealers]
     for i in range(0, len(ids), 500):
         await store.enqueue(ids[i:i + 500])

@@ -26,7 +26,7 @@ from textual.widgets import RichLog, Static
 
 from dealertui.config import Config, parse_config
 from dealertui.model import JobOutcome
-from dealertui.store import JobStore, rules_from_config
+from dealertui.store import Intent, JobStore, open_store
 from dealertui.tui import app as app_module
 from dealertui.tui.app import DealerConsole, make_app
 from dealertui.tui.screens import HelpScreen, JobDetailScreen
@@ -90,11 +90,8 @@ def console(
     )
     cfg = dataclasses.replace(cfg, database_url="sqlite+aiosqlite:///console.db")
 
-    async def open_frozen(config: Config, **_options: object) -> JobStore:  # must_exist=...
-        store = await JobStore.open(config.database_url, rules_from_config(config),
-                                    clock=clock, breaker=config.circuit_breaker)
-        await store.add_dealers([(d.id, d.name) for d in config.dealers])
-        return store
+    async def open_frozen(config: Config, intent: Intent, **_options: object) -> JobStore:
+        return await open_store(config, intent, clock=clock)
 
     # the app opens its own store (the snapshot runs the app in its own event loop)
     monkeypatch.setattr(app_module, "open_store", open_frozen)

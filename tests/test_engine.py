@@ -29,7 +29,7 @@ import pytest
 from dealertui.config import Config, parse_config
 from dealertui.engine import manager as manager_module
 from dealertui.engine.manager import MultiDealerDependencyManager
-from dealertui.store import JobStore, open_store
+from dealertui.store import Intent, JobStore, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +89,7 @@ def make_config(
 
 @asynccontextmanager
 async def opened(cfg: Config) -> AsyncIterator[JobStore]:
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         yield store
     finally:

@@ -28,7 +28,7 @@ from test_worker import (
 from dealertui.config import Config, parse_config
 from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
-from dealertui.store import open_store
+from dealertui.store import Intent, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,7 @@ async def test_runs_to_the_end_and_returns_its_stats_despite_a_printing_handler(
     db_url: str,
 ) -> None:
     cfg = config(db_url, "tests.fixtures.handlers:chatty")
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         await store.enqueue([d.id for d in cfg.dealers])
         stats = await EngineProcess(cfg, wait=False).run()
@@ -65,7 +65,7 @@ async def test_runs_to_the_end_and_returns_its_stats_despite_a_printing_handler(
 
 async def test_pause_before_start_claims_nothing_until_resumed(db_url: str) -> None:
     cfg = config(db_url, "tests.fixtures.handlers:ok")
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         await store.enqueue([d.id for d in cfg.dealers])
         engine = EngineProcess(cfg)  # wait=True, as the console runs it

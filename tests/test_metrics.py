@@ -17,7 +17,7 @@ from dealertui.config import Config, parse_config
 from dealertui.engine.events import EventBus
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.engine.metrics import EngineMetrics
-from dealertui.store import open_store
+from dealertui.store import Intent, open_store
 from dealertui.store.schema import breakers
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ async def test_metrics_follow_a_pipeline_and_the_store(db_url: str, tmp_path: Pa
     metrics = EngineMetrics()
     bus = EventBus()
     metrics.subscribe(bus)
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         await store.enqueue(["ok1", "fail1"])
         stats = await MultiDealerDependencyManager(store, cfg, bus=bus).process_multi_dealer_jobs()

@@ -269,12 +269,12 @@ async def test_the_consoles_s_refuses_job_types_without_a_handler(tmp_path: Path
     except ImportError:
         from tests.test_console import quit_when_idle, until
     from dealertui.config import parse_config
-    from dealertui.store import open_store
+    from dealertui.store import Intent, open_store
     from dealertui.tui.app import make_app
 
     cfg = dataclasses.replace(parse_config({"dealers": [{"id": "d1"}]}, None),
                               database_url=f"sqlite+aiosqlite:///{tmp_path}/console.db")
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         await store.enqueue(["d1"])
         app = make_app(cfg, store, refresh_s=0.1)

@@ -11,7 +11,7 @@ import pytest
 from dealertui.config import RetryPolicy, parse_config
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.engine.resilience import backoff_delay
-from dealertui.store import open_store
+from dealertui.store import Intent, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ async def test_200_always_failing_jobs_end_failed_with_backoff_gaps(db_url: str)
         None,
     )
     cfg = dataclasses.replace(cfg, database_url=db_url)
-    store = await open_store(cfg)
+    store = await open_store(cfg, Intent.CREATE)
     try:
         for _ in range(4):
             await store.enqueue([d.id for d in cfg.dealers], ["feed"])

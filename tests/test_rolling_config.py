@@ -15,7 +15,7 @@ import pytest
 from dealertui.config import Config, parse_config
 from dealertui.engine.explain import reasons
 from dealertui.engine.manager import MultiDealerDependencyManager
-from dealertui.store import open_store
+from dealertui.store import Intent, open_store
 from dealertui.store.views import why_facts
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +47,7 @@ async def test_a_worker_leaves_job_types_it_does_not_know_for_one_that_does(
 ) -> None:
     new = config(db_url, list(TYPES))
     old = config(db_url, ["homenet", "dealer_com", "product_scrape"])  # before url_shorten
-    store = await open_store(new)
+    store = await open_store(new, Intent.CREATE)
     try:
         await store.enqueue(["d1", "d2"])
         stats = await MultiDealerDependencyManager(store, old).process_multi_dealer_jobs()

@@ -8,21 +8,9 @@ import itertools
 import networkx as nx
 
 from dealertui.config import Config
-from dealertui.model import DependencyGraph, GraphNode
+from dealertui.model import STATE_GLYPH, DependencyGraph, GraphNode
 from dealertui.store import JobStore
 
-#: a glyph per state, so the drawing reads without colour
-STATE_GLYPH = {
-    "waiting": "…",
-    "ready": "○",
-    "running": "▶",
-    "retrying": "↻",
-    "succeeded": "✔",
-    "failed": "✖",
-    "blocked": "⊘",
-    "cancelled": "−",
-    "skipped": "↷",
-}
 MAX_CYCLES = 20
 
 

@@ -202,7 +202,7 @@ class EngineProcess:
 
 async def _child_main(out: Any) -> int:
     from dealertui.engine.manager import MultiDealerDependencyManager
-    from dealertui.store import open_store
+    from dealertui.store import Intent, open_store
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -218,7 +218,7 @@ async def _child_main(out: Any) -> int:
         out.flush()
 
     try:
-        store = await open_store(config, retry_budget_s=30.0)
+        store = await open_store(config, Intent.WRITE, retry_budget_s=30.0)
     except DealertuiError as exc:
         send(("error", exc))
         return exc.exit_code

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dealertui.model import Intent
 from dealertui.store.db import Database, describe_url, mask_password
 from dealertui.store.jobstore import JobStore, JobTypeRule
 
@@ -12,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Database",
+    "Intent",
     "JobStore",
     "JobTypeRule",
     "describe_database",
@@ -22,31 +26,27 @@ __all__ = [
 
 
 async def open_store(
-    config: Config, *, create: bool = True, retry_budget_s: float = 10.0,
-    read_only: bool = False, must_exist: bool = False,
+    config: Config, intent: Intent, *, retry_budget_s: float = 10.0,
+    clock: Callable[[], float] = time.time,
 ) -> JobStore:
-    """Open the configured database (schema created on first use) with the config's dealers.
+    """Open the configured database for *intent*.
 
     *retry_budget_s* bounds how long transient faults are retried before StoreUnavailable:
     short for a person at a prompt, longer for a worker that should ride out a restart.
-    *read_only*: for commands that only read; no schema, no dealers, nothing written (a
-    database that does not exist is refused).
-    With *must_exist*, a SQLite file that does not exist or a database without our schema is
-    refused (StoreUnavailable, as `status` says it) instead of created; an older schema is
-    still brought up to date.
     """
-    if must_exist and not read_only:
-        # read-only: the probe itself must not write (a WAL switch leaves -wal and -shm)
-        probe = await JobStore.open(
-            config.database_url, rules_from_config(config), read_only=True,
-            retry_budget_s=retry_budget_s, breaker=config.circuit_breaker,
-        )
+    rules = rules_from_config(config)
+    breaker = config.circuit_breaker
+    if intent is not Intent.CREATE:
+        # a read-only probe first: refusing a missing database must not write (a WAL switch
+        # leaves -wal and -shm behind) or create the file
+        probe = await JobStore.open(config.database_url, rules, read_only=True, clock=clock,
+                                    retry_budget_s=retry_budget_s, breaker=breaker)
+        if intent is Intent.READ:
+            return probe
         await probe.close()
-    store = await JobStore.open(
-        config.database_url, rules_from_config(config), create=create,
-        retry_budget_s=retry_budget_s, breaker=config.circuit_breaker, read_only=read_only,
-    )
-    if config.dealers and not read_only:
+    store = await JobStore.open(config.database_url, rules, create=True, clock=clock,
+                                retry_budget_s=retry_budget_s, breaker=breaker)
+    if config.dealers:
         try:
             await store.add_dealers([(d.id, d.name) for d in config.dealers])
         except BaseException:

@@ -26,7 +26,7 @@ from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
 from dealertui.handlers.check import check_runnable
 from dealertui.model import ActionResult, DependencyGraph
-from dealertui.store import JobStore, describe_database, open_store
+from dealertui.store import Intent, JobStore, describe_database, open_store
 from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
 from dealertui.text import plural
 from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
@@ -129,6 +129,13 @@ class DealerConsole(App[None]):
         yield Input(placeholder="filter dealers: id, name or state (esc clears)", id="filter")
         yield Footer(compact=True)
 
+    def _intent(self) -> Intent:
+        """The demo seeds its own database; read-only writes nothing, so it also opens a
+        database it cannot write; otherwise a typo'd path is refused as `--run-once` does."""
+        if self.seed is not None:
+            return Intent.CREATE
+        return Intent.READ if self.read_only else Intent.WRITE
+
     async def on_mount(self) -> None:
         self.query_one("#graph").border_title = "dependency graph"
         self.query_one("#breakers").border_title = "circuit breakers"
@@ -143,11 +150,7 @@ class DealerConsole(App[None]):
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
             try:
-                # read-only: nothing created or written, so it opens a database it cannot
-                # write; a typo'd path is refused as `--run-once` refuses it; the demo seeds
-                # its own
-                self.store = await open_store(self.config, read_only=self.read_only,
-                                              must_exist=self.seed is None)
+                self.store = await open_store(self.config, self._intent())
             except DealertuiError as exc:
                 # said by run_console once the terminal is restored: one sentence and its
                 # exit code (a wrong password showed a traceback and exited 1)

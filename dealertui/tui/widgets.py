@@ -10,33 +10,24 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable, Sparkline, Static
 
-from dealertui.engine.graph import STATE_GLYPH
-from dealertui.model import ALL_STATES
+from dealertui.model import ALL_STATES, STATE_GLYPH, STATE_LABEL, Role, styles_by_state
 from dealertui.store.insights import STARVED_AFTER_S
 from dealertui.store.views import ConsoleSnapshot, LaneCell
 
-STATE_STYLE = {
-    "waiting": "grey62",
-    "ready": "cyan",
-    "running": "bold yellow",
-    "retrying": "magenta",
-    "succeeded": "green",
-    "failed": "bold red",
-    "blocked": "red",
-    "cancelled": "grey50",
-    "skipped": "blue",
+#: the console's style per colour role (docs/design.md, "Job states")
+ROLE_STYLE: dict[Role, str] = {
+    Role.IDLE: "grey62",
+    Role.QUEUED: "cyan",
+    Role.ACTIVE: "bold yellow",
+    Role.RETRY: "magenta",
+    Role.OK: "green",
+    Role.BAD: "bold red",
+    Role.HELD: "red",
+    Role.OFF: "grey50",
+    Role.RELEASED: "blue",
 }
-SHORT = {
-    "waiting": "wait",
-    "ready": "ready",
-    "running": "run",
-    "retrying": "retry",
-    "succeeded": "ok",
-    "failed": "FAIL",
-    "blocked": "blkd",
-    "cancelled": "cncl",
-    "skipped": "skip",
-}
+STATE_STYLE = styles_by_state(ROLE_STYLE)
+SHORT = STATE_LABEL
 DEALER_COL, AGE_COL = "dealer", "age"
 LANE_WIDTH = 9
 MARKER_CELLS = 2  # ⏸ is one cell, ⌛ two
