@@ -218,7 +218,7 @@ async def _child_main(out: Any) -> int:
         out.flush()
 
     try:
-        store = await open_store(config, Intent.WRITE, retry_budget_s=30.0)
+        store = await open_store(config, Intent.CREATE, retry_budget_s=30.0)
     except DealertuiError as exc:
         send(("error", exc))
         return exc.exit_code
