@@ -9,9 +9,20 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def span(seconds: float) -> str:
-    """A duration: 45s, 3m20s, 2h05m, 3d."""
-    s = round(seconds)
+#: (unit, its seconds, first value it does not show): each fits three cells
+_COMPACT = (("s", 1, 60), ("m", 60, 3600), ("h", 3600, 86400), ("d", 86400, 86400 * 100))
+
+
+def span(seconds: float, *, compact: bool = False) -> str:
+    """A duration, floored to the second: 45s, 3m20s, 2h05m, 3d. *compact* keeps one unit in
+    at most three cells (45s, 3m, 2h, 3d; "old" from 100 days) for a narrow column. The one
+    duration format of every front end."""
+    s = max(int(seconds), 0)
+    if compact:
+        for unit, size, below in _COMPACT:
+            if s < below:
+                return f"{s // size}{unit}"
+        return "old"
     if s < 120:
         return f"{s}s"
     if s < 3600:
@@ -19,3 +30,8 @@ def span(seconds: float) -> str:
     if s < 172800:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d"
+
+
+def ago(seconds: float, *, compact: bool = False) -> str:
+    """How long ago something was, *seconds* before now (never negative): '5s', '2h05m'."""
+    return span(max(seconds, 0.0), compact=compact)

@@ -714,3 +714,32 @@ def test_audit_cli_shows_os_user_at_host(tmp_path: Path) -> None:
     one_line_error(
         cli(tmp_path, "postgresql://u:s3cret@127.0.0.1:1/x", "audit"), 3, "127.0.0.1"
     )
+
+
+@pytest.mark.anyio
+async def test_the_plan_holds_what_why_says_a_half_open_breaker_holds(db_url: str) -> None:
+    # plan and why share their pause and breaker reasons (engine/holds.py): the plan used
+    # to know only open breakers, and planned a job whose half-open trials were all taken
+    from dealertui.engine.plan import build_plan
+
+    clock = Clock()
+    trials = CONFIG.circuit_breaker.half_open_max_jobs
+    async with opened(db_url, clock) as store:
+        ids = await pipeline(store, types=["homenet"])
+        await put_breaker(store, "dealer:d1:homenet", "homenet", "half_open", dealer_id="d1",
+                          half_open_at=T0 - 1, trials=trials)
+        plan = await build_plan(store, CONFIG)
+        assert plan["would_run"] == 0
+        [held] = plan["dealers"][0]["held"]
+        assert held["id"] == ids["homenet"]
+        assert held["reason"] == ("circuit breaker dealer:d1:homenet is half-open: "
+                                  "0 trial jobs left")
+        assert only(await why(store, ids["homenet"], clock()), "breaker_half_open").text == (
+            held["reason"])
+
+    async with opened(db_url, clock, dealers=("d2",)) as store:
+        await pipeline(store, dealer="d2", types=["homenet"])
+        await put_breaker(store, "dealer:d2:homenet", "homenet", "half_open", dealer_id="d2",
+                          half_open_at=T0 - 1, trials=trials - 1)
+        plan = await build_plan(store, CONFIG, dealers=["d2"])
+        assert plan["would_run"] == 1 and plan["held"] == 0  # a trial is left: it may run

@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dealertui.config import Config
+from dealertui.engine.holds import holds_for
+from dealertui.model import SATISFIED_STATES, TERMINAL_STATES, Pause
 from dealertui.store import JobStore
-from dealertui.store.breakers import describe
 from dealertui.store.views import WhyFacts, why_facts
+from dealertui.text import ago
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,20 +20,11 @@ class Reason:
     data: dict[str, Any]
 
 
-def _ago(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
 def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     """Every reason that holds, most fundamental first."""
     j = facts.job
     out: list[Reason] = []
-    if j.state in ("succeeded", "failed", "cancelled", "skipped"):
+    if j.state in TERMINAL_STATES:
         extra = f": {j.last_error}" if j.state == "failed" and j.last_error else ""
         out.append(Reason("finished", f"it finished as {j.state}{extra}; retry it to run it "
                           "again" if j.state != "succeeded" else "it already succeeded",
@@ -39,11 +32,11 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
         return out
     if j.state == "running":
         until = (j.locked_until or now) - now
-        since = _ago(now - (j.started_at or now))
+        since = ago(now - (j.started_at or now))
         if until < 0:  # its worker stopped heartbeating: "expiring in 0s" for ever, it said
             out.append(Reason(
                 "lease_expired",
-                f"its lease expired {_ago(-until)} ago: {j.locked_by}, which started it "
+                f"its lease expired {ago(-until)} ago: {j.locked_by}, which started it "
                 f"{since} ago, stopped heartbeating; a running worker takes it back, or run "
                 "'dealertui reset-stuck'",
                 {"locked_by": j.locked_by, "started_at": j.started_at,
@@ -53,7 +46,7 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
         out.append(Reason(
             "running",
             f"it is running: lease held by {j.locked_by} since {since}"
-            f" ago, expiring in {_ago(until)} unless its worker's heartbeat extends it",
+            f" ago, expiring in {ago(until)} unless its worker's heartbeat extends it",
             {"locked_by": j.locked_by, "started_at": j.started_at,
              "locked_until": j.locked_until},
         ))
@@ -65,33 +58,20 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     elif j.state == "blocked":
         out.append(Reason("blocked", f"blocked: {j.blocked_reason or 'a prerequisite failed'}",
                           {"reason": j.blocked_reason}))
-    pending = [p for p in facts.parents if p.state not in ("succeeded", "skipped")]
+    pending = [p for p in facts.parents if p.state not in SATISFIED_STATES]
     if pending and j.state in ("waiting", "blocked"):
         names = ", ".join(f"{p.job_type} #{p.id} ({p.state})" for p in pending)
         out.append(Reason("waiting_on_parents",
                           f"waiting on {len(pending)} of {len(facts.parents)} parents: {names}",
                           {"parents": {p.id: p.state for p in pending}}))
-    for p in facts.pauses:
-        what = {"global": "everything is paused", "dealer": f"dealer {p['key']} is paused",
-                "type": f"job type {p['key']} is paused"}[p["scope"]]
-        who = f" by {p['by']}" if p["by"] else ""
-        why = f" ({p['reason']})" if p["reason"] else ""
-        out.append(Reason("paused", f"{what}{who} {_ago(now - p['at'])} ago{why}",
-                          {"scope": p["scope"], "key": p["key"], "by": p["by"], "at": p["at"]}))
-    for b in facts.breakers:
-        if b["state"] == "open":
-            left = (b["half_open_at"] or now) - now
-            out.append(Reason("breaker_open", f"circuit breaker {b['key']} is open: "
-                              f"{describe(b)}; half-open in {_ago(left)}",
-                              {"key": b["key"], "half_open_at": b["half_open_at"]}))
-        elif b["state"] == "half_open":
-            left = config.circuit_breaker.half_open_max_jobs - b["trials"]
-            out.append(Reason("breaker_half_open", f"circuit breaker {b['key']} is half-open: "
-                              f"{max(left, 0)} trial jobs left", {"key": b["key"]}))
+    pauses = [Pause(p["scope"], p["key"], p["by"], p["at"], p["reason"]) for p in facts.pauses]
+    for hold in holds_for(j.dealer_id, j.job_type, pauses, facts.breakers, now=now,
+                          half_open_max_jobs=config.circuit_breaker.half_open_max_jobs):
+        out.append(Reason(hold.code, hold.text, hold.data))
     if j.state == "retrying":
         wait = j.run_after - now
         text = (f"backing off after attempt {j.attempts} of {j.max_attempts}: runs in "
-                f"{_ago(wait)}" if wait > 0 else "its backoff is over: it becomes ready at the "
+                f"{ago(wait)}" if wait > 0 else "its backoff is over: it becomes ready at the "
                 "next claim")
         if j.last_error:
             text += f" (last error: {j.last_error})"

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import Config
-from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job
+from dealertui.engine.holds import holds_for
+from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job, JobState
 from dealertui.store import JobStore
 from dealertui.store.schema import jobs
 
@@ -42,21 +43,16 @@ async def build_plan(
         if child in by_id:
             parents[child].append(parent)
             graph.add_edge(parent, child)
-    pauses = {(p.scope, p.key) for p in await store.pauses()}
-    open_breakers = {b["key"]: b for b in await store.breaker_states() if b["state"] == "open"}
+    pauses = await store.pauses()
+    breaker_rows = await store.breaker_states()
     served = {d.id: d.last_served_at or 0.0 for d in await store.list_dealers()}
 
     def hold_reason(j: Job) -> str | None:
-        if ("global", "") in pauses:
-            return "everything is paused"
-        if ("dealer", j.dealer_id) in pauses:
-            return f"dealer {j.dealer_id} is paused"
-        if ("type", j.job_type) in pauses:
-            return f"job type {j.job_type} is paused"
-        for key in (f"type:{j.job_type}", f"dealer:{j.dealer_id}:{j.job_type}"):
-            if key in open_breakers:
-                left = max((open_breakers[key]["half_open_at"] or now) - now, 0)
-                return f"circuit breaker {key} is open (half-open in {left:.0f}s)"
+        held_by = next((h for h in holds_for(
+            j.dealer_id, j.job_type, pauses, breaker_rows, now=now,
+            half_open_max_jobs=config.circuit_breaker.half_open_max_jobs) if h.holds), None)
+        if held_by is not None:
+            return held_by.what + (held_by.detail if held_by.code != "paused" else "")
         if j.state == "blocked":
             return f"blocked: {j.blocked_reason or 'a prerequisite failed'}"
         if j.state == "retrying" and j.run_after > now:
@@ -152,7 +148,7 @@ async def held_jobs(store: JobStore, dealers: list[str] | None = None) -> dict[s
 
     async def read(conn: AsyncConnection) -> list[tuple[str, str, int]]:
         q = (select(jobs.c.dealer_id, jobs.c.job_type, func.count())
-             .where(jobs.c.state.in_(["ready", "waiting", "retrying"]))
+             .where(jobs.c.state.in_([s for s in UNFINISHED_STATES if s != JobState.RUNNING]))
              .group_by(jobs.c.dealer_id, jobs.c.job_type))
         if dealers is not None:
             q = q.where(jobs.c.dealer_id.in_(dealers))
