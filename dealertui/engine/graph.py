@@ -4,6 +4,7 @@ types when there are no jobs; cycles detected; rendered as text with states mark
 from __future__ import annotations
 
 import itertools
+from typing import TypeVar
 
 import networkx as nx
 
@@ -12,10 +13,12 @@ from dealertui.model import STATE_GLYPH, DependencyGraph, GraphNode
 from dealertui.store import JobStore
 
 MAX_CYCLES = 20
+N = TypeVar("N", int, str)
 
 
-def _cycles(g: nx.DiGraph[str]) -> list[list[str]]:
-    # simple_cycles can be exponential; the first few name the problem well enough
+def first_cycles(g: nx.DiGraph[N]) -> list[list[N]]:
+    """The first MAX_CYCLES cycles of *g*: simple_cycles can be exponential, and the first
+    few name the problem well enough. The one cycle finder (graphs of types and of jobs)."""
     return [list(c) for c in itertools.islice(nx.simple_cycles(g), MAX_CYCLES)]
 
 
@@ -27,7 +30,7 @@ def from_config(config: Config) -> DependencyGraph:
     edges = [(p, name) for name, jt in config.job_types.items() for p in jt.depends_on]
     g: nx.DiGraph[str] = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
-    return DependencyGraph(nodes, edges, _cycles(g))
+    return DependencyGraph(nodes, edges, first_cycles(g))
 
 
 async def build(store: JobStore, config: Config, dealer_id: str | None = None) -> DependencyGraph:
@@ -52,7 +55,7 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
     ]
     g: nx.DiGraph[str] = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
-    return DependencyGraph(nodes, edges, _cycles(g))
+    return DependencyGraph(nodes, edges, first_cycles(g))
 
 
 def to_networkx(graph: DependencyGraph) -> nx.DiGraph[str]:

@@ -16,12 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import Config
+from dealertui.engine.graph import first_cycles
 from dealertui.engine.holds import holds_for
 from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job, JobState
 from dealertui.store import JobStore
 from dealertui.store.schema import jobs
-
-MAX_CYCLES = 20
 
 
 async def build_plan(
@@ -113,7 +112,7 @@ async def build_plan(
             "held": [{**_brief(by_id[i]), "reason": held[i]}
                      for i in sorted(held) if by_id[i].dealer_id == dealer_id],
         })
-    cycles = [list(c) for c in _first_cycles(graph)]
+    cycles = first_cycles(graph)
     return {
         "dry_run": True,
         "would_run": sum(len(w) for d in plan_dealers for w in d["waves"]),
@@ -126,15 +125,6 @@ async def build_plan(
 
 def _brief(j: Job) -> dict[str, Any]:
     return {"id": j.id, "job_type": j.job_type, "state": j.state}
-
-
-def _first_cycles(graph: nx.DiGraph[int]) -> list[list[int]]:
-    out = []
-    for cycle in nx.simple_cycles(graph):
-        out.append(cycle)
-        if len(out) >= MAX_CYCLES:
-            break
-    return out
 
 
 async def held_jobs(store: JobStore, dealers: list[str] | None = None) -> dict[str, int]:
