@@ -487,7 +487,9 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
 
         if args.dealer is not None:
             await op.check_dealers([args.dealer])
-        drawing = graph.render(await graph.build(op.store, config, args.dealer))
+        drawing = graph.render(
+            await graph.build(op.store, config) if args.dealer is None
+            else await graph.current_pipeline(op.store, config, args.dealer))
         _out(drawing)
         return 0
 
@@ -542,7 +544,7 @@ async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_why(config: Config, args: argparse.Namespace) -> int:
-    from dealertui.engine.explain import explain
+    from dealertui.engine.detail import explain
 
     store = await _read_store(config)
     try:

@@ -347,6 +347,7 @@ class GraphNode:
     state: str | None = None
     dealer_id: str | None = None
     job_type: str | None = None
+    pipeline_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

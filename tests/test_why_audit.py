@@ -22,7 +22,8 @@ from sqlalchemy import insert
 
 from dealertui.config import Config, parse_config
 from dealertui.engine.actions import Operator
-from dealertui.engine.explain import Reason, explain, reasons
+from dealertui.engine.detail import explain
+from dealertui.engine.explain import Reason, reasons
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
 from dealertui.store.schema import breakers as breakers_table

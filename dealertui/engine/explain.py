@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from dealertui.config import Config
 from dealertui.engine.holds import holds_for
 from dealertui.model import SATISFIED_STATES, TERMINAL_STATES, Pause
-from dealertui.store import JobStore
-from dealertui.store.views import WhyFacts, why_facts
+from dealertui.store.views import WhyFacts
 from dealertui.text import ago
 
 
@@ -92,16 +91,3 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
                           "come before it and no worker has claimed it yet",
                           {"ready_ahead": facts.ready_ahead}))
     return out
-
-
-async def explain(store: JobStore, config: Config, job_id: int) -> dict[str, Any] | None:
-    """The `why --json` object: the job, and every reason that holds."""
-    facts = await why_facts(store, job_id)
-    if facts is None:
-        return None
-    j = facts.job
-    return {
-        "job": {"id": j.id, "dealer_id": j.dealer_id, "job_type": j.job_type, "state": j.state,
-                "attempts": j.attempts, "max_attempts": j.max_attempts},
-        "reasons": [asdict(r) for r in reasons(facts, config, store.clock())],
-    }

@@ -45,6 +45,7 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
             j.state,
             j.dealer_id,
             j.job_type,
+            j.pipeline_id,
         )
         for j in jobs
     }
@@ -56,6 +57,20 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
     g: nx.DiGraph[str] = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
     return DependencyGraph(nodes, edges, first_cycles(g))
+
+
+async def current_pipeline(store: JobStore, config: Config, dealer_id: str) -> DependencyGraph:
+    """The dealer's newest pipeline (the console's graph pane and `graph --dealer`): its
+    older pipelines would crowd the drawing; the job types when it has none."""
+    graph = await build(store, config, dealer_id)
+    pipelines = {n.pipeline_id for n in graph.nodes.values() if n.pipeline_id is not None}
+    if not pipelines:
+        return graph
+    newest = max(pipelines)
+    keep = {k for k, n in graph.nodes.items() if n.pipeline_id == newest}
+    return DependencyGraph({k: n for k, n in graph.nodes.items() if k in keep},
+                           [(a, b) for a, b in graph.edges if a in keep and b in keep],
+                           [c for c in graph.cycles if set(c) <= keep])
 
 
 def to_networkx(graph: DependencyGraph) -> nx.DiGraph[str]:

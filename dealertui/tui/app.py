@@ -22,12 +22,13 @@ from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
 from dealertui.config import Config
 from dealertui.engine import graph as graphs
 from dealertui.engine.actions import Operator
+from dealertui.engine.detail import job_report
 from dealertui.engine.host import EngineProcess
 from dealertui.errors import DealertuiError
 from dealertui.handlers.check import check_runnable
-from dealertui.model import ActionResult, DependencyGraph
+from dealertui.model import ActionResult
 from dealertui.store import Intent, JobStore, describe_database, open_store
-from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
+from dealertui.store.views import ConsoleSnapshot, console_snapshot
 from dealertui.text import plural
 from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen, ReasonScreen
@@ -287,14 +288,7 @@ class DealerConsole(App[None]):
             # the README says; graphs.build(None) would list every job of every dealer
             graph = graphs.from_config(self.config)
         else:
-            graph = await graphs.build(self.store, self.config, dealer)
-            newest = {str(job_id) for _, job_id, _ in lanes}
-            # the dealer's current pipeline only: older runs would crowd the pane
-            graph = DependencyGraph(
-                {k: n for k, n in graph.nodes.items() if k in newest},
-                [(a, b) for a, b in graph.edges if a in newest and b in newest],
-                graph.cycles,
-            )
+            graph = await graphs.current_pipeline(self.store, self.config, dealer)
         text = Text()
         for line in graphs.render(graph).splitlines():
             state = line.rsplit(" ", 1)[-1]
@@ -684,16 +678,12 @@ class DealerConsole(App[None]):
 
         async def show() -> None:
             assert self.store is not None
-            detail = await job_detail(self.store, job_id)
-            if detail is None:
+            report = await job_report(self.store, self.config, job_id)
+            if report is None:
                 self.notify(f"job {job_id} is gone", severity="warning")
                 return
-            from dealertui.engine.explain import reasons
-            from dealertui.store.views import why_facts
-
-            facts = await why_facts(self.store, job_id)
-            why = [r.text for r in reasons(facts, self.config, self.clock())] if facts else []
-            self.push_screen(JobDetailScreen(detail, now=self.clock(), why=why))
+            self.push_screen(JobDetailScreen(report.detail, now=report.now,
+                                             why=[r.text for r in report.reasons]))
 
         self.run_worker(show(), group="action", exit_on_error=False)
 
