@@ -326,17 +326,9 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_status(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Any) -> int:
-        import time
+        from dealertui.engine.status import status_report
 
-        from dealertui.engine.actions import unconfigured_dealers
-        from dealertui.store.insights import fairness
-
-        status = await op.store.status()
-        status["fairness"] = await fairness(op.store)
-        status["dealers_not_in_config"] = unconfigured_dealers(config, list(status["by_dealer"]))
-        now = time.time()
-        for w in status["workers"]:
-            w["alive"] = now - w["heartbeat_at"] <= config.concurrency.lease_s
+        status = await status_report(op.store, config)
         if args.json:
             _out(json.dumps(status, indent=2, sort_keys=False))
         else:
