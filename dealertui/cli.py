@@ -329,7 +329,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
         import time
 
         from dealertui.engine.actions import unconfigured_dealers
-        from dealertui.store.insights import fairness
+        from dealertui.store.reads import fairness
 
         status = await op.store.status()
         status["fairness"] = await fairness(op.store)
@@ -524,7 +524,7 @@ async def cmd_health(config: Config, args: argparse.Namespace) -> int:
 async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
     import time
 
-    from dealertui.store.insights import error_groups
+    from dealertui.store.reads import error_groups
 
     store = await _read_store(config)
     try:

@@ -8,7 +8,7 @@ from typing import Any
 from dealertui.config import Config
 from dealertui.store import JobStore
 from dealertui.store.breakers import describe
-from dealertui.store.views import WhyFacts, why_facts
+from dealertui.store.reads import WhyFacts, why_facts
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from dealertui.errors import DealertuiError
 from dealertui.handlers.check import check_runnable
 from dealertui.model import ActionResult, DependencyGraph
 from dealertui.store import Intent, JobStore, describe_database, open_store
-from dealertui.store.views import ConsoleSnapshot, console_snapshot, job_detail
+from dealertui.store.reads import ConsoleSnapshot, console_snapshot, job_detail
 from dealertui.text import plural
 from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen, ReasonScreen
@@ -689,7 +689,7 @@ class DealerConsole(App[None]):
                 self.notify(f"job {job_id} is gone", severity="warning")
                 return
             from dealertui.engine.explain import reasons
-            from dealertui.store.views import why_facts
+            from dealertui.store.reads import why_facts
 
             facts = await why_facts(self.store, job_id)
             why = [r.text for r in reasons(facts, self.config, self.clock())] if facts else []
