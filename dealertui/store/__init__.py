@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dealertui.model import Intent
-from dealertui.store.db import Database, describe_url, mask_password
+from dealertui.store.db import Database
+from dealertui.store.engines import describe_url, mask_password
 from dealertui.store.jobstore import JobStore, JobTypeRule
 
 if TYPE_CHECKING:
