@@ -518,7 +518,7 @@ async def cmd_health(config: Config, args: argparse.Namespace) -> int:
 async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
     import time
 
-    from dealertui.store.insights import error_groups
+    from dealertui.store.reads import error_groups
 
     store = await _read_store(config)
     try:

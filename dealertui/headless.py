@@ -183,7 +183,7 @@ def using(config: Config) -> str:
     import os
 
     from dealertui.store import describe_database
-    from dealertui.store.db import sqlite_path
+    from dealertui.store.engines import sqlite_path
 
     where = (f"config {os.path.abspath(config.source)}" if config.source is not None
              else "no config file")

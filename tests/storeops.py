@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 
 from dealertui.model import Claim, CompletionResult, JobOutcome
-from dealertui.store import JobStore
+from dealertui.store import JobStore, migrate
+from dealertui.store.schema import job_events as job_events_table
 from dealertui.store.schema import jobs
 
 
@@ -81,3 +82,18 @@ async def extend_leases(store: JobStore, worker_id: str, lease_s: float) -> list
         )
         held = [Claim(r.id, r.claim_seq) for r in rows]
     return await store.extend_leases(worker_id, held, lease_s)
+
+
+async def job_events(store: JobStore, job_id: int) -> list[dict[str, Any]]:
+    """A job's job_events rows, oldest first (its audit trail)."""
+    async with store.db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(job_events_table).where(job_events_table.c.job_id == job_id)
+            .order_by(job_events_table.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def schema_version(store: JobStore) -> int | None:
+    """meta.schema_version as the database has it (None: no dealertui schema)."""
+    return await store.db.run(lambda conn: migrate.read_version(conn, store.db), write=False)

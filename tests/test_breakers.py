@@ -22,7 +22,7 @@ from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.model import ClaimedJob, JobOutcome
 from dealertui.store import Intent, JobStore, JobTypeRule, open_store, rules_from_config
 from dealertui.store.breakers import describe
-from dealertui.store.views import why_facts
+from dealertui.store.reads import why_facts
 
 pytestmark = pytest.mark.anyio
 
@@ -353,7 +353,7 @@ async def test_a_version_4_database_gets_the_counts_on_first_use(db_url: str) ->
                 "updated_at) VALUES ('dealer:d2:feed', 'd2', 'feed', 'closed', 3, 0, 1000)"))
             await conn.execute(text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
     async with opened(db_url, clock) as store:
-        assert await store.schema_version() == 5
+        assert await storeops.schema_version(store) == 5
         assert [describe(r) for r in await store.breaker_states()] == ["3 failures"]
         for _ in range(5):
             await store.enqueue(["d1"], ["feed"])

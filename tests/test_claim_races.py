@@ -118,7 +118,7 @@ async def test_one_ready_job_eight_claimers_one_winner(db_url: str, tmp_path: Pa
             job = await store.get_job(job_id)
             assert job is not None
             assert job.state == "running" and job.locked_by == worker and job.attempts == 1
-            events = await store.job_events(job_id)
+            events = await storeops.job_events(store, job_id)
             assert [(e["from_state"], e["to_state"], e["worker"]) for e in events] == [
                 (None, "ready", None), ("ready", "running", worker)
             ]

@@ -32,7 +32,7 @@ from dealertui.config import Config, parse_config
 from dealertui.engine.actions import Operator
 from dealertui.model import ActionResult, JobOutcome
 from dealertui.store import Intent, JobStore, open_store
-from dealertui.store.insights import STARVED_AFTER_S
+from dealertui.store.reads import STARVED_AFTER_S
 from dealertui.store.schema import job_events
 from dealertui.tui.app import MUTATING, DealerConsole, make_app
 from dealertui.tui.screens import KEYS_HELP, ConfirmScreen, HelpScreen, JobDetailScreen
@@ -259,7 +259,7 @@ async def pipelines(store: JobStore) -> None:
 async def test_a_snapshot_reuses_the_lanes_until_a_job_event_is_written(db_url: str) -> None:
     # reading every dealer's newest jobs twice a second was a quarter of a core at 1,000
     # dealers with nothing happening; it is read again only when a job event was written
-    from dealertui.store.views import console_snapshot
+    from dealertui.store.reads import console_snapshot
 
     store = await open_store(make_config(db_url), Intent.CREATE)
     try:

@@ -26,6 +26,7 @@ from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.dealerops import FORGET_WORKER_AFTER_S
 from dealertui.store.schema import dealers as dealers_table
 from dealertui.store.schema import job_deps, job_events, jobs, workers
+import storeops
 
 RULES = {"homenet": JobTypeRule(1, ()), "dealer_com": JobTypeRule(2, ("homenet",))}
 CONFIG = parse_config({}, None)
@@ -291,7 +292,7 @@ async def test_the_lease_rescue_forgets_workers_silent_for_a_day(db_url: str) ->
         await store.rescue_expired(worker_id="alive")
         assert await store.db.run(_ids, write=False) == ["alive"]
         # their rows, not their trail: the events the dead worker wrote stay
-        assert "dead" in {e["worker"] for e in await store.job_events(claimed.jobs[0].id)}
+        assert "dead" in {e["worker"] for e in await storeops.job_events(store, claimed.jobs[0].id)}
     finally:
         await store.close()
 
@@ -386,7 +387,7 @@ def test_a_positive_key_out_of_range_names_its_real_range(
 
 
 def test_the_console_lane_shows_a_disabled_dealer() -> None:
-    from dealertui.store.views import ConsoleSnapshot
+    from dealertui.store.reads import ConsoleSnapshot
     from dealertui.tui.widgets import LanesTable
 
     table = LanesTable(["homenet"])

@@ -30,6 +30,7 @@ from dealertui.config import Config, parse_config
 from dealertui.engine import manager as manager_module
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import Intent, JobStore, open_store
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -661,7 +662,7 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
         stats = await run_all(store, cfg)
         elapsed = time.monotonic() - t0
         jobs = await jobs_by(store)
-        down_events = await store.job_events(jobs[("d1", "hook_down")].id)
+        down_events = await storeops.job_events(store, jobs[("d1", "hook_down")].id)
 
     ok = jobs[("d1", "hook_ok")]
     assert ok.state == "succeeded"

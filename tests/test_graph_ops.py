@@ -24,7 +24,7 @@ from dealertui.engine.plan import build_plan
 from dealertui.errors import UsageError
 from dealertui.model import SATISFIED_STATES, ActionResult, JobOutcome
 from dealertui.store import JobStore, JobTypeRule, rules_from_config
-from dealertui.store.insights import error_groups, fairness
+from dealertui.store.reads import error_groups, fairness
 from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.schema import job_deps as job_deps_table
 from dealertui.store.schema import job_events as job_events_table
@@ -214,13 +214,13 @@ async def test_skip_failed_job_releases_its_blocked_descendants(db_url: str) -> 
             j = await store.get_job(ids[t])
             assert j is not None and j.blocked_reason is None, j
 
-        ev = (await store.job_events(ids["homenet"]))[-1]
+        ev = (await storeops.job_events(store, ids["homenet"]))[-1]
         assert (ev["from_state"], ev["to_state"]) == ("failed", "skipped")
         assert ev["message"] == "skipped: feed retired upstream"
         assert ev["worker"] == WHO and ev["at"] == clock()
         for t, to in (("dealer_com", "ready"), ("product_scrape", "ready"),
                       ("url_shorten", "waiting")):
-            ev = (await store.job_events(ids[t]))[-1]
+            ev = (await storeops.job_events(store, ids[t]))[-1]
             assert (ev["from_state"], ev["to_state"]) == ("blocked", to), (t, ev)
             assert "a parent was skipped: feed retired upstream" in (ev["message"] or "")
 
@@ -258,7 +258,7 @@ async def test_skip_waiting_job_readies_children_whose_only_unmet_parent_it_was(
             "homenet": "ready", "dealer_com": "waiting", "product_scrape": "skipped",
             "url_shorten": "ready",
         }
-        ev = (await store.job_events(ids["url_shorten"]))[-1]
+        ev = (await storeops.job_events(store, ids["url_shorten"]))[-1]
         assert (ev["from_state"], ev["to_state"]) == ("waiting", "ready")
         # skipping a ready root readies both its children; url_shorten is already ready
         res = await op.skip([ids["homenet"]], "feed retired")
@@ -363,7 +363,7 @@ async def test_rerun_job_rearms_it_and_every_descendant(db_url: str) -> None:
             assert j.attempts == 0 and j.finished_at is None and j.locked_by is None, j
         h = await store.get_job(ids["homenet"])
         assert h is not None and h.ready_at == clock()
-        ev = (await store.job_events(ids["homenet"]))[-1]
+        ev = (await storeops.job_events(store, ids["homenet"]))[-1]
         assert (ev["from_state"], ev["to_state"]) == ("succeeded", "ready")
         assert ev["message"] == "operator rerun" and ev["worker"] == WHO
         audit = (await store.audit_entries())[0]

@@ -15,7 +15,7 @@ from dealertui.engine.health import Check, check_health, health_json
 from dealertui.headless_insights import print_error_groups, print_health
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, JobTypeRule
-from dealertui.store.insights import error_groups, health_facts, normalize_error
+from dealertui.store.reads import error_groups, health_facts, normalize_error
 from dealertui.store.schema import breakers
 import storeops
 

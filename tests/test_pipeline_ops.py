@@ -94,14 +94,14 @@ async def test_retry_of_a_cancelled_parents_child_says_it_stays_blocked(db_url: 
         _, new, _ = await the_testers_state(op)
         child = new["dealer_com"]
         audit_before = len(await op.store.audit_entries())
-        events_before = len(await op.store.job_events(child))
+        events_before = len(await storeops.job_events(op.store, child))
         res = await op.retry(job_ids=[child])
         assert res.changed == [] and res.followers == []
         assert res.held == {child: f"parent homenet #{new['homenet']} is cancelled"}
         assert (await op.store.get_job(child)).state == "blocked"  # type: ignore[union-attr]
         # nothing changed, so nothing is written: no audit row, no job_events row
         assert len(await op.store.audit_entries()) == audit_before
-        assert len(await op.store.job_events(child)) == events_before
+        assert len(await storeops.job_events(op.store, child)) == events_before
 
 
 async def test_rerun_dealer_reruns_its_newest_pipeline_only(db_url: str) -> None:

@@ -12,6 +12,7 @@ from dealertui.config import RetryPolicy, parse_config
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.engine.resilience import backoff_delay
 from dealertui.store import Intent, open_store
+import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,7 @@ async def test_200_always_failing_jobs_end_failed_with_backoff_gaps(db_url: str)
         assert {j.state for j in jobs} == {"failed"}
         assert {j.attempts for j in jobs} == {POLICY["max_attempts"]}
         for job in jobs[:40]:  # the audit trail of a sample: gaps within the backoff bounds
-            trail = await store.job_events(job.id)
+            trail = await storeops.job_events(store, job.id)
             retried = [e for e in trail if e["to_state"] == "retrying"]
             started = [e for e in trail if e["to_state"] == "running"]
             assert len(started) == POLICY["max_attempts"]

@@ -16,7 +16,7 @@ from dealertui.config import Config, parse_config
 from dealertui.engine.explain import reasons
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import Intent, open_store
-from dealertui.store.views import why_facts
+from dealertui.store.reads import why_facts
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.model import ALL_STATES, ClaimRequest, ClaimResult, JobOutcome
-from dealertui.store import JobStore, JobTypeRule
+from dealertui.store import JobStore, JobTypeRule, migrate
 from dealertui.store.db import Database
 from dealertui.store.schema import SCHEMA_VERSION
 from dealertui.store.schema import jobs as jobs_table
@@ -91,11 +91,11 @@ async def states(store: JobStore, ids: Mapping[str, int]) -> dict[str, str]:
 
 
 async def trail(store: JobStore, job_id: int) -> list[tuple[str | None, str]]:
-    return [(e["from_state"], e["to_state"]) for e in await store.job_events(job_id)]
+    return [(e["from_state"], e["to_state"]) for e in await storeops.job_events(store, job_id)]
 
 
 async def last_event(store: JobStore, job_id: int) -> dict[str, Any]:
-    events = await store.job_events(job_id)
+    events = await storeops.job_events(store, job_id)
     assert events, f"job {job_id} has no events"
     return events[-1]
 
@@ -147,7 +147,7 @@ async def test_enqueue_pipeline_states_edges_and_events(db_url: str) -> None:
         )
         assert sorted(await store.edges(dealer_id="d1")) == sorted(await store.edges())
         for t, i in ids.items():
-            events = await store.job_events(i)
+            events = await storeops.job_events(store, i)
             assert len(events) == 1
             e = events[0]
             assert (e["from_state"], e["to_state"]) == (None, await state(store, i))
@@ -424,7 +424,7 @@ async def test_schedule_retry_then_due(db_url: str) -> None:
             ("retrying", "ready"),
             ("ready", "running"),
         ]
-        events = await store.job_events(home)
+        events = await storeops.job_events(store, home)
         assert events[-1]["worker"] == "w2" and events[-1]["attempt"] == 2
         await storeops.complete(store, "w2", [home])
         assert await state(store, home) == "succeeded"
@@ -979,7 +979,7 @@ async def test_dependency_violation_is_caught_at_claim(db_url: str) -> None:
         assert (e["from_state"], e["to_state"]) == ("ready", "waiting")
         assert e["dealer_id"] == "d1" and e["job_type"] == "url_shorten"
         assert "dependency violation" in (e["message"] or "")
-        assert not any(ev["to_state"] == "running" for ev in await store.job_events(bad))
+        assert not any(ev["to_state"] == "running" for ev in await storeops.job_events(store, bad))
 
         # the pipeline still finishes in order, with no further violations
         await storeops.complete(store, "w1", [ids["homenet"]])
@@ -1109,7 +1109,7 @@ async def test_extend_leases(db_url: str) -> None:
         await store.register_worker("w1", host="h", pid=1, kind="worker")
         await claim_ids(store, "w1", limit=2, lease_s=10)
         await claim_ids(store, "w2", limit=1, lease_s=10)
-        n_events = {i: len(await store.job_events(i)) for i in ids.values()}
+        n_events = {i: len(await storeops.job_events(store, i)) for i in ids.values()}
         clock.advance(5)
         assert len(await storeops.extend_leases(store, "w1", 30)) == 2
         assert await storeops.extend_leases(store, "nobody", 30) == []
@@ -1121,7 +1121,7 @@ async def test_extend_leases(db_url: str) -> None:
         status = await store.status()
         assert [w["heartbeat_at"] for w in status["workers"] if w["id"] == "w1"] == [T0 + 5]
         # not a transition: no audit rows
-        assert {i: len(await store.job_events(i)) for i in ids.values()} == n_events
+        assert {i: len(await storeops.job_events(store, i)) for i in ids.values()} == n_events
 
         clock.advance(6)  # T0+11: w2's lease expired, w1's not
         assert (await store.rescue_expired()).changed == [ids["t3"]]
@@ -1181,17 +1181,17 @@ async def test_status_shape(db_url: str) -> None:
 async def test_init_schema_is_idempotent(db_url: str) -> None:
     store = JobStore(Database(db_url), DEFAULT_RULES)
     try:
-        assert await store.schema_version() is None
-        assert await store.init_schema() is True
-        assert await store.init_schema() is False
-        assert await store.schema_version() == SCHEMA_VERSION
-        await store.check_schema()
+        assert await storeops.schema_version(store) is None
+        assert await migrate.init_schema(store.db) is True
+        assert await migrate.init_schema(store.db) is False
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
+        await migrate.check_schema(store.db)
     finally:
         await store.close()
     again = await JobStore.open(db_url, DEFAULT_RULES, create=False)
     try:
-        assert await again.schema_version() == SCHEMA_VERSION
-        assert await again.init_schema() is False
+        assert await storeops.schema_version(again) == SCHEMA_VERSION
+        assert await migrate.init_schema(again.db) is False
     finally:
         await again.close()
 
@@ -1214,7 +1214,7 @@ async def test_version_1_database_is_upgraded_on_first_use(db_url: str) -> None:
         await store.close()
     store = await JobStore.open(db_url, DEFAULT_RULES)
     try:
-        assert await store.schema_version() == SCHEMA_VERSION
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
         await store.add_dealers([("d1", None)])
         await store.enqueue(["d1"], by="alice@host")
         [entry] = await store.audit_entries()
@@ -1247,7 +1247,7 @@ async def test_version_2_database_loses_the_state_index_on_upgrade(db_url: str) 
         await store.close()
     store = await JobStore.open(db_url, DEFAULT_RULES)
     try:
-        assert await store.schema_version() == SCHEMA_VERSION
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
         names = await job_indexes(store)
         assert "ix_jobs_state_type" not in names
         assert {"ix_jobs_ready", "ix_jobs_running_dealer"} <= names
@@ -1278,7 +1278,7 @@ async def test_version_3_database_gains_the_new_columns_on_upgrade(db_url: str) 
         await store.close()
     store = await JobStore.open(db_url, DEFAULT_RULES)
     try:
-        assert await store.schema_version() == SCHEMA_VERSION
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
         async with store.db.engine.connect() as conn:
             cols = await conn.run_sync(lambda sync: {
                 t: {c["name"] for c in inspect(sync).get_columns(t)} for t in ("jobs", "dealers")

@@ -26,8 +26,8 @@ from dealertui.engine.detail import explain
 from dealertui.engine.explain import Reason, reasons
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
+from dealertui.store.reads import why_facts
 from dealertui.store.schema import breakers as breakers_table
-from dealertui.store.views import why_facts
 import storeops
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode

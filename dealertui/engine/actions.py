@@ -206,7 +206,7 @@ class Operator:
 
     async def error_group(self, fingerprint: str) -> dict[str, Any]:
         """The analyze-errors group with this fingerprint (UsageError when there is none)."""
-        from dealertui.store.insights import error_groups
+        from dealertui.store.reads import error_groups
 
         for group in await error_groups(self.store, limit=10_000):
             if group["fingerprint"] == fingerprint.strip().lower():

@@ -10,7 +10,7 @@ from typing import Any
 from dealertui.config import Config
 from dealertui.engine.explain import Reason, reasons
 from dealertui.store import JobStore
-from dealertui.store.views import JobDetail, job_detail, why_facts
+from dealertui.store.reads import JobDetail, job_detail, why_facts
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 from dealertui.config import Config
 from dealertui.engine.holds import holds_for
 from dealertui.model import SATISFIED_STATES, TERMINAL_STATES, Pause
-from dealertui.store.views import WhyFacts
+from dealertui.store.reads import WhyFacts
 from dealertui.text import ago
 
 

@@ -1,6 +1,6 @@
 """`dealertui health`: is the queue being worked, and working?
 
-Five checks over one read of the store (dealertui.store.insights.health_facts). A database
+Five checks over one read of the store (dealertui.store.reads.health_facts). A database
 that cannot be read raises StoreUnavailable, which callers turn into exit code 3.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dealertui.errors import StoreUnavailable
 from dealertui.store.breakers import describe
-from dealertui.store.insights import health_facts
+from dealertui.store.reads import health_facts
 from dealertui.text import plural, span
 
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ from prometheus_client import (
     start_http_server,
     write_to_textfile,
 )
-from sqlalchemy import select
 
 from dealertui.engine.events import (
     EngineEvent,
@@ -38,11 +37,8 @@ from dealertui.engine.events import (
 )
 from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES, ProcessingStats
-from dealertui.store.schema import breakers
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
     from dealertui.store import JobStore
 
 #: 1 ms .. 10 min, roughly x2.5 per step
@@ -154,7 +150,7 @@ class EngineMetrics:
     # -- read from the store ------------------------------------------------------------------
 
     async def refresh(self, store: JobStore) -> None:
-        """Re-read job counts (store.status()) and breaker states (breakers table)."""
+        """Re-read job counts (store.status()) and breaker states (store.breaker_states())."""
         status = await store.status()
         counts: dict[tuple[str, str], int] = {}
         for job_type, by_state in status["by_type"].items():
@@ -162,11 +158,7 @@ class EngineMetrics:
                 counts[(state, job_type)] = int(by_state.get(state, 0))
         self._jobs_labels = _replace(self.jobs, counts, self._jobs_labels)
 
-        async def read(conn: AsyncConnection) -> list[tuple[str, str]]:
-            rows = await conn.execute(select(breakers.c.key, breakers.c.state))
-            return [(str(k), str(s)) for k, s in rows]
-
-        rows = await store.db.run(read, write=False)
+        rows = [(str(b["key"]), str(b["state"])) for b in await store.breaker_states()]
         open_: dict[tuple[str], int] = {}
         states: dict[tuple[str, str], int] = {}
         for key, state in rows:

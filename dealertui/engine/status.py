@@ -9,7 +9,7 @@ from typing import Any
 from dealertui.config import Config
 from dealertui.engine.actions import unconfigured_dealers
 from dealertui.store import JobStore
-from dealertui.store.insights import fairness
+from dealertui.store.reads import fairness
 
 
 async def status_report(store: JobStore, config: Config) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dealertui.model import Intent
-from dealertui.store.db import Database, describe_url, mask_password
+from dealertui.store.db import Database
+from dealertui.store.engines import describe_url
 from dealertui.store.jobstore import JobStore, JobTypeRule
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ __all__ = [
     "JobStore",
     "JobTypeRule",
     "describe_database",
-    "mask_password",
     "open_store",
     "rules_from_config",
 ]

@@ -14,6 +14,9 @@ A claim takes place in two steps inside one writing transaction:
    picked rows in a MATERIALIZED CTE with `FOR UPDATE SKIP LOCKED`; SQLite runs under
    `BEGIN IMMEDIATE`, which already excludes every other writer.
 
+Paused dealers and types, and breakers that are not closed, are left out of the first batch;
+a half-open breaker then admits its trial jobs in a batch of their own (`claim`).
+
 The RETURNING clause re-checks each claimed job's parents: a job that was `ready` while a
 parent had not succeeded is a dependency violation, counted and sent back to waiting.
 """
@@ -27,10 +30,13 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import ClaimedJob, JobState
+from dealertui.config import BreakerConfig
+from dealertui.model import SATISFIED_STATES, ClaimedJob, ClaimRequest, ClaimResult, JobState
+from dealertui.store import breakers, controls, graphops
 from dealertui.store.fastpath import fetch
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import in_list, list_value
+from dealertui.store.states import as_sql
 
 _DUE_RETRIES = """
     UPDATE jobs SET state = 'ready', ready_at = run_after, updated_at = :now
@@ -116,11 +122,11 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         WHERE r.rn <= :per_dealer - COALESCE(b.n, 0)
         ORDER BY r.rn, d.last_served_at, r.priority, r.id
         LIMIT :limit"""
-    columns = """
+    columns = f"""
         jobs.id, jobs.dealer_id, jobs.job_type, jobs.attempts, jobs.max_attempts,
         jobs.priority, jobs.ready_at, jobs.payload, jobs.claim_seq,
         (SELECT count(*) FROM job_deps dd JOIN jobs p ON p.id = dd.parent_id
-         WHERE dd.child_id = jobs.id AND p.state NOT IN ('succeeded', 'skipped')) AS unmet"""
+         WHERE dd.child_id = jobs.id AND p.state NOT IN {as_sql(SATISFIED_STATES)}) AS unmet"""
     if dialect == "postgresql":
         sql = f"""
             WITH {ranked},
@@ -265,3 +271,72 @@ async def claim_batch(
             {"now": now, "ids": list_value(conn, served)},
         )
     return claimed, violations
+
+
+async def claim(
+    conn: AsyncConnection, worker_id: str, request: ClaimRequest, now: float,
+    breaker_cfg: BreakerConfig,
+) -> ClaimResult:
+    """Move up to `request.limit` due ready jobs to running under a lease held by *worker_id*
+    (JobStore.claim tells the rules), in the caller's transaction."""
+    limit, per_dealer, only_dealers = request.limit, request.per_dealer, request.only_dealers
+    paused = await controls.paused_keys(conn)
+    due = await promote_due_retries(conn, now)
+    await graphops.insert_events(conn, due, at=now, worker=worker_id)
+    if ("global", "") in paused:
+        return ClaimResult([])
+    g = await breakers.gate(conn, breaker_cfg, now)
+    common: dict[str, Any] = {
+        "worker_id": worker_id,
+        "per_dealer": per_dealer,
+        "lease_until": now + request.lease_s,
+        "now": now,
+        "max_dealers": request.max_dealers,
+        "active_dealers": request.active_dealers,
+        "paused_dealers": [k for s, k in paused if s == "dealer"],
+        "known_types": request.job_types,
+    }
+    paused_types = [k for s, k in paused if s == "type"]
+    claimed, violations = await claim_batch(
+        conn,
+        limit=limit,
+        only_dealers=only_dealers,
+        paused_types=sorted({*paused_types, *g.blocked_types}),
+        blocked_pairs=g.blocked_pairs,
+        **common,
+    )
+    # half-open breakers: admit at most their remaining trial jobs, key by key
+    for dealer_id, job_type, slots in g.trials:
+        room = min(slots, limit - len(claimed))
+        if room <= 0 or job_type in paused_types:
+            continue
+        if dealer_id is not None and job_type in g.blocked_types:
+            continue  # the shared breaker of the type is not closed: no trial
+        if dealer_id is not None and only_dealers is not None and (
+            dealer_id not in only_dealers
+        ):
+            continue
+        pairs = [p for p in g.blocked_pairs if p != f"{dealer_id}:{job_type}"]
+        extra, more_violations = await claim_batch(
+            conn,
+            limit=room,
+            only_dealers=[dealer_id] if dealer_id is not None else only_dealers,
+            paused_types=paused_types,
+            blocked_pairs=pairs,
+            only_type=job_type,
+            **common,
+        )
+        if extra:
+            await breakers.count_trials(conn, dealer_id, job_type, len(extra), now)
+        claimed += extra
+        violations += more_violations
+    await graphops.insert_events_for(
+        conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
+        worker=worker_id,
+    )
+    # the claim put violating jobs back to waiting; record both of their moves
+    await graphops.insert_events_for(
+        conn, violations, JobState.READY, JobState.WAITING, at=now, worker=worker_id,
+        message="dependency violation: a parent had not succeeded",
+    )
+    return ClaimResult(claimed, len(violations))

@@ -1,7 +1,7 @@
 """A dealer's life after `dealers add`: disable, enable, remove; and forgetting dead workers.
 
 Each public function is one transaction of the store it is given, audited like every other
-operator action (store._audit; *by* None writes no audit row).
+operator action (audit.record; *by* None writes no audit row).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.errors import UsageError
 from dealertui.model import UNFINISHED_STATES, JobState
+from dealertui.store import audit
 from dealertui.store.schema import (
     breakers,
     controls,
@@ -67,7 +68,7 @@ async def set_disabled(store: JobStore, dealer_id: str, disabled: bool, *,
             update(dealers).where(dealers.c.id == dealer_id)
             .values(disabled_at=now if disabled else None)
         )
-        await store._audit(
+        await audit.record(
             conn, by=by, action="disable-dealer" if disabled else "enable-dealer",
             target=f"dealer {dealer_id}", job_ids=[], reason=None, at=now,
         )
@@ -114,7 +115,7 @@ async def remove_dealer(store: JobStore, dealer_id: str, *, cancel_pending: bool
             )
         ids = [r.id for r in rows]
         if pending:
-            await store._audit(
+            await audit.record(
                 conn, by=by, action="cancel", target=f"dealer {dealer_id}", job_ids=pending,
                 reason="dealers remove --cancel-pending", at=now,
             )
@@ -130,7 +131,7 @@ async def remove_dealer(store: JobStore, dealer_id: str, *, cancel_pending: bool
         )
         await conn.execute(delete(breakers).where(breakers.c.dealer_id == dealer_id))
         await conn.execute(delete(dealers).where(dealers.c.id == dealer_id))
-        await store._audit(
+        await audit.record(
             conn, by=by, action="remove-dealer", target=f"dealer {dealer_id}", job_ids=ids,
             reason=None, at=now,
         )

@@ -12,14 +12,15 @@ from typing import Any
 from sqlalchemy import bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import JobState
+from dealertui.model import SATISFIED_STATES, JobState
 from dealertui.store.fastpath import fetch
 from dealertui.store.idlists import in_list, list_value, sql
 from dealertui.store.schema import job_events
+from dealertui.store.states import DEAD_STATES, PENDING_STATES, as_sql
 
-_SATISFIED = "('succeeded', 'skipped')"  # model.SATISFIED_STATES, as SQL
-_DEAD = "('failed', 'cancelled', 'blocked')"
-_DEAD_STATES = ("failed", "cancelled", "blocked")
+_SATISFIED = as_sql(SATISFIED_STATES)
+_DEAD = as_sql(DEAD_STATES)
+_PENDING = as_sql(PENDING_STATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +207,17 @@ async def block_descendants(
         r.id: r.state
         for r in await conn.execute(
             text(
-                "SELECT id, state FROM jobs WHERE id IN :ids "
-                "AND state IN ('waiting', 'ready', 'retrying')"
+                f"SELECT id, state FROM jobs WHERE id IN :ids AND state IN {_PENDING}"
             ).bindparams(_ids()),
             {"ids": below},
         )
     }
     rows = await conn.execute(
         text(
-            """
+            f"""
             UPDATE jobs SET state = 'blocked', blocked_reason = :reason, updated_at = :now,
                    ready_at = NULL
-            WHERE id IN :ids AND state IN ('waiting', 'ready', 'retrying')
+            WHERE id IN :ids AND state IN {_PENDING}
             RETURNING id, dealer_id, job_type
             """
         ).bindparams(_ids()),
@@ -334,7 +334,7 @@ async def hold_back(
         changed = False
         for child in sorted(wanted - held.keys()):
             for p in parents.get(child, ()):
-                if p.id in held or (p.id not in wanted and p.state in _DEAD_STATES):
+                if p.id in held or (p.id not in wanted and p.state in DEAD_STATES):
                     held[child] = f"parent {p.job_type} #{p.id} is {p.state}"
                     changed = True
                     break

@@ -1,5 +1,6 @@
-"""Pipelines: the jobs one enqueue made for one dealer, named by the id of the first of them.
+"""Pipelines: enqueue (id allocation, prerequisite links) and finding a pipeline again.
 
+A pipeline is the jobs one enqueue made for one dealer, named by the id of the first of them.
 `jobs.pipeline_id` records it from schema 4 on. A job enqueued before has none; its pipeline
 is then told the way enqueue made it: the dealer's jobs inserted in the same transaction,
 which share one created_at.
@@ -7,13 +8,31 @@ which share one created_at.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.errors import UsageError
-from dealertui.store.schema import jobs
+from dealertui.model import SATISFIED_STATES, JobState
+from dealertui.store import audit, graphops
+from dealertui.store.graphops import Event
+from dealertui.store.idlists import one_of
+from dealertui.store.registry import existing_dealers
+from dealertui.store.schema import job_deps, jobs
+from dealertui.store.states import LINKABLE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class JobTypeRule:
+    """What the store needs to know of a job type to enqueue it."""
+
+    priority: int
+    depends_on: tuple[str, ...] = ()
+    max_attempts: int = 5
 
 
 async def _members(conn: AsyncConnection, anchor: Any) -> list[int]:
@@ -61,3 +80,216 @@ async def resolve(
         raise UsageError(f"pipeline {pipeline_id} is dealer {anchor.dealer_id}'s, "
                          f"not {dealer_id}'s.")
     return pipeline_id, members
+
+
+def type_order(rules: Mapping[str, JobTypeRule], types: Sequence[str] | None) -> list[str]:
+    """The job types of one pipeline (*types*, or all), parents before children, so each job
+    can link to its in-pipeline parents; UsageError for an unknown type."""
+    wanted = list(rules) if not types else list(dict.fromkeys(types))
+    unknown = [t for t in wanted if t not in rules]
+    if unknown:
+        raise UsageError(
+            f"unknown job type {unknown[0]!r} (known: {', '.join(sorted(rules))})."
+        )
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(t: str) -> None:
+        if t in seen:
+            return
+        seen.add(t)
+        for p in sorted(rules[t].depends_on, key=lambda x: (rules[x].priority, x)):
+            if p in wanted:
+                visit(p)
+        order.append(t)
+
+    for t in sorted(wanted, key=lambda x: (rules[x].priority, x)):
+        visit(t)
+    return order
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    rules: Mapping[str, JobTypeRule],
+    order: Sequence[str],
+    dealer_ids: Sequence[str],
+    *,
+    types: Sequence[str] | None,
+    payload: Mapping[str, Any] | None,
+    by: str | None,
+    now: float,
+) -> list[int]:
+    """Enqueue one pipeline of the types *order* (see type_order) per dealer; returns the
+    new job ids.
+
+    Edges come from the job types' depends_on. A prerequisite type outside the pipeline
+    links to the dealer's latest job of that type when it is unfinished or succeeded;
+    otherwise the job is blocked with the reason "no successful <type> run".
+    """
+    wanted_dealers = list(dict.fromkeys(dealer_ids))
+    payload_text = json.dumps(payload) if payload is not None else None
+    known = await existing_dealers(conn, wanted_dealers)
+    missing = [d for d in wanted_dealers if d not in known]
+    if missing:
+        raise UsageError(
+            f"unknown dealer {missing[0]!r}; add it with 'dealertui dealers add "
+            f"{missing[0]}' or list it under [[dealers]] in the config."
+        )
+    external = sorted({p for t in order for p in rules[t].depends_on if p not in order})
+    latest = await latest_jobs(conn, wanted_dealers, external)
+    rows: list[dict[str, Any]] = []
+    parents_of: list[list[tuple[str, int | None, str]]] = []
+    for dealer_id in wanted_dealers:
+        state_in_pipeline: dict[str, str] = {}
+        for t in order:
+            links: list[tuple[str, int | None, str]] = []
+            state, reason = JobState.READY.value, None
+            for p in rules[t].depends_on:
+                if p in order:
+                    links.append(("new", None, p))
+                    pstate = state_in_pipeline[p]
+                    if pstate == JobState.BLOCKED:
+                        state, reason = JobState.BLOCKED.value, f"parent {p} is blocked"
+                    elif state != JobState.BLOCKED:
+                        state = JobState.WAITING.value
+                    continue
+                found = latest.get((dealer_id, p))
+                if found is not None and found[1] in LINKABLE_STATES:
+                    links.append(("old", found[0], p))
+                    if found[1] not in SATISFIED_STATES and state != JobState.BLOCKED:
+                        state = JobState.WAITING.value
+                else:
+                    state, reason = JobState.BLOCKED.value, f"no successful {p} run"
+            state_in_pipeline[t] = state
+            rule = rules[t]
+            rows.append(
+                {
+                    "dealer_id": dealer_id,
+                    "job_type": t,
+                    "state": state,
+                    "priority": rule.priority,
+                    "attempts": 0,
+                    "max_attempts": rule.max_attempts,
+                    "run_after": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "ready_at": now if state == JobState.READY else None,
+                    "blocked_reason": reason,
+                    "payload": payload_text,
+                }
+            )
+            parents_of.append(links)
+    if not rows:
+        return []
+    new_ids = await _allocate_job_ids(conn, len(rows))
+    first: dict[str, int] = {}  # a dealer's rows are together, in id order
+    for row, job_id in zip(rows, new_ids, strict=True):
+        row["id"] = job_id
+        row["pipeline_id"] = first.setdefault(row["dealer_id"], job_id)
+    await conn.execute(insert(jobs), rows)
+    by_dealer_type = {
+        (row["dealer_id"], row["job_type"]): job_id
+        for row, job_id in zip(rows, new_ids, strict=True)
+    }
+    edges = []
+    for row, job_id, links in zip(rows, new_ids, parents_of, strict=True):
+        for kind, parent_id, ptype in links:
+            pid = by_dealer_type[(row["dealer_id"], ptype)] if kind == "new" else parent_id
+            edges.append({"child_id": job_id, "parent_id": pid})
+    if edges:
+        await conn.execute(insert(job_deps), edges)
+    await graphops.insert_events(
+        conn,
+        [
+            Event(job_id, row["dealer_id"], row["job_type"], None, row["state"],
+                  message=row["blocked_reason"] or "enqueued")
+            for row, job_id in zip(rows, new_ids, strict=True)
+        ],
+        at=now,
+        worker=None,
+    )
+    await audit.record(
+        conn, by=by, action="enqueue", reason=None, at=now, job_ids=new_ids,
+        target=audit.target(dealers_list=wanted_dealers, types=types),
+    )
+    return new_ids
+
+
+async def _allocate_job_ids(conn: AsyncConnection, n: int) -> list[int]:
+    """Ids for *n* new jobs, so the insert can be one plain executemany.
+
+    (INSERT … RETURNING with parameter order kept falls back to a row at a time on
+    SQLite: 10,000 jobs took 1.6 s that way.)
+    """
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) "
+                 "FROM generate_series(1, :n)"),
+            {"n": n},
+        )
+        return [r[0] for r in rows]
+    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so max(id) is ours
+    top = (await conn.execute(select(func.max(jobs.c.id)))).scalar() or 0
+    return list(range(top + 1, top + 1 + n))
+
+
+async def latest_jobs(
+    conn: AsyncConnection, dealer_ids: Sequence[str], types: Sequence[str]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """(dealer, type) -> (id, state) of the dealer's newest job of each of *types*."""
+    if not types or not dealer_ids:
+        return {}
+    newest = (
+        select(func.max(jobs.c.id))
+        .where(one_of(conn, "jobs.dealer_id", dealer_ids), jobs.c.job_type.in_(types))
+        .group_by(jobs.c.dealer_id, jobs.c.job_type)
+    )
+    rows = await conn.execute(
+        select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
+            jobs.c.id.in_(newest)
+        )
+    )
+    return {(r.dealer_id, r.job_type): (r.id, r.state) for r in rows}
+
+
+async def relink_prerequisites(
+    conn: AsyncConnection, rules: Mapping[str, JobTypeRule], job_ids: Sequence[int]
+) -> set[int]:
+    """Give jobs that were blocked for lack of a prerequisite run an edge to the dealer's
+    latest unfinished or succeeded run of that type; returns the ids that still lack one."""
+    rows = (
+        await conn.execute(
+            select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type).where(
+                jobs.c.id.in_(list(job_ids)), jobs.c.blocked_reason.like("no successful %")
+            )
+        )
+    ).all()
+    if not rows:
+        return set()
+    have = {
+        (r.child_id, r.job_type)
+        for r in await conn.execute(
+            select(job_deps.c.child_id, jobs.c.job_type)
+            .join(jobs, jobs.c.id == job_deps.c.parent_id)
+            .where(job_deps.c.child_id.in_([r.id for r in rows]))
+        )
+    }
+    wanted_types = sorted(
+        {p for r in rows if r.job_type in rules for p in rules[r.job_type].depends_on}
+    )
+    latest = await latest_jobs(conn, sorted({r.dealer_id for r in rows}), wanted_types)
+    edges = []
+    unlinkable: set[int] = set()
+    for r in rows:
+        rule = rules.get(r.job_type)
+        for p in rule.depends_on if rule else ():
+            if (r.id, p) in have:
+                continue
+            found = latest.get((r.dealer_id, p))
+            if found is None or found[1] not in LINKABLE_STATES:
+                unlinkable.add(r.id)
+                continue
+            edges.append({"child_id": r.id, "parent_id": found[0]})
+    if edges:
+        await conn.execute(insert(job_deps), edges)
+    return unlinkable

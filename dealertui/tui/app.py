@@ -28,7 +28,7 @@ from dealertui.errors import DealertuiError
 from dealertui.handlers.check import check_runnable
 from dealertui.model import ActionResult
 from dealertui.store import Intent, JobStore, describe_database, open_store
-from dealertui.store.views import ConsoleSnapshot, console_snapshot
+from dealertui.store.reads import ConsoleSnapshot, console_snapshot
 from dealertui.text import plural
 from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen, ReasonScreen

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
 from dealertui.store import JobStore
-from dealertui.store.insights import error_groups
+from dealertui.store.reads import error_groups
 
 
 def _ago(now: float, at: float) -> str:

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from dealertui.model import Job
-from dealertui.store.views import JobDetail
+from dealertui.store.reads import JobDetail
 from dealertui.tui.widgets import STATE_STYLE
 
 KEYS_HELP = [

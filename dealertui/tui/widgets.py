@@ -11,8 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Sparkline, Static
 
 from dealertui.model import ALL_STATES, STATE_GLYPH, STATE_LABEL, Role, styles_by_state
-from dealertui.store.insights import STARVED_AFTER_S
-from dealertui.store.views import ConsoleSnapshot, LaneCell
+from dealertui.store.reads import STARVED_AFTER_S, ConsoleSnapshot, LaneCell
 
 #: the console's style per colour role (docs/design.md, "Job states")
 ROLE_STYLE: dict[Role, str] = {

@@ -1,0 +1,122 @@
+"""`health`: the facts its five checks judge (engine/health.py), in one read transaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dealertui.model import JobState
+from dealertui.store.schema import breakers, controls, job_events, jobs, workers
+from dealertui.store.states import OUTCOME_STATES
+
+if TYPE_CHECKING:
+    from dealertui.store.jobstore import JobStore
+
+#: stopped workers reported beside the live ones (newest first)
+STOPPED_WORKERS_SHOWN = 10
+
+
+async def health_facts(
+    store: JobStore, *, heartbeat_within_s: float, window_s: float
+) -> dict[str, Any]:
+    """What `health` judges, read in one transaction.
+
+    Keys: ``now``; ``stuck_jobs`` (running with an expired lease) and
+    ``oldest_expired_lease_at``; ``workers`` (live rows, then up to 10 stopped ones, newest
+    first) with ``live_workers``; ``newest_heartbeat_at`` (live workers that process jobs);
+    ``last_seen_at`` (also counting when stopped ones stopped); ``fresh_workers`` (live
+    with a heartbeat within *heartbeat_within_s*); ``open_breakers`` (state open or
+    half_open); ``outcomes`` (succeeded/failed/retrying events in the last *window_s*; a
+    retrying event without an error, a job released by a stopping worker, is no outcome);
+    ``ready_due``, ``retrying_due``, ``ready_total`` and ``paused_globally``.
+    """
+    now = store.clock()
+
+    async def tx(conn: AsyncConnection) -> dict[str, Any]:
+        stuck, oldest = (
+            await conn.execute(
+                select(func.count(), func.min(jobs.c.locked_until)).where(
+                    jobs.c.state == JobState.RUNNING, jobs.c.locked_until < now
+                )
+            )
+        ).one()
+        live = (
+            await conn.execute(
+                select(workers).where(workers.c.stopped_at.is_(None))
+                .order_by(workers.c.heartbeat_at.desc(), workers.c.id)
+            )
+        ).all()
+        stopped = (
+            await conn.execute(
+                select(workers).where(workers.c.stopped_at.is_not(None))
+                .order_by(workers.c.stopped_at.desc(), workers.c.id)
+                .limit(STOPPED_WORKERS_SHOWN)
+            )
+        ).all()
+        processors = [w for w in live if w.kind != "console"]
+        seen = [w.heartbeat_at for w in processors] + [
+            w.stopped_at for w in stopped if w.kind != "console"
+        ]
+        open_rows = await conn.execute(
+            select(breakers.c.key, breakers.c.dealer_id, breakers.c.state, breakers.c.opened_at,
+                   breakers.c.failures, breakers.c.calls)
+            .where(breakers.c.state.in_(["open", "half_open"]))
+            .order_by(breakers.c.opened_at, breakers.c.key)
+        )
+        outcomes = dict.fromkeys(OUTCOME_STATES, 0)
+        for state, n in await conn.execute(
+            select(job_events.c.to_state, func.count())
+            .where(
+                job_events.c.at >= now - window_s,
+                job_events.c.to_state.in_(OUTCOME_STATES),
+                # a job handed back by a stopping worker goes to retrying with no error
+                (job_events.c.to_state != JobState.RETRYING) | job_events.c.error.is_not(None),
+            )
+            .group_by(job_events.c.to_state)
+        ):
+            outcomes[state] = n
+        ready_due, ready_total, retrying_due = (
+            await conn.execute(
+                select(
+                    func.count().filter(jobs.c.state == JobState.READY, jobs.c.run_after <= now),
+                    func.count().filter(jobs.c.state == JobState.READY),
+                    func.count().filter(jobs.c.state == JobState.RETRYING, jobs.c.run_after <= now),
+                ).where(jobs.c.state.in_([JobState.READY, JobState.RETRYING]))
+            )
+        ).one()
+        paused = (
+            await conn.execute(
+                select(func.count()).select_from(controls).where(
+                    controls.c.scope == "global", controls.c.paused == 1
+                )
+            )
+        ).scalar_one()
+        return {
+            "now": now,
+            "stuck_jobs": stuck,
+            "oldest_expired_lease_at": oldest,
+            "workers": [dict(w._mapping) for w in (*live, *stopped)],
+            "live_workers": len(live),
+            "newest_heartbeat_at": max((w.heartbeat_at for w in processors), default=None),
+            "last_seen_at": max(seen, default=None),
+            "fresh_workers": sum(
+                1 for w in processors if w.heartbeat_at >= now - heartbeat_within_s
+            ),
+            # not counted as workers (a console's engine stops when its console closes), but
+            # named, so health does not say that nothing is running
+            "console_engines": sum(
+                1 for w in live
+                if w.kind == "console" and w.heartbeat_at >= now - heartbeat_within_s
+            ),
+            "open_breakers": [dict(r._mapping) for r in open_rows],
+            "outcomes": outcomes,
+            "window_s": window_s,
+            "ready_due": ready_due,
+            "retrying_due": retrying_due,
+            "ready_total": ready_total,
+            "paused_globally": bool(paused),
+        }
+
+    return await store.db.run(tx, write=False)

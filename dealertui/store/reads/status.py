@@ -1,0 +1,94 @@
+"""`status`: counts by state, by job type and by dealer, pauses, workers, recent runs (the
+JSON contract of `dealertui status --json`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dealertui.model import JobState, empty_state_counts
+from dealertui.store.schema import controls, dealers, jobs, runs, workers
+
+#: how many engine runs `status` reports, newest first
+LAST_RUNS_SHOWN = 5
+
+
+async def status(conn: AsyncConnection, job_types: Iterable[str]) -> dict[str, Any]:
+    """The status document; *job_types* (the configured ones) are listed even without jobs."""
+    by_state = empty_state_counts()
+    by_type: dict[str, dict[str, int]] = {t: empty_state_counts() for t in job_types}
+    by_dealer: dict[str, dict[str, int]] = {
+        d: empty_state_counts()
+        for d in (await conn.execute(select(dealers.c.id).order_by(dealers.c.id))).scalars()
+    }
+    rows = await conn.execute(
+        select(jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, func.count()).group_by(
+            jobs.c.dealer_id, jobs.c.job_type, jobs.c.state
+        )
+    )
+    for dealer_id, job_type, state, n in rows:
+        if state not in by_state:
+            continue
+        by_state[state] += n
+        by_type.setdefault(job_type, empty_state_counts())[state] += n
+        by_dealer.setdefault(dealer_id, empty_state_counts())[state] += n
+    pauses = await conn.execute(select(controls).where(controls.c.paused == 1))
+    paused: dict[str, Any] = {"global": False, "dealers": [], "types": []}
+    for p in pauses:
+        if p.scope == "global":
+            paused["global"] = True
+        else:
+            paused["dealers" if p.scope == "dealer" else "types"].append(p.key)
+    worker_rows = await conn.execute(
+        select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
+    )
+    running_by: dict[str | None, int] = dict(
+        (
+            await conn.execute(
+                select(jobs.c.locked_by, func.count())
+                .where(jobs.c.state == JobState.RUNNING)
+                .group_by(jobs.c.locked_by)
+            )
+        ).all()
+    )
+    last_runs = [
+        {
+            "worker_id": r.worker_id,
+            "kind": r.kind,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "stats": json.loads(r.stats) if r.stats else None,
+        }
+        for r in await conn.execute(
+            select(runs).order_by(runs.c.id.desc()).limit(LAST_RUNS_SHOWN)
+        )
+    ]
+    disabled = (await conn.execute(
+        select(dealers.c.id).where(dealers.c.disabled_at.is_not(None))
+        .order_by(dealers.c.id)
+    )).scalars().all()
+    return {
+        "last_runs": last_runs,
+        "disabled_dealers": list(disabled),
+        "total": sum(by_state.values()),
+        "by_state": by_state,
+        "by_type": by_type,
+        "by_dealer": by_dealer,
+        "paused": {k: sorted(v) if isinstance(v, list) else v for k, v in paused.items()},
+        "workers": [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "kind": w.kind,
+                "started_at": w.started_at,
+                "heartbeat_at": w.heartbeat_at,
+                "running": running_by.get(w.id, 0),
+            }
+            for w in worker_rows
+        ],
+    }
