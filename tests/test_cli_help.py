@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +115,45 @@ def test_help_loads_no_heavy_module(argv: list[str]) -> None:
     loaded = [m for m in answer["modules"]
               if any(m == h or m.startswith(h + ".") for h in HEAVY)]
     assert not loaded, f"dealertui {' '.join(argv)} loads {loaded[:8]}"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def reference_entries() -> list[str]:
+    """The README's CLI reference (the first code block under "## CLI"), one entry per
+    `dealertui …` line with its indented continuation lines."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("\n## CLI\n"):]
+    block = section.split("```\n", 2)[1]
+    entries: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("dealertui "):
+            entries.append(line)
+        elif line.startswith(" ") and entries:
+            entries[-1] += " " + line.strip()
+    return entries
+
+
+def _entries_for(prog: str, entries: list[str]) -> list[str]:
+    words = prog.split()[1:]
+    if not words:  # the global options: the console and --run-once lines
+        return [e for e in entries if e.split()[1][0] in "[-"]
+    return [e for e in entries
+            if words[0] in e.split()[1].split("|") and all(w in e.split() for w in words[1:])]
+
+
+@pytest.mark.parametrize("prog,parser", PARSERS, ids=[prog for prog, _ in PARSERS])
+def test_the_readme_reference_names_every_option(prog: str,
+                                                 parser: argparse.ArgumentParser) -> None:
+    if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions) and prog != (
+            "dealertui"):
+        return  # `dealers`: its subcommands have the options
+    entries = _entries_for(prog, reference_entries())
+    assert entries, f"the README's CLI reference has no line for {prog}"
+    text = " ".join(entries)
+    missing = [a.option_strings[-1] for a in parser._actions
+               if a.option_strings and a.dest != "help"
+               and not any(re.search(rf"{re.escape(o)}(?![\w-])", text)
+                           for o in a.option_strings)]
+    assert not missing, f"the README's CLI reference for {prog} lacks {', '.join(missing)}"
