@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from dealertui.cli import main
-from dealertui.store.db import create_engine
+from dealertui.store.engines import create_engine
 from dealertui.store.schema import metadata
 
 CONFIG = """\

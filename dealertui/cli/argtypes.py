@@ -1,0 +1,38 @@
+"""Argument types: values refused by argparse, with a sentence that says what to type."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """'15m' -> 900.0; accepts s, m, h, d or a bare number of seconds."""
+    m = _DURATION.match(value)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: use a number with s, m, h or d, such as 15m"
+        )
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    if n >= 2**63:  # no job id, limit or count is this big, and SQLite's integers end here
+        raise argparse.ArgumentTypeError(f"expected a positive integer below 2**63, got {value!r}")
+    return n
+
+
+def port_number(value: str) -> int:
+    n = positive_int(value)
+    if n > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {value!r}")
+    return n
