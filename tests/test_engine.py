@@ -27,7 +27,7 @@ import anyio
 import pytest
 
 from dealertui.config import Config, parse_config
-from dealertui.engine import manager as manager_module
+from dealertui.engine import claiming
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import Intent, JobStore, open_store
 import storeops
@@ -437,7 +437,7 @@ async def test_limits_hold_when_outcomes_arrive_during_claims(
     rather than that one line.)"""
     from dealertui.engine.events import EventBus, JobSucceeded
 
-    monkeypatch.setattr(manager_module, "IDLE_POLL_S", 0.002)
+    monkeypatch.setattr(claiming, "IDLE_POLL_S", 0.002)
     handlers = importlib.import_module(FIXTURE_HANDLERS)
     handlers.RUNNING.clear()
     handlers.PEAKS.update(dealers=0, per_dealer=0)

@@ -21,8 +21,8 @@ import dealertui
 
 CONSOLE = "dealertui.tui"
 #: no front-end libraries at all below the front ends
-LOW_LAYERS = ("dealertui.engine", "dealertui.store", "dealertui.handlers")
-LOW_MODULES = ("dealertui.config", "dealertui.model")
+LOW_LAYERS = ("dealertui.engine", "dealertui.store", "dealertui.handlers", "dealertui.config")
+LOW_MODULES = ("dealertui.model",)
 
 
 def _is_console(name: str) -> bool:

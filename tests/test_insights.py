@@ -12,7 +12,7 @@ from sqlalchemy import insert
 
 from dealertui.config import parse_config
 from dealertui.engine.health import Check, check_health, health_json
-from dealertui.headless_insights import print_error_groups, print_health
+from dealertui.headless import print_error_groups, print_health
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.reads import error_groups, health_facts, normalize_error

@@ -46,7 +46,7 @@ def test_glyphs_and_labels_fit_their_cells() -> None:
 def test_every_front_end_styles_every_role_and_state() -> None:
     for name, role_style, state_style in (
         ("console", widgets.ROLE_STYLE, widgets.STATE_STYLE),
-        ("reports", headless.ROLE_STYLE, headless._STATE_STYLE),
+        ("reports", headless.ROLE_STYLE, headless.STATE_STYLE),
     ):
         assert set(role_style) == set(Role), f"{name} lacks a style for a role"
         assert set(state_style) == set(ALL_STATES), f"{name} lacks a style for a state"

@@ -66,7 +66,7 @@ async def cmd_health(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         out(json.dumps(health_json(code, checks), indent=2))
     else:
-        from dealertui.headless_insights import print_health
+        from dealertui.headless import print_health
 
         print_health(code, checks, args.detailed)
     return code
@@ -86,7 +86,7 @@ async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         out(json.dumps(groups, indent=2))
     else:
-        from dealertui.headless_insights import print_error_groups
+        from dealertui.headless import print_error_groups
 
         print_error_groups(groups)
     return 0

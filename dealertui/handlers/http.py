@@ -11,8 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from dealertui.config import HttpHandler, mask_url
+from dealertui.config import HttpHandler
 from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
+from dealertui.masking import mask_url
 
 TRANSIENT_STATUSES = {408, 425, 429}
 
