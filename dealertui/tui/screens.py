@@ -14,10 +14,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from dealertui.model import Job
+from dealertui.model import STATE_GLYPH, Job
 from dealertui.store.views import JobDetail
 from dealertui.tui.actions import ACTIONS
 from dealertui.tui.widgets import STATE_STYLE
+
+#: every state's glyph and name, in the order of model.STATES
+LEGEND = "  ".join(f"{glyph} {state}" for state, glyph in STATE_GLYPH.items())
 
 
 class HelpScreen(ModalScreen[None]):
@@ -46,10 +49,7 @@ class HelpScreen(ModalScreen[None]):
             yield Label("[b]dealertui keys[/b]")
             yield Static(table)
             # a Static wraps; a Label (width auto) cut the legend at the box's edge
-            yield Static(
-                "[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
-                "✖ failed  ⊘ blocked  − cancelled  ↷ skipped; ×N = attempts[/]"
-            )
+            yield Static(f"[dim]lanes: {LEGEND}; ×N = attempts[/]")
 
     def action_dismiss(self, result: Any = None) -> Any:
         return self.dismiss(None)

@@ -10,7 +10,14 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable, Sparkline, Static
 
-from dealertui.model import ALL_STATES, STATE_GLYPH, STATE_LABEL, Role, styles_by_state
+from dealertui.model import (
+    ALL_STATES,
+    STATE_GLYPH,
+    STATE_LABEL,
+    JobState,
+    Role,
+    styles_by_state,
+)
 from dealertui.store.insights import STARVED_AFTER_S
 from dealertui.store.views import ConsoleSnapshot, LaneCell
 
@@ -32,6 +39,8 @@ DEALER_COL, AGE_COL = "dealer", "age"
 LANE_WIDTH = 9
 MARKER_CELLS = 2  # ⏸ is one cell, ⌛ two
 ROW_BUDGET = 150
+#: the throughput pane's counts shown even at zero (the others only when some job is in them)
+ALWAYS_COUNTED = (JobState.RUNNING, JobState.READY, JobState.WAITING, JobState.FAILED)
 
 
 def age(seconds: float) -> str:
@@ -237,7 +246,7 @@ class ThroughputPanel(Static):
         counts = Text()
         for state in ALL_STATES:
             n = snap.by_state.get(state, 0)
-            if n or state in ("running", "ready", "waiting", "failed"):
+            if n or state in ALWAYS_COUNTED:
                 counts.append(f"{SHORT[state]} {n}  ", style=STATE_STYLE[state])
         line = Text.assemble(
             (f"{rate:6.1f} jobs/s ", "bold"), f"success {success}  ", counts,
