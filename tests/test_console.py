@@ -34,8 +34,9 @@ from dealertui.model import ActionResult, JobOutcome
 from dealertui.store import Intent, JobStore, open_store
 from dealertui.store.reads import STARVED_AFTER_S
 from dealertui.store.schema import job_events
-from dealertui.tui.app import MUTATING, DealerConsole, make_app
-from dealertui.tui.screens import KEYS_HELP, ConfirmScreen, HelpScreen, JobDetailScreen
+from dealertui.tui.actions import KEYS_HELP, MUTATING
+from dealertui.tui.app import DealerConsole, make_app
+from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import DEALER_COL, LanesTable, lane_text
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dealertui.errors import StoreUnavailable
 from dealertui.store.breakers import describe
 from dealertui.store.reads import health_facts
-from dealertui.text import plural, span
+from dealertui.text import ago, plural, span
 
 if TYPE_CHECKING:
     from dealertui.config import Config
@@ -31,10 +31,6 @@ class Check:
     detail: str
 
 
-def _ago(now: float, then: float) -> str:
-    return span(max(now - then, 0.0)) + " ago"
-
-
 def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
     rows = facts["open_breakers"]
     if not rows:
@@ -45,7 +41,7 @@ def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
     for b in rows[:5]:
         text = f"{b['key']} {b['state'].replace('_', '-')}"
         if b["opened_at"] is not None:
-            text += f" since {_ago(now, b['opened_at'])}"
+            text += f" since {ago(now - b['opened_at'])} ago"
             if b["state"] == "open" and reset is not None:
                 left = b["opened_at"] + reset - now
                 text += f", half-open in {span(left)}" if left > 0 else ", half-open due"
@@ -67,7 +63,7 @@ def _stuck(facts: dict[str, Any]) -> Check:
     return Check(
         "stuck_jobs", False,
         f"{plural(n, 'running job')} {'has' if n == 1 else 'have'} an expired lease "
-        f"(the oldest expired {_ago(facts['now'], oldest)}); a running worker rescues them, "
+        f"(the oldest expired {ago(facts['now'] - oldest)} ago); a running worker rescues them, "
         "or run 'dealertui reset-stuck'.",
     )
 
@@ -77,7 +73,7 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
     due = facts["ready_due"] + facts["retrying_due"]
     newest, seen = facts["newest_heartbeat_at"], facts["last_seen_at"]
     last = (
-        f"the newest live worker heartbeat was {_ago(now, newest)}"
+        f"the newest live worker heartbeat was {ago(now - newest)} ago"
         if newest is not None
         else "no live worker is registered"
     )
@@ -101,10 +97,10 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
         # a --run-once from cron that finished moments ago: work is being picked up
         return Check(
             "worker_heartbeat", True,
-            f"{plural(due, 'job')} due; a worker or run was last seen {_ago(now, seen)}, "
+            f"{plural(due, 'job')} due; a worker or run was last seen {ago(now - seen)} ago, "
             f"within {span(within_s)}.",
         )
-    seen_text = f", last seen {_ago(now, seen)}" if seen is not None else ", none ever seen"
+    seen_text = f", last seen {ago(now - seen)} ago" if seen is not None else ", none ever seen"
     consoles = facts.get("console_engines", 0)
     console_text = (
         f"; only {plural(consoles, 'console engine')} {'runs' if consoles == 1 else 'run'}, "

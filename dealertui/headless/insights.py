@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dealertui.engine.health import Check
+from dealertui.text import ago
 
 _CLASS_STYLE = {"transient": "yellow", "permanent": "red", "timeout": "magenta"}
 
@@ -37,17 +38,6 @@ def print_health(
         for c in checks:
             print(f"{good if c.ok else bad} {c.name}: {c.detail}", file=out)
     out.flush()
-
-
-def _ago(now: float, then: float) -> str:
-    s = int(max(now - then, 0))
-    if s < 120:
-        return f"{s}s ago"
-    if s < 7200:
-        return f"{s // 60}m ago"
-    if s < 172800:
-        return f"{s // 3600}h ago"
-    return f"{s // 86400}d ago"
 
 
 def _dealers(g: dict[str, Any]) -> str:
@@ -81,7 +71,7 @@ def print_error_groups(
                 f"{g['fingerprint']}  "
                 f"{g['job_type']} [{g['error_class']}] {g['signature']}: {g['count']} "
                 f"time{'' if g['count'] == 1 else 's'} in "
-                f"{_dealers(g)}, last {_ago(now, g['last_at'])}",
+                f"{_dealers(g)}, last {ago(now - g['last_at'], compact=True)} ago",
                 file=out,
             )
         out.flush()
@@ -100,7 +90,7 @@ def print_error_groups(
         t.add_row(
             g["fingerprint"], str(g["count"]), Text(g["job_type"]),
             Text(g["error_class"], style=style),
-            Text(dealers), _ago(now, g["last_at"]), Text(g["signature"]),
+            Text(dealers), ago(now - g["last_at"], compact=True) + " ago", Text(g["signature"]),
         )
     console.print(t)
     console.print("[dim]act on a whole group: dealertui retry --fingerprint F | "

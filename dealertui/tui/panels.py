@@ -16,11 +16,7 @@ from textual.widgets import DataTable, Label
 
 from dealertui.store import JobStore
 from dealertui.store.reads import error_groups
-
-
-def _ago(now: float, at: float) -> str:
-    s = int(max(now - at, 0))
-    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+from dealertui.text import ago
 
 
 class FailureGroupsScreen(ModalScreen[tuple[str, str] | None]):
@@ -62,7 +58,7 @@ class FailureGroupsScreen(ModalScreen[tuple[str, str] | None]):
         for g in self.groups:
             dealers = g["dealer_ids"][0] if g["dealers"] == 1 else f"{g['dealers']} dealers"
             table.add_row(g["fingerprint"], str(g["count"]), g["job_type"], g["error_class"],
-                          dealers, _ago(now, g["last_at"]), Text(g["signature"]),
+                          dealers, ago(now - g["last_at"], compact=True), Text(g["signature"]),
                           key=g["fingerprint"])
         if not self.groups:
             table.add_row("", "", "", "", "", "", Text("no failures recorded", style="green"))

@@ -14,31 +14,18 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from dealertui.model import Job
+from dealertui.model import STATE_GLYPH, Job
 from dealertui.store.reads import JobDetail
+from dealertui.tui.actions import ACTIONS
 from dealertui.tui.widgets import STATE_STYLE
 
-KEYS_HELP = [
-    ("s", "start or resume the engine (and lift a global pause)"),
-    ("p", "pause or resume the selected dealer"),
-    ("P", "pause or resume everything (every worker obeys)"),
-    ("r", "retry the selected job, or the dealer's failed/blocked jobs"),
-    ("x", "reset stuck jobs (expired leases)"),
-    ("c", "cancel the selected job"),
-    ("e", "enqueue a pipeline for the selected dealer"),
-    ("/", "filter dealers by id, name or state (esc clears)"),
-    ("enter", "job detail: attempts, errors, timeline, parents and children"),
-    ("R", "rerun the selected job and its descendants (on the dealer: its whole pipeline)"),
-    ("k", "skip the selected job with a reason (its children may run)"),
-    ("f", "failure groups across dealers: retry or pause a whole group"),
-    ("a", "audit log: every operator action, who, when, why"),
-    ("ctrl+p", "command palette: every action by name"),
-    ("?", "this help"),
-    ("q", "quit (also ctrl+q)"),
-]
+#: every state's glyph and name, in the order of model.STATES
+LEGEND = "  ".join(f"{glyph} {state}" for state, glyph in STATE_GLYPH.items())
 
 
 class HelpScreen(ModalScreen[None]):
+    """Every key of the console (tui/actions.py) and the lanes' glyphs."""
+
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
     def __init__(self, read_only: bool) -> None:
@@ -49,20 +36,20 @@ class HelpScreen(ModalScreen[None]):
         table = Table(show_header=False, box=None, padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for key, what in KEYS_HELP:
-            if self.read_only and key in ("s", "p", "P", "r", "x", "c", "e", "R", "k"):
+        for action in ACTIONS:
+            if action.help is None:
+                continue
+            what = action.help
+            if self.read_only and action.mutating:
                 what = f"[dim]{what} (read-only: refused)[/]"
-            table.add_row(key, what)
+            table.add_row(action.shown, what)
         # scrolls: at 80x24 the keys and the legend are taller than the box (arrows, pgup/pgdn,
         # home/end; it has the focus)
         with VerticalScroll(id="help-box", classes="modal-box"):
             yield Label("[b]dealertui keys[/b]")
             yield Static(table)
             # a Static wraps; a Label (width auto) cut the legend at the box's edge
-            yield Static(
-                "[dim]lanes: … waiting  ○ ready  ▶ running  ↻ retrying  ✔ succeeded  "
-                "✖ failed  ⊘ blocked  − cancelled  ↷ skipped; ×N = attempts[/]"
-            )
+            yield Static(f"[dim]lanes: {LEGEND}; ×N = attempts[/]")
 
     def action_dismiss(self, result: Any = None) -> Any:
         return self.dismiss(None)

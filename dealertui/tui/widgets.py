@@ -10,8 +10,16 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable, Sparkline, Static
 
-from dealertui.model import ALL_STATES, STATE_GLYPH, STATE_LABEL, Role, styles_by_state
+from dealertui.model import (
+    ALL_STATES,
+    STATE_GLYPH,
+    STATE_LABEL,
+    JobState,
+    Role,
+    styles_by_state,
+)
 from dealertui.store.reads import STARVED_AFTER_S, ConsoleSnapshot, LaneCell
+from dealertui.text import span
 
 #: the console's style per colour role (docs/design.md, "Job states")
 ROLE_STYLE: dict[Role, str] = {
@@ -31,18 +39,8 @@ DEALER_COL, AGE_COL = "dealer", "age"
 LANE_WIDTH = 9
 MARKER_CELLS = 2  # ⏸ is one cell, ⌛ two
 ROW_BUDGET = 150
-
-
-def age(seconds: float) -> str:
-    s = max(int(seconds), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h"
-    days = s // 86400
-    return f"{days}d" if days < 100 else "old"  # three characters: the column is 3 wide
+#: the throughput pane's counts shown even at zero (the others only when some job is in them)
+ALWAYS_COUNTED = (JobState.RUNNING, JobState.READY, JobState.WAITING, JobState.FAILED)
 
 
 def _marker(glyph: str) -> str:
@@ -97,7 +95,7 @@ class LanesTable(DataTable[Any]):
             ("dealer", dealer_id) in snap.paused,
             dealer_id in snap.disabled,
             oldest is not None and snap.now - oldest > STARVED_AFTER_S,
-            age(snap.now - newest) if newest is not None else "",
+            span(snap.now - newest, compact=True) if newest is not None else "",
         )
 
     def row_values(self, snap: ConsoleSnapshot, dealer_id: str) -> tuple[Any, ...]:
@@ -123,7 +121,7 @@ class LanesTable(DataTable[Any]):
         return (
             dealer,
             *(lane_text(c) for c in cells),
-            age(snap.now - newest) if newest is not None else "",
+            span(snap.now - newest, compact=True) if newest is not None else "",
         )
 
     def apply(self, snap: ConsoleSnapshot, visible: Sequence[tuple[str, str | None]]) -> None:
@@ -205,7 +203,8 @@ class BreakersTable(DataTable[Any]):
             state = b["state"]
             style = {"open": "bold red", "half_open": "yellow"}.get(state, "green")
             due = b.get("half_open_at")
-            label = f"open {age(due - snap.now)}" if state == "open" and due else state
+            left = span(due - snap.now, compact=True) if due else ""
+            label = f"open {left}" if state == "open" and due else state
             # of its dealer's calls, or of the dealers that ran its type, in the window
             failed = f"{b['failures']}/{b['calls']}" if b.get("calls") else str(b["failures"])
             self.add_row(b["key"], Text(label, style=style), failed, key=b["key"])
@@ -236,7 +235,7 @@ class ThroughputPanel(Static):
         counts = Text()
         for state in ALL_STATES:
             n = snap.by_state.get(state, 0)
-            if n or state in ("running", "ready", "waiting", "failed"):
+            if n or state in ALWAYS_COUNTED:
                 counts.append(f"{SHORT[state]} {n}  ", style=STATE_STYLE[state])
         line = Text.assemble(
             (f"{rate:6.1f} jobs/s ", "bold"), f"success {success}  ", counts,
