@@ -10,11 +10,17 @@ import getpass
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
 
 from dealertui.config import Config
 from dealertui.errors import UsageError
-from dealertui.model import DEALER_ID_HINT, ActionResult, dealer_name_problem, is_valid_dealer_id
+from dealertui.model import (
+    DEALER_ID_HINT,
+    ActionResult,
+    BlastRadius,
+    ErrorGroup,
+    dealer_name_problem,
+    is_valid_dealer_id,
+)
 from dealertui.store import JobStore, dealerops
 from dealertui.text import plural
 
@@ -204,7 +210,7 @@ class Operator:
         return await self.store.rerun(job_id=job_id, dealer_id=dealer_id,
                                       pipeline_id=pipeline_id, by=self.who, reason=reason)
 
-    async def error_group(self, fingerprint: str) -> dict[str, Any]:
+    async def error_group(self, fingerprint: str) -> ErrorGroup:
         """The analyze-errors group with this fingerprint (UsageError when there is none)."""
         from dealertui.store.reads import error_groups
 
@@ -235,7 +241,7 @@ class Operator:
         """The same operator on a store whose writes roll back: for --dry-run and confirms."""
         return Operator(self.store.preview(), self.config, self.who)
 
-    async def blast_radius(self, result: ActionResult) -> dict[str, Any]:
+    async def blast_radius(self, result: ActionResult) -> BlastRadius:
         """What an action (usually a preview) touches, by dealer and job type, with the
         states the jobs are in now."""
         ids = [*result.changed, *result.followers]

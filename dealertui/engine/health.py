@@ -7,10 +7,11 @@ that cannot be read raises StoreUnavailable, which callers turn into exit code 3
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dealertui.errors import StoreUnavailable
+from dealertui.model import HealthCheck, HealthFacts, HealthReport
 from dealertui.store.breakers import describe
 from dealertui.store.reads import health_facts
 from dealertui.text import ago, plural, span
@@ -31,7 +32,7 @@ class Check:
     detail: str
 
 
-def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
+def _breakers(facts: HealthFacts, config: Config | None) -> Check:
     rows = facts["open_breakers"]
     if not rows:
         return Check("open_breakers", True, "no circuit breaker is open.")
@@ -55,11 +56,12 @@ def _breakers(facts: dict[str, Any], config: Config | None) -> Check:
     )
 
 
-def _stuck(facts: dict[str, Any]) -> Check:
+def _stuck(facts: HealthFacts) -> Check:
     n = facts["stuck_jobs"]
     if not n:
         return Check("stuck_jobs", True, "no running job has an expired lease.")
-    oldest = facts["oldest_expired_lease_at"]
+    # stuck jobs have an expired lease, so there is an oldest one
+    oldest = facts["oldest_expired_lease_at"] or facts["now"]
     return Check(
         "stuck_jobs", False,
         f"{plural(n, 'running job')} {'has' if n == 1 else 'have'} an expired lease "
@@ -68,7 +70,7 @@ def _stuck(facts: dict[str, Any]) -> Check:
     )
 
 
-def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
+def _heartbeat(facts: HealthFacts, within_s: float) -> Check:
     now = facts["now"]
     due = facts["ready_due"] + facts["retrying_due"]
     newest, seen = facts["newest_heartbeat_at"], facts["last_seen_at"]
@@ -113,7 +115,7 @@ def _heartbeat(facts: dict[str, Any], within_s: float) -> Check:
     )
 
 
-def _failure_rate(facts: dict[str, Any], threshold: float, min_outcomes: int) -> Check:
+def _failure_rate(facts: HealthFacts, threshold: float, min_outcomes: int) -> Check:
     o = facts["outcomes"]
     bad = o["failed"] + o["retrying"]
     total = bad + o["succeeded"]
@@ -193,10 +195,10 @@ async def check_health(
     return (HEALTHY if all(c.ok for c in checks) else DEGRADED), checks
 
 
-def health_json(code: int, checks: list[Check]) -> dict[str, Any]:
+def health_json(code: int, checks: list[Check]) -> HealthReport:
     """The `health --json` object: status, exit_code and every check (name, ok, detail)."""
     return {
         "status": "healthy" if code == HEALTHY else "degraded",
         "exit_code": code,
-        "checks": [asdict(c) for c in checks],
+        "checks": [HealthCheck(name=c.name, ok=c.ok, detail=c.detail) for c in checks],
     }

@@ -7,11 +7,11 @@ of `--run-once --dry-run` (the first reason, short): the two had their own copie
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dealertui.model import Pause
+from dealertui.model import BreakerRow, Pause
 from dealertui.store.breakers import describe
 from dealertui.text import ago
 
@@ -37,7 +37,7 @@ def _pause_what(p: Pause) -> str:
 
 
 def holds_for(dealer_id: str, job_type: str, pauses: Iterable[Pause],
-              breakers: Iterable[Mapping[str, Any]], *, half_open_max_jobs: int,
+              breakers: Iterable[BreakerRow], *, half_open_max_jobs: int,
               now: float) -> list[Hold]:
     """Every pause and breaker that concerns a job of *job_type* for *dealer_id*, pauses
     first (global, dealer, type), then breakers (type-wide, then this dealer's)."""

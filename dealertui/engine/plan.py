@@ -9,7 +9,6 @@ reason. Dealers are listed in the order the claim serves them (least recently se
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import networkx as nx
 from sqlalchemy import func, select
@@ -18,7 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dealertui.config import Config
 from dealertui.engine.graph import first_cycles
 from dealertui.engine.holds import holds_for
-from dealertui.model import SATISFIED_STATES, UNFINISHED_STATES, Job, JobState
+from dealertui.model import (
+    SATISFIED_STATES,
+    UNFINISHED_STATES,
+    HeldJob,
+    Job,
+    JobState,
+    Plan,
+    PlanDealer,
+    PlanJob,
+)
 from dealertui.store import JobStore
 from dealertui.store.schema import jobs
 
@@ -30,7 +38,7 @@ async def build_plan(
     max_jobs_per_dealer: int | None = None,
     dealers: list[str] | None = None,
     limit: int | None = None,
-) -> dict[str, Any]:
+) -> Plan:
     """The `--run-once --dry-run --json` object (see README, "Plan before run")."""
     now = store.clock()  # the store's clock, like every other time the store judges
     per_dealer = max_jobs_per_dealer or config.concurrency.max_concurrent_jobs_per_dealer
@@ -86,7 +94,7 @@ async def build_plan(
             held[jid] = reason
 
     # waves per dealer: per_dealer at a time, parents first, then priority order
-    plan_dealers: list[dict[str, Any]] = []
+    plan_dealers: list[PlanDealer] = []
     budget = limit
     for dealer_id in sorted({by_id[i].dealer_id for i in [*will_run, *held]},
                             key=lambda d: (served.get(d, 0.0), d)):
@@ -106,25 +114,26 @@ async def build_plan(
             waves.append(wave)
             done.update(wave)
             left = [i for i in left if i not in set(wave)]
-        plan_dealers.append({
-            "dealer_id": dealer_id,
-            "waves": [[_brief(by_id[i]) for i in w] for w in waves],
-            "held": [{**_brief(by_id[i]), "reason": held[i]}
-                     for i in sorted(held) if by_id[i].dealer_id == dealer_id],
-        })
+        plan_dealers.append(PlanDealer(
+            dealer_id=dealer_id,
+            waves=[[_brief(by_id[i]) for i in w] for w in waves],
+            held=[HeldJob(id=i, job_type=by_id[i].job_type, state=by_id[i].state,
+                          reason=held[i])
+                  for i in sorted(held) if by_id[i].dealer_id == dealer_id],
+        ))
     cycles = first_cycles(graph)
-    return {
-        "dry_run": True,
-        "would_run": sum(len(w) for d in plan_dealers for w in d["waves"]),
-        "held": len(held),
-        "max_jobs_per_dealer": per_dealer,
-        "dealers": plan_dealers,
-        "cycles": cycles,
-    }
+    return Plan(
+        dry_run=True,
+        would_run=sum(len(w) for d in plan_dealers for w in d["waves"]),
+        held=len(held),
+        max_jobs_per_dealer=per_dealer,
+        dealers=plan_dealers,
+        cycles=cycles,
+    )
 
 
-def _brief(j: Job) -> dict[str, Any]:
-    return {"id": j.id, "job_type": j.job_type, "state": j.state}
+def _brief(j: Job) -> PlanJob:
+    return PlanJob(id=j.id, job_type=j.job_type, state=j.state)
 
 
 async def held_jobs(store: JobStore, dealers: list[str] | None = None) -> dict[str, int]:

@@ -4,21 +4,24 @@ the config no longer names and whether each worker is alive. Composed once here,
 
 from __future__ import annotations
 
-from typing import Any
-
 from dealertui.config import Config
 from dealertui.engine.actions import unconfigured_dealers
+from dealertui.model import StatusReport, WorkerReport
 from dealertui.store import JobStore
 from dealertui.store.reads import fairness
 
 
-async def status_report(store: JobStore, config: Config) -> dict[str, Any]:
+async def status_report(store: JobStore, config: Config) -> StatusReport:
     """The `status --json` object (README, "status --json")."""
-    status = await store.status()
-    status["fairness"] = await fairness(store)
-    status["dealers_not_in_config"] = unconfigured_dealers(config, list(status["by_dealer"]))
+    s = await store.status()
     now = store.clock()
-    for w in status["workers"]:
+    return StatusReport(
+        last_runs=s["last_runs"], disabled_dealers=s["disabled_dealers"], total=s["total"],
+        by_state=s["by_state"], by_type=s["by_type"], by_dealer=s["by_dealer"],
+        paused=s["paused"],
         # a worker whose heartbeat is older than a lease has let its leases run out
-        w["alive"] = now - w["heartbeat_at"] <= config.concurrency.lease_s
-    return status
+        workers=[WorkerReport(**w, alive=now - w["heartbeat_at"] <= config.concurrency.lease_s)
+                 for w in s["workers"]],
+        fairness=await fairness(store),
+        dealers_not_in_config=unconfigured_dealers(config, list(s["by_dealer"])),
+    )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from dealertui.engine.health import Check
+from dealertui.model import ErrorGroup
 from dealertui.text import ago
 
 _CLASS_STYLE = {"transient": "yellow", "permanent": "red", "timeout": "magenta"}
@@ -40,7 +41,7 @@ def print_health(
     out.flush()
 
 
-def _dealers(g: dict[str, Any]) -> str:
+def _dealers(g: ErrorGroup) -> str:
     if g["dealers"] == 1:
         return f"dealer {g['dealer_ids'][0]}"
     shown = ", ".join(g["dealer_ids"][:3])
@@ -48,7 +49,7 @@ def _dealers(g: dict[str, Any]) -> str:
 
 
 def print_error_groups(
-    groups: Sequence[dict[str, Any]],
+    groups: Sequence[ErrorGroup],
     *,
     file: TextIO | None = None,
     now: float | None = None,

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from dealertui.config import Config
-from dealertui.model import ALL_STATES, Role, styles_by_state
+from dealertui.model import (
+    ALL_STATES,
+    BlastRadius,
+    Role,
+    StatusReport,
+    WorkerReport,
+    styles_by_state,
+)
 from dealertui.text import plural, span
 
 
@@ -56,7 +62,7 @@ def _counts_table(
     return table
 
 
-def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 50) -> None:
+def print_status(status: StatusReport, config: Config, *, max_dealers: int = 50) -> None:
     """`dealertui status` for people: totals, per type, per dealer (busiest first), pauses."""
     out = stdout_console()
     by_state = status["by_state"]
@@ -96,7 +102,7 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         else ""
     )
     out.print(_counts_table(title, shown, "dealer", states))
-    if status.get("last_runs"):
+    if status["last_runs"]:
         out.print()
         out.print("[bold]Last runs[/] (newest first)")
         for run in status["last_runs"]:
@@ -109,13 +115,13 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
                 f"in {st.get('processing_time_ms', 0) / 1000:.1f}s "
                 f"({st.get('throughput_jobs_per_s', 0):g} jobs/s)"
             )
-    fair = status.get("fairness") or {}
+    fair = status["fairness"]
     starved = sorted(d for d, f in fair.items() if f["starved"])
-    busiest = sorted(fair.items(), key=lambda kv: -kv[1]["share"])[:5]
-    if any(f["outcomes"] for _, f in busiest):
+    most_served = sorted(fair.items(), key=lambda kv: -kv[1]["share"])[:5]
+    if any(f["outcomes"] for _, f in most_served):
         out.print()
         out.print("[bold]Fairness[/] (last 5 min): " + ", ".join(
-            f"{d} {f['share']:.0%}" for d, f in busiest if f["outcomes"]
+            f"{d} {f['share']:.0%}" for d, f in most_served if f["outcomes"]
         ))
     if starved:
         out.print("[bold red]starved[/] (ready jobs waiting > 60s): " + ", ".join(
@@ -124,12 +130,11 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
     workers = status["workers"]
     now = time.time()
     # a worker killed with -9 never unregisters: its silence says so (it looked live)
-    silent_after = config.concurrency.lease_s
 
-    def alive(w: dict[str, Any]) -> bool:
-        return bool(w.get("alive", now - (w["heartbeat_at"] or 0) <= silent_after))
+    def alive(w: WorkerReport) -> bool:
+        return w["alive"]
 
-    def heartbeat(w: dict[str, Any]) -> str:
+    def heartbeat(w: WorkerReport) -> str:
         age = max(now - (w["heartbeat_at"] or 0), 0)
         if not alive(w):
             return f", [bold red]silent for {span(age)}[/] (gone? its leases run out)"
@@ -144,7 +149,7 @@ def print_status(status: dict[str, Any], config: Config, *, max_dealers: int = 5
         for w in workers
     ))
 
-def print_blast_radius(radius: dict[str, Any]) -> None:
+def print_blast_radius(radius: BlastRadius) -> None:
     """`--dry-run`: the jobs an action would change and the descendants that would move."""
     out = stdout_console()
     out.print(f"dry run: would change {plural(radius['changes'], 'job')}; "

@@ -111,7 +111,7 @@ class ErrorGroup(TypedDict):
     fingerprint: str
     dealers: int
     dealer_ids: list[str]  # up to DEALER_IDS_SHOWN
-    top_dealers: list[tuple[str, int]]
+    top_dealers: list[list[str | int]]  # up to 5 [dealer_id, failures], most first (JSON pairs)
 
 
 class BlastJob(TypedDict):

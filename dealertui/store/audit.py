@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dealertui.model import AuditEntry
 from dealertui.store.schema import audit_log
 
 
@@ -64,14 +64,13 @@ async def record(
 
 async def entries(
     conn: AsyncConnection, *, limit: int, since: float | None
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Operator actions, newest first."""
     q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if since is not None:
         q = q.where(audit_log.c.at >= since)
-    out = []
-    for r in await conn.execute(q):
-        row = dict(r._mapping)
-        row["job_ids"] = json.loads(row["job_ids"])
-        out.append(row)
-    return out
+    return [
+        AuditEntry(id=r.id, at=r.at, who=r.who, action=r.action, target=r.target,
+                   job_ids=json.loads(r.job_ids), count=r._mapping["count"], reason=r.reason)
+        for r in await conn.execute(q)
+    ]

@@ -18,6 +18,8 @@ from dealertui.config import BreakerConfig
 from dealertui.errors import UsageError
 from dealertui.model import (
     ActionResult,
+    AuditEntry,
+    BreakerRow,
     Claim,
     ClaimRequest,
     ClaimResult,
@@ -26,6 +28,7 @@ from dealertui.model import (
     Job,
     JobOutcome,
     Pause,
+    StoreStatus,
 )
 from dealertui.store import (
     audit,
@@ -319,12 +322,12 @@ class JobStore:
 
     async def audit_entries(
         self, *, limit: int = 100, since: float | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditEntry]:
         """Operator actions, newest first."""
         return await self.db.run(lambda c: audit.entries(c, limit=limit, since=since),
                                  write=False)
 
-    async def breaker_states(self) -> list[dict[str, Any]]:
+    async def breaker_states(self) -> list[BreakerRow]:
         """Every breaker: key, dealer_id, job_type, state, failures, opened_at, half_open_at."""
         return await self.db.run(job_reads.breaker_states, write=False)
 
@@ -351,6 +354,6 @@ class JobStore:
         """Dependency edges as (parent_id, child_id)."""
         return await self.db.run(lambda c: job_reads.edges(c, dealer_id=dealer_id), write=False)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StoreStatus:
         """Counts by state, by job type and by dealer, pauses and workers (the JSON contract)."""
         return await self.db.run(lambda c: read_status(c, self.rules), write=False)

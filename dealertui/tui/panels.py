@@ -14,6 +14,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
+from dealertui.model import ErrorGroup
 from dealertui.store import JobStore
 from dealertui.store.reads import error_groups
 from dealertui.text import ago
@@ -35,7 +36,7 @@ class FailureGroupsScreen(ModalScreen[tuple[str, str] | None]):
         self.store = store
         self.read_only = read_only
         self.clock = clock
-        self.groups: list[dict[str, Any]] = []
+        self.groups: list[ErrorGroup] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-box", id="groups-box"):

@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.masking import mask_secrets
-from dealertui.model import JobState
+from dealertui.model import ErrorGroup, JobState
 from dealertui.store.schema import job_events
 from dealertui.store.states import FAILURE_STATES
 
@@ -109,7 +110,7 @@ def fingerprint(error_class: str, job_type: str, signature: str) -> str:
 
 async def error_groups(
     store: JobStore, *, since: float | None = None, limit: int = 50, max_events: int = 200_000
-) -> list[dict[str, Any]]:
+) -> list[ErrorGroup]:
     """Failures (job_events that went to failed or retrying with an error) grouped by error
     class, job type and normalised message, most frequent first.
 
@@ -143,7 +144,7 @@ async def error_groups(
     rows = list(reversed(await store.db.run(tx, write=False)))
     signatures: dict[tuple[str, str], str] = {}
     retried: set[tuple[int, str]] = set()
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], _Group] = {}
     for r in rows:
         sig = signatures.get((r.error, r.dealer_id))
         if sig is None:
@@ -153,31 +154,44 @@ async def error_groups(
         cls = error_class(r.to_state, r.error, exhausted=(r.job_id, sig) in retried)
         g = groups.get((cls, r.job_type, sig))
         if g is None:
-            g = groups[(cls, r.job_type, sig)] = {
-                "signature": sig, "error_class": cls, "job_type": r.job_type, "count": 0,
-                "_jobs": set(), "_dealers": Counter(), "first_at": r.at, "last_at": r.at,
-                "example": r.error,
-            }
-        g["count"] += 1
-        g["_jobs"].add(r.job_id)
-        g["_dealers"][r.dealer_id] += 1
-        g["first_at"] = min(g["first_at"], r.at)
-        if r.at >= g["last_at"]:
-            g["last_at"], g["example"] = r.at, r.error
-    out = []
-    for g in groups.values():
-        dealers: Counter[str] = g.pop("_dealers")
-        job_ids = sorted(g.pop("_jobs"))
-        g["jobs"] = len(job_ids)
-        g["job_ids"] = job_ids  # for group actions: retry or pause the whole group
-        g["all_dealer_ids"] = sorted(dealers)
-        g["fingerprint"] = fingerprint(g["error_class"], g["job_type"], g["signature"])
-        g["dealers"] = len(dealers)
-        g["dealer_ids"] = sorted(dealers)[:DEALER_IDS_SHOWN]
-        g["top_dealers"] = [
-            [d, n] for d, n in sorted(dealers.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        ]
-        g["example"] = mask_secrets(g["example"])
-        out.append(g)
+            g = groups[(cls, r.job_type, sig)] = _Group(sig, cls, r.job_type, r.at, r.at,
+                                                       r.error)
+        g.count += 1
+        g.jobs.add(r.job_id)
+        g.dealers[r.dealer_id] += 1
+        g.first_at = min(g.first_at, r.at)
+        if r.at >= g.last_at:
+            g.last_at, g.example = r.at, r.error
+    out = [g.result() for g in groups.values()]
     out.sort(key=lambda g: (-g["count"], -g["last_at"], g["job_type"], g["signature"]))
     return out[:limit]
+
+
+@dataclass(slots=True)
+class _Group:
+    """One group while the events are counted."""
+
+    signature: str
+    error_class: str
+    job_type: str
+    first_at: float
+    last_at: float
+    example: str
+    count: int = 0
+    jobs: set[int] = field(default_factory=set)
+    dealers: Counter[str] = field(default_factory=Counter)
+
+    def result(self) -> ErrorGroup:
+        job_ids = sorted(self.jobs)
+        dealer_ids = sorted(self.dealers)
+        top = sorted(self.dealers.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        return ErrorGroup(
+            signature=self.signature, error_class=self.error_class, job_type=self.job_type,
+            count=self.count, first_at=self.first_at, last_at=self.last_at,
+            example=mask_secrets(self.example), jobs=len(job_ids),
+            job_ids=job_ids,  # for group actions: retry or pause the whole group
+            all_dealer_ids=dealer_ids,
+            fingerprint=fingerprint(self.error_class, self.job_type, self.signature),
+            dealers=len(dealer_ids), dealer_ids=dealer_ids[:DEALER_IDS_SHOWN],
+            top_dealers=[[d, n] for d, n in top],
+        )

@@ -3,11 +3,12 @@ waited (the console's fairness meter, `status`'s starved dealers)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dealertui.model import Fairness
 from dealertui.store.schema import dealers
 from dealertui.store.states import OUTCOME_STATES, as_sql
 
@@ -46,13 +47,13 @@ async def fairness(
     *,
     window_s: float = FAIRNESS_WINDOW_S,
     starved_after_s: float = STARVED_AFTER_S,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Fairness]:
     """Per dealer: share of the outcomes recorded in the last *window_s* (0..1), seconds since
     it last got a slot, how long its oldest due ready job has waited, and `starved` when that
     wait exceeds *starved_after_s*."""
     now = store.clock()
 
-    async def tx(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+    async def tx(conn: AsyncConnection) -> dict[str, Fairness]:
         served = {
             r.id: r.last_served_at
             for r in await conn.execute(select(dealers.c.id, dealers.c.last_served_at))
@@ -71,7 +72,7 @@ async def fairness(
         )
         waiting = await oldest_claimable(conn, now)
         total = sum(done.values()) or 0
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Fairness] = {}
         for dealer_id in sorted(served):
             last = served[dealer_id] or None
             oldest = waiting.get(dealer_id)

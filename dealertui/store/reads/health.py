@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import JobState
+from dealertui.model import HealthFacts, JobState
 from dealertui.store.schema import breakers, controls, job_events, jobs, workers
 from dealertui.store.states import OUTCOME_STATES
 
@@ -20,7 +20,7 @@ STOPPED_WORKERS_SHOWN = 10
 
 async def health_facts(
     store: JobStore, *, heartbeat_within_s: float, window_s: float
-) -> dict[str, Any]:
+) -> HealthFacts:
     """What `health` judges, read in one transaction.
 
     Keys: ``now``; ``stuck_jobs`` (running with an expired lease) and
@@ -34,7 +34,7 @@ async def health_facts(
     """
     now = store.clock()
 
-    async def tx(conn: AsyncConnection) -> dict[str, Any]:
+    async def tx(conn: AsyncConnection) -> HealthFacts:
         stuck, oldest = (
             await conn.execute(
                 select(func.count(), func.min(jobs.c.locked_until)).where(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import Dealer, Job
+from dealertui.model import BreakerRow, Dealer, Job
 from dealertui.store import breakers as breaker_ops
 from dealertui.store.schema import dealers, job_deps, job_events, jobs
 
@@ -63,9 +63,17 @@ async def dealer_ids(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(select(dealers.c.id).order_by(dealers.c.id))).scalars())
 
 
-async def breaker_states(conn: AsyncConnection) -> list[dict[str, Any]]:
-    """Every breaker: key, dealer_id, job_type, state, failures, opened_at, half_open_at."""
-    return [dict(r._mapping) for r in await breaker_ops.snapshot(conn)]
+async def breaker_states(conn: AsyncConnection) -> list[BreakerRow]:
+    """Every breaker, by key."""
+    return [breaker_row(r) for r in await breaker_ops.snapshot(conn)]
+
+
+def breaker_row(r: Any) -> BreakerRow:
+    """A breakers row as the read model answers it."""
+    return BreakerRow(key=r.key, dealer_id=r.dealer_id, job_type=r.job_type, state=r.state,
+                      failures=r.failures, calls=r.calls, window_started_at=r.window_started_at,
+                      opened_at=r.opened_at, half_open_at=r.half_open_at, trials=r.trials,
+                      updated_at=r.updated_at)
 
 
 @dataclass(frozen=True, slots=True)

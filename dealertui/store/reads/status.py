@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import JobState, empty_state_counts
+from dealertui.model import JobState, Paused, RunSummary, StoreStatus, empty_state_counts
 from dealertui.store.schema import controls, dealers, jobs, runs, workers
 
 #: how many engine runs `status` reports, newest first
 LAST_RUNS_SHOWN = 5
 
 
-async def status(conn: AsyncConnection, job_types: Iterable[str]) -> dict[str, Any]:
+async def status(conn: AsyncConnection, job_types: Iterable[str]) -> StoreStatus:
     """The status document; *job_types* (the configured ones) are listed even without jobs."""
     by_state = empty_state_counts()
     by_type: dict[str, dict[str, int]] = {t: empty_state_counts() for t in job_types}
@@ -37,12 +36,14 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> dict[str, A
         by_type.setdefault(job_type, empty_state_counts())[state] += n
         by_dealer.setdefault(dealer_id, empty_state_counts())[state] += n
     pauses = await conn.execute(select(controls).where(controls.c.paused == 1))
-    paused: dict[str, Any] = {"global": False, "dealers": [], "types": []}
+    paused: Paused = {"global": False, "dealers": [], "types": []}
     for p in pauses:
         if p.scope == "global":
             paused["global"] = True
         else:
             paused["dealers" if p.scope == "dealer" else "types"].append(p.key)
+    paused["dealers"].sort()
+    paused["types"].sort()
     worker_rows = await conn.execute(
         select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
     )
@@ -55,7 +56,7 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> dict[str, A
             )
         ).all()
     )
-    last_runs = [
+    last_runs: list[RunSummary] = [
         {
             "worker_id": r.worker_id,
             "kind": r.kind,
@@ -78,7 +79,7 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> dict[str, A
         "by_state": by_state,
         "by_type": by_type,
         "by_dealer": by_dealer,
-        "paused": {k: sorted(v) if isinstance(v, list) else v for k, v in paused.items()},
+        "paused": paused,
         "workers": [
             {
                 "id": w.id,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import Job, JobState
-from dealertui.store.reads.jobs import job_row
+from dealertui.model import BreakerRow, Job, JobState, Pause
+from dealertui.store.reads.jobs import breaker_row, job_row
 from dealertui.store.schema import breakers, controls, job_deps, jobs, workers
 from dealertui.store.states import FAILED_OR_CANCELLED
 
@@ -28,8 +28,8 @@ class WhyFacts:
     job: Job
     parents: list[Job]
     dead_ancestors: list[Job]  # failed or cancelled jobs above it
-    pauses: list[dict[str, Any]]  # controls rows that hold it (global, its dealer, its type)
-    breakers: list[dict[str, Any]]  # its type's and its (dealer, type) breaker, if any
+    pauses: list[Pause]  # the pauses that hold it (global, its dealer, its type)
+    breakers: list[BreakerRow]  # its type's and its (dealer, type) breaker, if any
     dealer_running: int  # jobs of its dealer running now, fleet-wide
     ready_ahead: int  # ready jobs that a claim would take before it
     #: live workers whose config lacks the job's type: they leave it alone
@@ -64,7 +64,7 @@ async def why_facts(store: JobStore, job_id: int) -> WhyFacts | None:
                                jobs.c.state.in_(FAILED_OR_CANCELLED)).order_by(jobs.c.id)
         )] if ancestor_ids else []
         pauses = [
-            dict(r._mapping)
+            Pause(r.scope, r.key, r.by, r.at, r.reason)
             for r in await conn.execute(
                 select(controls).where(
                     controls.c.paused == 1,
@@ -75,7 +75,7 @@ async def why_facts(store: JobStore, job_id: int) -> WhyFacts | None:
             )
         ]
         breaker_rows = [
-            dict(r._mapping)
+            breaker_row(r)
             for r in await conn.execute(
                 select(breakers).where(
                     breakers.c.key.in_(
