@@ -29,7 +29,6 @@ from dealertui.config import (
     default_database_url,
     find_config_path,
     load_config,
-    mask_url,
     normalize_database_url,
     parse_config,
 )
@@ -348,20 +347,6 @@ def test_bad_database_url_in_file_and_env(tmp_path: Path, env: dict[str, str]) -
     message = str(info.value)
     assert "$DEALERTUI_DATABASE_URL" in message and "'oracle'" in message
     assert "tiger" not in message
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("postgresql://user:secret@host/db", "postgresql://user:***@host/db"),
-        ("postgresql://user:se/cret@host:5432/db", "postgresql://user:***@host:5432/db"),
-        ("postgresql://user@host/db?password=secret", "postgresql://user@host/db?password=***"),
-        ("postgresql://user@host/db", "postgresql://user@host/db"),
-        ("sqlite:////data/a:b@c.db", "sqlite:////data/a:b@c.db"),
-    ],
-)
-def test_mask_url(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
 
 
 def test_repr_of_config_hides_the_password(tmp_path: Path, env: dict[str, str]) -> None:
