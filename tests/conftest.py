@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,16 @@ try:  # tests/ is on sys.path under pytest's default "prepend" import mode
     from pg import ExternalPostgres, PostgresServer, find_pg_bin
 except ImportError:  # tests/ made a package, or --import-mode=importlib
     from tests.pg import ExternalPostgres, PostgresServer, find_pg_bin
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repository root on sys.path, so a config's `handler = "tests.fixtures.handlers:…"`
+    imports however pytest was started."""
+    monkeypatch.syspath_prepend(str(ROOT))
 
 
 @pytest.fixture

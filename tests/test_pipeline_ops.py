@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import storeops
+from helpers import cli, ok
 from sqlalchemy import update
 
 from dealertui.config import Config, parse_config
@@ -28,12 +30,6 @@ from dealertui.errors import UsageError
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
 from dealertui.store.schema import jobs as jobs_table
-import storeops
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli, ok
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli, ok
 
 pytestmark = pytest.mark.anyio
 
