@@ -156,6 +156,12 @@ async def pipeline(store: JobStore, dealer: str = "d1", types: list[str] | None 
     return {j.job_type: j.id for j in await store.list_jobs(job_ids=ids)}
 
 
+async def job_states(store: JobStore, ids: Mapping[str, int]) -> dict[str, str]:
+    """{name: state} of the jobs *ids* names ({job_type: id}, as `pipeline` returns)."""
+    got = {j.id: j.state for j in await store.list_jobs(job_ids=list(ids.values()))}
+    return {t: got[i] for t, i in ids.items()}
+
+
 async def claim(store: JobStore, worker: str = "w1", *, per_dealer: int = 100,
                 lease_s: float = 60.0, limit: int = 100, **kw: Any) -> list[int]:
     """The sorted ids *worker* claims."""

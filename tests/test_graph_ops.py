@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import storeops
 from helpers import Clock, claim, cli, ok, opened, pipeline, show, with_store
+from helpers import job_states as states
 from sqlalchemy import func, insert, select, update
 
 from dealertui.config import Config, parse_config
@@ -66,11 +67,6 @@ async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 
     assert await claim(store, worker, only_dealers=[dealer]) == [ids["homenet"]]
     res = await storeops.fail(store, worker, [JobOutcome(ids["homenet"], error)])
     assert res.failed == [ids["homenet"]]
-
-
-async def states(store: JobStore, ids: dict[str, int]) -> dict[str, str]:
-    got = {j.id: j.state for j in await store.list_jobs(job_ids=list(ids.values()))}
-    return {t: got[i] for t, i in ids.items()}
 
 
 async def event_count(store: JobStore) -> int:
