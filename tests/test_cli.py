@@ -1,9 +1,11 @@
-"""The CLI contract of docs/design.md, exercised as a user runs it: a real subprocess per command.
+"""The CLI contract of docs/design.md, exercised as a user runs it: `dealertui.cli.main`
+in-process, each call with the test's environment minus every ``DEALERTUI_*`` variable, XDG
+directories inside ``tmp_path`` and ``cwd=tmp_path`` (tests/helpers.py), so no stray config
+file or database URL is picked up. A real process only where it is the point: a reader that
+leaves early (a broken pipe), the installed console script.
 
-Every database-backed test runs on SQLite and on Postgres (``db_url``). The subprocess gets
-the test's environment minus every ``DEALERTUI_*`` variable, XDG directories inside
-``tmp_path`` and ``cwd=tmp_path``, so no stray config file or database URL is picked up.
-Config-file errors are covered by tests/test_config.py, not here.
+Every database-backed test runs on SQLite and on Postgres (``db_url``). Config-file errors
+are covered by tests/test_config.py, not here.
 """
 
 from __future__ import annotations
@@ -17,15 +19,10 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import cli_env, cli_process, job_ids, one_error, run_cli, show, write_demo_config
 
-from dealertui.config import parse_config
 from dealertui.model import ALL_STATES
-from dealertui.store import JobStore, rules_from_config
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli_env, show, without_header, write_demo_config
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli_env, show, without_header, write_demo_config
+from dealertui.store import JobStore
 
 TIMEOUT_S = 60
 DEFAULT_TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
@@ -33,41 +30,17 @@ STATES = ("waiting", "ready", "running", "retrying", "succeeded", "failed", "blo
           "skipped")
 
 
-def run(
-    tmp_path: Path, *args: str, db_url: str | None = None, exe: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run dealertui (``python -m dealertui`` unless *exe*) with global options first."""
-    cmd = list(exe or [sys.executable, "-m", "dealertui"])
-    if db_url is not None:
-        cmd += ["--database-url", db_url]
-    cmd += list(args)
-    return subprocess.run(
-        cmd,
-        cwd=tmp_path,
-        env=cli_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+def run(tmp_path: Path, *args: str, db_url: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """dealertui in-process with global options first."""
+    head = ["--database-url", db_url] if db_url is not None else []
+    return run_cli(tmp_path, *head, *args)
 
 
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert p.returncode == 0, show(p)
     assert "Traceback" not in p.stderr, show(p)
     return p
-
-
-def user_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    """Exit *code*, exactly one line on stderr containing every needle, no traceback."""
-    assert p.returncode == code, show(p)
-    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout, show(p)
-    lines = without_header(p.stderr.strip().splitlines())
-    assert len(lines) == 1, show(p)
-    for needle in needles:
-        assert needle in lines[0], show(p)
-    return lines[0]
 
 
 class Cli:
@@ -93,21 +66,9 @@ class Cli:
 
     def job_id(self, dealer_id: str, job_type: str) -> int:
         """The newest job of that dealer and type, read through the store."""
-
-        async def find() -> int:
-            rules = rules_from_config(parse_config({}, None))
-            store = await JobStore.open(self.db_url, rules, create=False)
-            try:
-                found = [
-                    j.id for j in await store.list_jobs(dealer_id=dealer_id)
-                    if j.job_type == job_type
-                ]
-            finally:
-                await store.close()
-            assert found, f"no {job_type} job for {dealer_id}"
-            return max(found)
-
-        return anyio.run(find)
+        found = job_ids(self.db_url, dealer_id)
+        assert job_type in found, f"no {job_type} job for {dealer_id}"
+        return found[job_type]
 
 
 @pytest.fixture
@@ -166,15 +127,15 @@ def test_dealers_add_invalid_id(cli: Cli) -> None:
         (["a" * 65], "'" + "a" * 65 + "'"),
         (["d1/../x"], "'d1/../x'"),
     ]:
-        line = user_error(cli("dealers", "add", *args), 2, shown)
+        line = one_error(cli("dealers", "add", *args), 2, shown)
         assert "invalid dealer id" in line
     assert [d["id"] for d in cli.dealers()] == ["a" * 64]  # nothing written
 
 
 def test_dealers_add_dash_id_without_separator(tmp_path: Path) -> None:
     # argparse takes '-x' for an option and would only say the ID is missing
-    user_error(run(tmp_path, "dealers", "add", "-x", db_url=f"sqlite:///{tmp_path}/t.db"), 2, "-x")
-    user_error(run(tmp_path, "dealers", "add", "--name", "X", "-x",
+    one_error(run(tmp_path, "dealers", "add", "-x", db_url=f"sqlite:///{tmp_path}/t.db"), 2, "-x")
+    one_error(run(tmp_path, "dealers", "add", "--name", "X", "-x",
                    db_url=f"sqlite:///{tmp_path}/t.db"), 2, "-x")
 
 
@@ -193,7 +154,7 @@ def test_enqueue_named_dealers(cli: Cli) -> None:
 
 
 def test_enqueue_all_dealers(cli: Cli) -> None:
-    user_error(cli("enqueue", "--all-dealers"), 2, "no dealers")
+    one_error(cli("enqueue", "--all-dealers"), 2, "no dealers")
     cli.add_dealers("d1", "d2", "d3")
     ok(cli("enqueue", "--all-dealers"))
     st = cli.status()
@@ -221,9 +182,9 @@ def test_enqueue_single_type_links_to_prerequisite_runs(cli: Cli) -> None:
 
 def test_enqueue_refuses_unknown_names(cli: Cli) -> None:
     cli.add_dealers("d1")
-    user_error(cli("enqueue", "--dealer", "d1", "--dealer", "ghost"), 2, "'ghost'")
-    user_error(cli("enqueue", "--dealer", "bad id"), 2, "'bad id'")
-    line = user_error(cli("enqueue", "--dealer", "d1", "--type", "nosuch"), 2, "'nosuch'")
+    one_error(cli("enqueue", "--dealer", "d1", "--dealer", "ghost"), 2, "'ghost'")
+    one_error(cli("enqueue", "--dealer", "bad id"), 2, "'bad id'")
+    line = one_error(cli("enqueue", "--dealer", "d1", "--type", "nosuch"), 2, "'nosuch'")
     assert "homenet" in line  # names the known types
     assert cli.status()["total"] == 0  # all or nothing
 
@@ -233,7 +194,7 @@ def test_enqueue_refuses_unknown_names(cli: Cli) -> None:
 
 def test_status(cli: Cli) -> None:
     if cli.db_url.startswith("sqlite"):  # no file yet: an error, not "no jobs yet" over a new one
-        user_error(cli("status"), 3, "does not exist")
+        one_error(cli("status"), 3, "does not exist")
     ok(cli("init-db"))
     st = cli.status()
     assert {"total", "by_state", "by_type", "by_dealer", "paused", "workers"} <= set(st)
@@ -297,7 +258,8 @@ def test_status(cli: Cli) -> None:
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["graph"]],
                          ids=["status", "status-json", "graph"])
 def test_a_reader_that_leaves_early_is_not_an_error(cli: Cli, args: list[str]) -> None:
-    # `dealertui status | head -1`: rich exited 1 on the broken pipe, --json exited 0
+    # `dealertui status | head -1`: rich exited 1 on the broken pipe, --json exited 0 (a
+    # process: the pipe is the point)
     ok(cli("init-db"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "dealertui", "--database-url", cli.db_url, *args],
@@ -317,7 +279,8 @@ def test_console_script_with_global_option_first(cli: Cli) -> None:
     if exe is None:
         pytest.skip("console script 'dealertui' is not installed next to this interpreter")
     ok(cli("init-db"))
-    p = ok(run(cli.tmp_path, "status", "--json", db_url=cli.db_url, exe=[exe]))
+    p = ok(cli_process(cli.tmp_path, "--database-url", cli.db_url, "status", "--json",
+                       exe=[exe]))
     assert json.loads(p.stdout)["total"] == 0
 
 
@@ -326,8 +289,8 @@ def test_console_script_with_global_option_first(cli: Cli) -> None:
 
 def test_pause_and_resume(cli: Cli) -> None:
     cli.add_dealers("d1")
-    user_error(cli("pause", "--dealer", "ghost"), 2, "'ghost'")
-    user_error(cli("pause", "--type", "nosuch"), 2, "'nosuch'")
+    one_error(cli("pause", "--dealer", "ghost"), 2, "'ghost'")
+    one_error(cli("pause", "--type", "nosuch"), 2, "'nosuch'")
     assert "everything" in ok(cli("pause")).stdout
     ok(cli("pause", "--dealer", "d1"))
     ok(cli("pause", "--dealer", "d1"))  # twice is harmless
@@ -358,8 +321,8 @@ def test_cancel_then_retry(cli: Cli) -> None:
     assert st["by_state"] == counts(cancelled=1, blocked=3)
     assert st["by_type"]["homenet"] == counts(cancelled=1)
 
-    user_error(cli("cancel", "--job", "999"), 2, "999")
-    user_error(cli("retry", "--job", "999"), 2, "999")
+    one_error(cli("cancel", "--job", "999"), 2, "999")
+    one_error(cli("retry", "--job", "999"), 2, "999")
 
     p = ok(cli("retry", "--job", str(homenet)))
     assert "retried 1" in p.stdout
@@ -391,8 +354,8 @@ def test_retry_by_dealer_and_type(cli: Cli) -> None:
     ok(cli("retry", "--dealer", "d1"))
     st = cli.status()
     assert st["by_state"] == counts(cancelled=1, blocked=3)  # homenet is still cancelled
-    user_error(cli("retry", "--dealer", "ghost"), 2, "'ghost'")
-    user_error(cli("retry", "--type", "nosuch"), 2, "'nosuch'")
+    one_error(cli("retry", "--dealer", "ghost"), 2, "'ghost'")
+    one_error(cli("retry", "--type", "nosuch"), 2, "'nosuch'")
 
 
 def test_retry_of_job_without_prerequisite_run(cli: Cli) -> None:
@@ -414,8 +377,8 @@ def test_retry_of_job_without_prerequisite_run(cli: Cli) -> None:
 
 def test_retry_all_failed_and_reset_stuck_with_nothing_to_do(cli: Cli) -> None:
     # no database yet (a typo in the path, say): an error, not "retried 0" over a new one
-    user_error(cli("retry", "--all-failed"), 3, "init-db")
-    user_error(cli("reset-stuck"), 3, "init-db")
+    one_error(cli("retry", "--all-failed"), 3, "init-db")
+    one_error(cli("reset-stuck"), 3, "init-db")
     ok(cli("init-db"))
     assert "retried 0" in ok(cli("retry", "--all-failed")).stdout
     assert "rescued 0" in ok(cli("reset-stuck")).stdout
@@ -472,7 +435,7 @@ def test_a_failing_command_creates_no_database_file(
     tmp_path: Path, args: list[str], code: int, needle: str
 ) -> None:
     p = run(tmp_path, *args, db_url=f"sqlite:///{tmp_path}/typo/x.db")
-    user_error(p, code, needle)
+    one_error(p, code, needle)
     assert not (tmp_path / "typo").exists(), show(p)  # not even its directory
 
 
@@ -486,7 +449,7 @@ def test_metrics_port_in_use_is_one_sentence_before_anything_opens(tmp_path: Pat
         write_demo_config(tmp_path)
         p = run(tmp_path, "worker", "--metrics-port", str(port),
                 db_url=f"sqlite:///{tmp_path}/never.db")
-    user_error(p, 2, f"127.0.0.1:{port}", "in use")
+    one_error(p, 2, f"127.0.0.1:{port}", "in use")
     assert not (tmp_path / "never.db").exists()
 
 
@@ -510,7 +473,7 @@ def test_global_options_where_they_do_nothing_are_refused(
     tmp_path: Path, args: list[str], flag: str
 ) -> None:
     p = run(tmp_path, *args, db_url=f"sqlite:///{tmp_path}/never.db")
-    line = user_error(p, 2, flag)
+    line = one_error(p, 2, flag)
     assert p.stdout == "" and "\x1b[" not in p.stderr, show(p)
     assert line.startswith("dealertui: error:"), show(p)
     assert not (tmp_path / "never.db").exists()
@@ -521,7 +484,7 @@ def test_global_options_where_they_do_nothing_are_refused(
 
 def test_unreachable_postgres(tmp_path: Path) -> None:
     p = run(tmp_path, "status", db_url="postgresql://user:s3cretpw@127.0.0.1:1/x")
-    line = user_error(p, 3, "127.0.0.1")
+    line = one_error(p, 3, "127.0.0.1")
     assert "s3cretpw" not in p.stderr + p.stdout
     assert line.startswith("dealertui: error:")
     assert p.stdout == ""
@@ -550,7 +513,7 @@ def test_a_database_holding_another_applications_jobs_table_is_left_alone(
     before = file.read_bytes() if file else b""
     # read-only commands too: they said "run 'dealertui init-db' first", which refuses it
     for args in (["status"], ["health"], ["cancel", "--job", "1"]):
-        user_error(run(tmp_path, *args, db_url=db_url), 3, "not dealertui's", "jobs")
+        one_error(run(tmp_path, *args, db_url=db_url), 3, "not dealertui's", "jobs")
     assert anyio.run(tables) == {"jobs"}  # nothing written
     if file:  # not a byte: our connection switched the file to WAL for good
         assert file.read_bytes() == before
@@ -568,7 +531,7 @@ def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_serve
         from tests.pg import _execute, _run_async
 
     missing = postgres_server.url_for(f"nosuch_{uuid.uuid4().hex[:8]}")
-    user_error(run(tmp_path, "status", db_url=missing), 3, "does not exist")
+    one_error(run(tmp_path, "status", db_url=missing), 3, "does not exist")
 
     url = postgres_server.create_database()
     role = f"noperm_{uuid.uuid4().hex[:8]}"
@@ -578,11 +541,11 @@ def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_serve
         write_demo_config(tmp_path)  # handlers for the run-once and worker below
         _run_async(_execute(admin, f'CREATE ROLE "{role}" LOGIN'))
         weak = make_url(url).set(username=role).render_as_string(hide_password=False)
-        user_error(run(tmp_path, "status", db_url=weak), 3, "permission denied")
+        one_error(run(tmp_path, "status", db_url=weak), 3, "permission denied")
         # allowed to read, not to write: run-once showed an ExceptionGroup traceback, and a
         # worker reconnected for ever without a word
         _run_async(_execute(admin, f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
-        user_error(run(tmp_path, "--run-once", db_url=weak), 3, "permission denied")
+        one_error(run(tmp_path, "--run-once", db_url=weak), 3, "permission denied")
         worker = run(tmp_path, "worker", db_url=weak)
         assert worker.returncode == 3, show(worker)
         assert "Traceback" not in worker.stderr, show(worker)
@@ -597,7 +560,7 @@ def test_postgres_that_refuses_us_is_one_sentence(tmp_path: Path, postgres_serve
 @pytest.mark.parametrize("path", ["/proc/nope/x.db", "/proc/x.db"], ids=["no-dir", "no-write"])
 def test_unwritable_sqlite(tmp_path: Path, path: str) -> None:
     p = run(tmp_path, "status", db_url=f"sqlite:///{path}")
-    user_error(p, 3, path)
+    one_error(p, 3, path)
     assert p.stdout == ""
 
 
@@ -632,4 +595,4 @@ def test_health_exit_codes_and_analyze_errors(tmp_path: Path, db_url: str) -> No
 
 def test_health_unreachable_is_exit_3(tmp_path: Path) -> None:
     p = run(tmp_path, "health", db_url="postgresql://u:pw@127.0.0.1:1/x")
-    user_error(p, 3, "127.0.0.1")
+    one_error(p, 3, "127.0.0.1")

@@ -16,9 +16,9 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import run_cli, show
 from sqlalchemy import insert, select, update
 
-from dealertui.cli import main
 from dealertui.config import load_config, parse_config
 from dealertui.engine.actions import Operator
 from dealertui.errors import ConfigError, UsageError
@@ -36,25 +36,14 @@ Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(tmp_path: Path) -> Cli:
     """`dealertui [--config F] --database-url URL ARGS…` in-process: (exit code, out, err)."""
-    import os
-
-    for key in [k for k in os.environ if k.startswith("DEALERTUI_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("COLUMNS", "120")
-    monkeypatch.chdir(tmp_path)
 
     def run(url: str, *args: str, config: Path | None = None) -> tuple[int, str, str]:
-        capsys.readouterr()
         head = ["--config", str(config)] if config is not None else []
-        code = main([*head, "--database-url", url, *args])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        return code, out, err
+        p = run_cli(tmp_path, *head, "--database-url", url, *args)
+        assert "Traceback" not in p.stderr, show(p)
+        return p.returncode, p.stdout, p.stderr
 
     return run
 

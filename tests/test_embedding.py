@@ -18,15 +18,10 @@ import pytest
 import dealertui
 from dealertui import ConfigError, JobContext, JobType
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("repo_importable")]
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _repo_root_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """"tests.fixtures.handlers:ok" must import however pytest was started."""
-    monkeypatch.syspath_prepend(str(ROOT))
 
 
 def _clean_env() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Graph operations (skip, rerun), previews and blast radius, failure-group actions, the
 run plan and the fairness meter, on SQLite and Postgres; the CLI side of each (dry runs,
-`--run-once --dry-run`, `status --json`) as a real subprocess on SQLite.
+`--run-once --dry-run`, `status --json`) in-process on SQLite.
 
 The store runs on a controllable clock, so waits, windows and "last slot" times are exact.
 """
@@ -14,8 +14,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
+import storeops
+from helpers import Clock, claim, cli, ok, opened, pipeline, show, with_store
+from helpers import job_states as states
 from sqlalchemy import func, insert, select, update
 
 from dealertui.config import Config, parse_config
@@ -23,18 +25,12 @@ from dealertui.engine.actions import Operator
 from dealertui.engine.plan import build_plan
 from dealertui.errors import UsageError
 from dealertui.model import SATISFIED_STATES, ActionResult, JobOutcome
-from dealertui.store import JobStore, JobTypeRule, rules_from_config
+from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.reads import error_groups, fairness
 from dealertui.store.schema import breakers as breakers_table
 from dealertui.store.schema import job_deps as job_deps_table
 from dealertui.store.schema import job_events as job_events_table
 from dealertui.store.schema import jobs as jobs_table
-import storeops
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli, ok, show
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli, ok, show
 
 pytestmark = pytest.mark.anyio
 
@@ -44,47 +40,12 @@ WHO = "carol@ops-host"
 DESCENDANTS = ("dealer_com", "product_scrape", "url_shorten")
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = [t]
-
-    def __call__(self) -> float:
-        return self.t[0]
-
-    def set(self, t: float) -> None:
-        self.t[0] = t
-
-    def advance(self, dt: float) -> None:
-        self.t[0] += dt
-
-
 @asynccontextmanager
 async def operator(
     db_url: str, clock: Clock | None = None, dealers: Sequence[str] = ("d1",)
 ) -> AsyncIterator[Operator]:
-    store = await JobStore.open(
-        db_url, rules_from_config(CONFIG), clock=clock or Clock(),
-        breaker=CONFIG.circuit_breaker,
-    )
-    try:
-        if dealers:
-            await store.add_dealers([(d, None) for d in dealers])
+    async with opened(db_url, clock=clock or Clock(T0), dealers=dealers, config=CONFIG) as store:
         yield Operator(store, CONFIG, who=WHO)
-    finally:
-        await store.close()
-
-
-async def pipeline(store: JobStore, dealer: str = "d1", types: list[str] | None = None
-                   ) -> dict[str, int]:
-    """Enqueue one pipeline; returns {job_type: job_id}."""
-    ids = await store.enqueue([dealer], types)
-    return {j.job_type: j.id for j in await store.list_jobs(job_ids=ids)}
-
-
-async def claim(store: JobStore, worker: str = "w1", *, per_dealer: int = 100,
-                lease_s: float = 60.0, limit: int = 100, **kw: Any) -> list[int]:
-    got = await store.claim(worker, limit, per_dealer=per_dealer, lease_s=lease_s, **kw)
-    return sorted(j.id for j in got.jobs)
 
 
 async def run_everything(store: JobStore, worker: str = "w1", **kw: Any) -> list[int]:
@@ -106,11 +67,6 @@ async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 
     assert await claim(store, worker, only_dealers=[dealer]) == [ids["homenet"]]
     res = await storeops.fail(store, worker, [JobOutcome(ids["homenet"], error)])
     assert res.failed == [ids["homenet"]]
-
-
-async def states(store: JobStore, ids: dict[str, int]) -> dict[str, str]:
-    got = {j.id: j.state for j in await store.list_jobs(job_ids=list(ids.values()))}
-    return {t: got[i] for t, i in ids.items()}
 
 
 async def event_count(store: JobStore) -> int:
@@ -191,7 +147,7 @@ async def preview_then_act(
 
 
 async def test_skip_failed_job_releases_its_blocked_descendants(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock) as op:
         store = op.store
         ids = await pipeline(store)
@@ -272,7 +228,7 @@ async def test_skip_waiting_job_readies_children_whose_only_unmet_parent_it_was(
 async def test_skip_keeps_a_child_waiting_while_another_parent_is_unmet(db_url: str) -> None:
     """c needs a and b: skipping a leaves c waiting on b; then b succeeds and c is ready."""
     rules = {"a": JobTypeRule(1, ()), "b": JobTypeRule(2, ()), "c": JobTypeRule(3, ("a", "b"))}
-    store = await JobStore.open(db_url, rules, clock=Clock())
+    store = await JobStore.open(db_url, rules, clock=Clock(T0))
     try:
         await store.add_dealers([("d1", None)])
         ids = await pipeline(store)
@@ -345,7 +301,7 @@ async def test_skipped_job_satisfies_a_later_enqueues_prerequisite(db_url: str) 
 
 
 async def test_rerun_job_rearms_it_and_every_descendant(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock) as op:
         store = op.store
         ids = await pipeline(store)
@@ -513,7 +469,7 @@ async def test_preview_skip_and_rerun_match_the_real_actions(db_url: str) -> Non
 
 
 async def test_preview_reset_stuck_matches_real_rescue(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2")) as op:
         store = op.store
         a = await pipeline(store, "d1")
@@ -725,7 +681,7 @@ async def test_plan_waves_follow_dependencies_and_the_per_dealer_limit(db_url: s
 async def test_plan_holds_paused_blocked_backing_off_and_their_descendants(
     db_url: str,
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2", "d3", "d4")) as op:
         store = op.store
         p1 = await pipeline(store, "d1")
@@ -776,7 +732,7 @@ async def test_plan_holds_paused_blocked_backing_off_and_their_descendants(
 async def test_plan_orders_dealers_least_recently_served_first_and_honours_limit(
     db_url: str,
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2", "d3")) as op:
         store = op.store
         pipes = {d: await pipeline(store, d) for d in ("d1", "d2", "d3")}
@@ -824,7 +780,7 @@ async def test_plan_reports_dependency_cycles(db_url: str) -> None:
 
 
 async def test_fairness_share_last_slot_and_starvation(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2", "d3", "d4")) as op:
         store = op.store
         await pipeline(store, "d1")  # ready since T0
@@ -885,7 +841,7 @@ async def test_fairness_does_not_blame_the_scheduler_for_work_held_on_purpose(
     db_url: str,
 ) -> None:
     """Ready work held back by a breaker that is not closed or by a pause is not starving."""
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2", "d3", "d4")) as op:
         store = op.store
         for d in ("d1", "d2", "d3", "d4"):
@@ -921,7 +877,7 @@ async def test_fairness_does_not_blame_the_scheduler_for_work_held_on_purpose(
 async def test_fairness_does_not_count_a_released_job_as_an_outcome(db_url: str) -> None:
     """A job handed back by a stopping worker (retrying, no error) is no outcome, as in
     `health`; a real retry (with an error) is one."""
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2")) as op:
         store = op.store
         p1 = await pipeline(store, "d1")
@@ -937,19 +893,8 @@ async def test_fairness_does_not_count_a_released_job_as_an_outcome(db_url: str)
 # --- CLI (SQLite) --------------------------------------------------------------------------------
 
 
-def _with_store(url: str, fn: Callable[[JobStore], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        store = await JobStore.open(url, rules_from_config(CONFIG), create=False)
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return anyio.run(go)
-
-
 def _jobs(url: str) -> list[Any]:
-    return _with_store(url, lambda s: s.list_jobs())
+    return with_store(url, lambda s: s.list_jobs())
 
 
 def _state_of(url: str) -> dict[str, Any]:
@@ -960,7 +905,7 @@ def _state_of(url: str) -> dict[str, Any]:
         return {"jobs": await s.list_jobs(), "events": await event_count(s),
                 "audit": await s.audit_entries(limit=10_000)}
 
-    return _with_store(url, read)
+    return with_store(url, read)
 
 
 def _status(tmp_path: Path, url: str) -> dict[str, Any]:
@@ -1057,7 +1002,7 @@ def test_cli_group_actions_by_fingerprint(tmp_path: Path) -> None:
             err = _feed_error(d, n) if d != "d404" else "XML parse error"
             await fail_homenet(store, {"homenet": h.id}, err)
 
-    _with_store(url, fail_all)
+    with_store(url, fail_all)
     groups = json.loads(ok(cli(tmp_path, url, "analyze-errors", "--json")))
     (g,) = [g for g in groups if g["dealers"] == 3]
     fp = g["fingerprint"]
@@ -1088,7 +1033,7 @@ def test_cli_status_json_has_the_fairness_meter(tmp_path: Path) -> None:
         ids = await claim(store, only_dealers=["d1"])
         await storeops.complete(store, "w1", ids)
 
-    _with_store(url, serve_d1)
+    with_store(url, serve_d1)
     st = _status(tmp_path, url)
     assert st["by_state"]["skipped"] == 0
     fair = st["fairness"]

@@ -3,52 +3,34 @@ served over real HTTP on loopback; written in the node_exporter textfile format.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from helpers import PARENTS, default_types, make_config
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dealertui.config import Config, parse_config
+from dealertui.config import Config
 from dealertui.engine.events import EventBus
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.engine.metrics import EngineMetrics
 from dealertui.store import Intent, open_store
 from dealertui.store.schema import breakers
 
-pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parents[1]
-PARENTS = {
-    "homenet": (),
-    "dealer_com": ("homenet",),
-    "product_scrape": ("homenet",),
-    "url_shorten": ("product_scrape",),
-}
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("repo_importable")]
 
 
-@pytest.fixture(autouse=True)
-def _repo_root_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))
-
-
-def make_config(db_url: str) -> Config:
+def picky_config(db_url: str) -> Config:
     """Default job types, all "picky": dealer ok1 succeeds, dealer fail1 fails permanently."""
-    types = {
-        name: {"priority": prio, "depends_on": list(PARENTS[name]),
-               "handler": "tests.fixtures.handlers:picky"}
-        for prio, name in enumerate(PARENTS, 1)
-    }
-    cfg = parse_config({"job_types": types, "dealers": [{"id": "ok1"}, {"id": "fail1"}]}, None)
-    return dataclasses.replace(cfg, database_url=db_url)
+    return make_config(db_url, default_types("tests.fixtures.handlers:picky"),
+                       dealers=["ok1", "fail1"])
 
 
 async def test_metrics_follow_a_pipeline_and_the_store(db_url: str, tmp_path: Path) -> None:
-    cfg = make_config(db_url)
+    cfg = picky_config(db_url)
     metrics = EngineMetrics()
     bus = EventBus()
     metrics.subscribe(bus)

@@ -1,12 +1,11 @@
 """Nothing runs jobs on a default nobody named (issue 13): no simulated handlers on real jobs,
 no database created by a run, handlers checked before any job is claimed, and every headless
-run naming its config file and database on its first line. Real subprocesses, SQLite and
+run naming its config file and database on its first line. The CLI in-process, SQLite and
 Postgres."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
@@ -15,11 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import DEMO_CONFIG, cli_env, show, without_header
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import DEMO_CONFIG, cli_env, show, without_header
+from helpers import DEMO_CONFIG, run_cli, show, without_header
 
 from dealertui.config import EXEC_PLACEHOLDERS, ExecHandler, load_config
 from dealertui.demo import demo_config
@@ -28,21 +23,16 @@ from dealertui.handlers import JobContext
 from dealertui.handlers.check import check_runnable
 from dealertui.handlers.exec import make_exec_handler
 
-ROOT = Path(__file__).resolve().parents[1]
 TYPES = ("homenet", "dealer_com", "product_scrape", "url_shorten")
 
 
 def run(tmp_path: Path, *args: str, config: Path | None = None,
         url: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`dealertui [--config C] [--database-url URL] ARGS…` in *tmp_path*, where no config file
-    is found unless *config* names one; tests.fixtures.handlers is importable."""
-    env = cli_env(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "dealertui"]
-    cmd += ["--config", str(config)] if config is not None else []
-    cmd += ["--database-url", url] if url is not None else []
-    return subprocess.run([*cmd, *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=90, check=False)
+    """`dealertui [--config C] [--database-url URL] ARGS…` in-process in *tmp_path*, where no
+    config file is found unless *config* names one; tests.fixtures.handlers is importable."""
+    head = ["--config", str(config)] if config is not None else []
+    head += ["--database-url", url] if url is not None else []
+    return run_cli(tmp_path, *head, *args)
 
 
 def refused(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import storeops
+from helpers import Clock, cli, ok, opened
+from helpers import job_states as states
+from helpers import pipeline as enqueue
 from sqlalchemy import update
 
 from dealertui.config import Config, parse_config
@@ -28,12 +32,6 @@ from dealertui.errors import UsageError
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore, rules_from_config
 from dealertui.store.schema import jobs as jobs_table
-import storeops
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli, ok
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -43,24 +41,9 @@ T0 = 70_000.0
 
 @asynccontextmanager
 async def operator(db_url: str) -> AsyncIterator[Operator]:
-    store = await JobStore.open(db_url, rules_from_config(CONFIG), clock=lambda: T0,
-                                breaker=CONFIG.circuit_breaker)
-    try:
-        await store.add_dealers([("dlr01", None), ("dlr02", None)])
+    async with opened(db_url, clock=Clock(T0), dealers=("dlr01", "dlr02"), config=CONFIG
+                      ) as store:
         yield Operator(store, CONFIG, who="tester@qa")
-    finally:
-        await store.close()
-
-
-async def enqueue(store: JobStore, dealer: str, types: list[str] | None = None
-                  ) -> dict[str, int]:
-    ids = await store.enqueue([dealer], types)
-    return {j.job_type: j.id for j in await store.list_jobs(job_ids=ids)}
-
-
-async def states(store: JobStore, ids: dict[str, int]) -> dict[str, str]:
-    got = {j.id: j.state for j in await store.list_jobs(job_ids=list(ids.values()))}
-    return {t: got[i] for t, i in ids.items()}
 
 
 async def the_testers_state(op: Operator) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:

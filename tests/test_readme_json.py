@@ -26,10 +26,7 @@ import pytest
 from dealertui.cli import main
 from dealertui.cli.parser import build_parser
 
-try:
-    from clihelp import DEMO_CONFIG
-except ImportError:
-    from tests.clihelp import DEMO_CONFIG
+from helpers import DEMO_CONFIG
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "Machine-readable output"

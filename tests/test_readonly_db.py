@@ -30,12 +30,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import DEMO_CONFIG, show, without_header
-    from pg import _execute, _run_async
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import DEMO_CONFIG, show, without_header
-    from tests.pg import _execute, _run_async
+from helpers import DEMO_CONFIG, show, without_header
+from pg import _execute, _run_async
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ the type runs them later. It used to claim them and fail them for good ("no hand
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -18,16 +17,11 @@ from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import Intent, open_store
 from dealertui.store.reads import why_facts
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("repo_importable")]
 
-ROOT = Path(__file__).resolve().parents[1]
 TYPES = {"homenet": [], "dealer_com": ["homenet"], "product_scrape": ["homenet"],
          "url_shorten": ["product_scrape"]}
 
-
-@pytest.fixture(autouse=True)
-def _repo_root_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))
 
 
 def config(db_url: str, types: list[str]) -> Config:

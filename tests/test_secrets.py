@@ -11,11 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import write_demo_config
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import write_demo_config
+from helpers import write_demo_config
 
 SECRET = "s3cr3t-Pa55"
 

@@ -4,25 +4,22 @@ forgets (test_embedding.py walks every method once through `dealertui.open`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from dealertui.config import Config, parse_config
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.model import Job, ProcessingStats
 from dealertui.store import Intent, JobStore, open_store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("repo_importable")]
 
-ROOT = Path(__file__).resolve().parents[1]
 OK = "tests.fixtures.handlers:ok"
 #: the seed's four job types: homenet first, dealer_com and product_scrape after it
 PIPELINE = {
@@ -35,20 +32,12 @@ PIPELINE = {
 FLAT = {name: {"priority": prio, "handler": OK} for prio, name in enumerate("abc", 1)}
 
 
-@pytest.fixture(autouse=True)
-def _repo_root_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))  # for "tests.fixtures.handlers:ok"
-
-
-def make_config(db_url: str, job_types: dict[str, Any]) -> Config:
-    cfg = parse_config({"job_types": job_types, "dealers": [{"id": "d1"}, {"id": "d2"}]}, None)
-    return dataclasses.replace(cfg, database_url=db_url)
 
 
 @asynccontextmanager
 async def manager_on(db_url: str, job_types: dict[str, Any], **kwargs: Any
                      ) -> AsyncIterator[tuple[MultiDealerDependencyManager, JobStore]]:
-    cfg = make_config(db_url, job_types)
+    cfg = make_config(db_url, job_types, dealers=["d1", "d2"])
     store = await open_store(cfg, Intent.CREATE)
     try:
         yield MultiDealerDependencyManager(store, cfg, **kwargs), store

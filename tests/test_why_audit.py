@@ -1,5 +1,5 @@
 """`why` (every reason that holds, with the numbers) and the operator audit log, on both
-backends; the CLI side of each as a real subprocess (SQLite is enough there).
+backends; the CLI side of each in-process (SQLite is enough there).
 
 Times matter in both, so the store runs on a controllable clock and `reasons()` is called with
 that clock's "now" directly.
@@ -10,14 +10,15 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
+import storeops
+from helpers import Clock, claim, cli, job_ids, ok, one_error, pipeline
+from helpers import opened as opened_store
 from sqlalchemy import insert
 
 from dealertui.config import Config, parse_config
@@ -25,51 +26,21 @@ from dealertui.engine.actions import Operator
 from dealertui.engine.detail import explain
 from dealertui.engine.explain import Reason, reasons
 from dealertui.model import JobOutcome
-from dealertui.store import JobStore, rules_from_config
+from dealertui.store import JobStore
 from dealertui.store.reads import why_facts
 from dealertui.store.schema import breakers as breakers_table
-import storeops
-
-try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from clihelp import cli, ok, show
-except ImportError:  # tests/ made a package, or --import-mode=importlib
-    from tests.clihelp import cli, ok, show
 
 T0 = 10_000.0
 CONFIG: Config = parse_config({}, None)  # homenet → dealer_com, product_scrape → url_shorten
 WHO = "alice@host"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = [T0]
-
-    def __call__(self) -> float:
-        return self.t[0]
-
-    def advance(self, dt: float) -> None:
-        self.t[0] += dt
-
-
 @asynccontextmanager
 async def opened(
     db_url: str, clock: Clock, dealers: Sequence[str] = ("d1",)
 ) -> AsyncIterator[JobStore]:
-    store = await JobStore.open(
-        db_url, rules_from_config(CONFIG), clock=clock, breaker=CONFIG.circuit_breaker
-    )
-    try:
-        if dealers:
-            await store.add_dealers([(d, None) for d in dealers])
+    async with opened_store(db_url, clock=clock, dealers=dealers, config=CONFIG) as store:
         yield store
-    finally:
-        await store.close()
-
-
-async def pipeline(store: JobStore, dealer: str = "d1", types: list[str] | None = None
-                   ) -> dict[str, int]:
-    ids = await store.enqueue([dealer], types)
-    return {j.job_type: j.id for j in await store.list_jobs(job_ids=ids)}
 
 
 async def why(store: JobStore, job_id: int, now: float) -> list[Reason]:
@@ -90,12 +61,6 @@ def only(rs: list[Reason], code: str) -> Reason:
 
 def by_code(rs: list[Reason], code: str) -> list[Reason]:
     return [r for r in rs if r.code == code]
-
-
-async def claim(store: JobStore, worker: str = "w1", *, per_dealer: int = 100,
-                lease_s: float = 60.0, limit: int = 100, **kw: Any) -> list[int]:
-    got = await store.claim(worker, limit, per_dealer=per_dealer, lease_s=lease_s, **kw)
-    return [j.id for j in got.jobs]
 
 
 async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 503") -> None:
@@ -136,7 +101,7 @@ async def put_breaker(store: JobStore, key: str, job_type: str, state: str, *,
 
 @pytest.mark.anyio
 async def test_waiting_on_parents_names_parent_type_id_and_state(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         r = only(await why(store, ids["dealer_com"], clock()), "waiting_on_parents")
@@ -155,7 +120,7 @@ async def test_waiting_on_parents_names_parent_type_id_and_state(db_url: str) ->
 
 @pytest.mark.anyio
 async def test_blocked_by_failed_ancestor_names_it(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         await fail_homenet(store, ids, "HTTP 503 from feed host")
@@ -178,7 +143,7 @@ async def test_blocked_by_failed_ancestor_names_it(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_blocked_by_cancelled_ancestor(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         await store.cancel([ids["homenet"]])
@@ -189,7 +154,7 @@ async def test_blocked_by_cancelled_ancestor(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_blocked_for_lack_of_a_prerequisite_run(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store, types=["dealer_com"])
         r = only(await why(store, ids["dealer_com"], clock()), "blocked")
@@ -215,7 +180,7 @@ async def test_blocked_for_lack_of_a_prerequisite_run(db_url: str) -> None:
 async def test_paused_says_what_by_whom_since_when_and_why(
     db_url: str, scope: str, kw: dict[str, str], needle: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
         ids = await pipeline(store)
         await store.set_paused(True, by="bob@ops", reason="feed maintenance", **kw)
@@ -241,7 +206,7 @@ async def test_paused_says_what_by_whom_since_when_and_why(
 
 @pytest.mark.anyio
 async def test_pause_of_another_dealer_or_type_does_not_count(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
         ids = await pipeline(store)
         await store.set_paused(True, dealer_id="d2", by="bob", reason="x")
@@ -251,7 +216,7 @@ async def test_pause_of_another_dealer_or_type_does_not_count(db_url: str) -> No
 
 @pytest.mark.anyio
 async def test_pause_without_by_or_reason(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         await store.set_paused(True)
@@ -262,7 +227,7 @@ async def test_pause_without_by_or_reason(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_breaker_open_names_key_and_half_open_time(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
         ids = await pipeline(store)
         await put_breaker(store, "type:homenet", "homenet", "open", failures=7, calls=20,
@@ -285,7 +250,7 @@ async def test_breaker_open_names_key_and_half_open_time(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_breaker_opened_by_failures(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     # one dealer is far from type_min_dealers, so the shared type breaker stays closed
     n = CONFIG.circuit_breaker.dealer_min_calls
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
@@ -310,7 +275,7 @@ async def test_breaker_opened_by_failures(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_breaker_half_open_counts_trial_jobs_left(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         await put_breaker(store, "dealer:d1:homenet", "homenet", "half_open", dealer_id="d1",
@@ -324,7 +289,7 @@ async def test_breaker_half_open_counts_trial_jobs_left(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_backoff_runs_in(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await claim(store) == [ids["homenet"]]
@@ -345,7 +310,7 @@ async def test_backoff_runs_in(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_dealer_slots_full(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     limit = CONFIG.concurrency.max_concurrent_jobs_per_dealer
     assert limit == 2
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
@@ -368,7 +333,7 @@ async def test_dealer_slots_full(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_running_names_the_lease_holder(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await claim(store, "worker-7@box", lease_s=60) == [ids["homenet"]]
@@ -388,7 +353,7 @@ async def test_running_names_the_lease_holder(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_finished_succeeded_failed_cancelled(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await claim(store) == [ids["homenet"]]
@@ -408,7 +373,7 @@ async def test_finished_succeeded_failed_cancelled(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_ready_counts_jobs_ahead(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock, dealers=("d1", "d2", "d3")) as store:
         first = await pipeline(store, "d1")
         second = await pipeline(store, "d2")
@@ -428,7 +393,7 @@ async def test_ready_counts_jobs_ahead(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_paused_and_waiting_together(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         await store.set_paused(True, by="bob", reason="global freeze")
@@ -445,7 +410,7 @@ async def test_paused_and_waiting_together(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_backoff_breaker_pause_and_full_slots_together(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock, dealers=("d1", "d2")) as store:
         for _ in range(3):
             await store.enqueue(["d1"], ["homenet"])
@@ -468,7 +433,7 @@ async def test_backoff_breaker_pause_and_full_slots_together(db_url: str) -> Non
 
 @pytest.mark.anyio
 async def test_explain_json_shape(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)
         assert await explain(store, CONFIG, 999_999) is None
@@ -482,33 +447,12 @@ async def test_explain_json_shape(db_url: str) -> None:
         json.dumps(got)  # serialisable as is
 
 
-def one_line_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    assert p.returncode == code, show(p)
-    assert "Traceback" not in p.stderr + p.stdout, show(p)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, show(p)
-    for n in needles:
-        assert n in lines[0], show(p)
-    return lines[0]
-
-
-def _job_ids(url: str) -> dict[str, int]:
-    async def read() -> dict[str, int]:
-        store = await JobStore.open(url, rules_from_config(CONFIG), create=False)
-        try:
-            return {j.job_type: j.id for j in await store.list_jobs(dealer_id="d1")}
-        finally:
-            await store.close()
-
-    return anyio.run(read)
-
-
 def test_why_cli_text_json_and_errors(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
     ok(cli(tmp_path, url, "dealers", "add", "d1"))
     ok(cli(tmp_path, url, "enqueue", "--dealer", "d1"))
     ok(cli(tmp_path, url, "pause", "--dealer", "d1", "--reason", "feed down"))
-    ids = _job_ids(url)
+    ids = job_ids(url, "d1")
     out = ok(cli(tmp_path, url, "why", "--job", str(ids["dealer_com"]))).splitlines()
     assert out[0] == f"job {ids['dealer_com']}: d1 dealer_com, waiting (attempt 0 of 5)"
     assert len(out) == 3, out
@@ -529,8 +473,8 @@ def test_why_cli_text_json_and_errors(tmp_path: Path) -> None:
     out = ok(cli(tmp_path, url, "why", "--job", str(ids["homenet"]))).splitlines()
     assert out[1].startswith("  - ready: nothing holds it; 0 ready jobs come before it")
 
-    one_line_error(cli(tmp_path, url, "why", "--job", "999999"), 2, "no job 999999")
-    one_line_error(
+    one_error(cli(tmp_path, url, "why", "--job", "999999"), 2, "no job 999999")
+    one_error(
         cli(tmp_path, "postgresql://u:s3cret@127.0.0.1:1/x", "why", "--job", "1"), 3,
         "127.0.0.1",
     )
@@ -548,7 +492,7 @@ async def operator(db_url: str, clock: Clock, dealers: Sequence[str] = ("d1", "d
 
 @pytest.mark.anyio
 async def test_every_operator_action_writes_one_audit_row(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock) as op:
         store = op.store
         assert await store.audit_entries() == []
@@ -612,7 +556,7 @@ async def test_every_operator_action_writes_one_audit_row(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_audit_targets_name_what_was_aimed_at(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock) as op:
         store = op.store
         await op.enqueue(["d1", "d2"], types=["homenet"])
@@ -641,7 +585,7 @@ async def test_audit_targets_name_what_was_aimed_at(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_engine_rescue_and_noop_actions_write_no_audit_rows(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await pipeline(store)  # the engine / a script: no by, no audit row
         assert await store.audit_entries() == []
@@ -669,7 +613,7 @@ async def test_engine_rescue_and_noop_actions_write_no_audit_rows(db_url: str) -
 async def test_retry_that_leaves_the_job_blocked_writes_no_audit_row(db_url: str) -> None:
     """A job blocked for lack of a prerequisite run stays blocked when retried with still
     no such run: nothing changed, so nothing should be audited."""
-    clock = Clock()
+    clock = Clock(T0)
     async with operator(db_url, clock) as op:
         ids = await pipeline(op.store, types=["dealer_com"])
         await op.retry(all_failed=True, reason="try")
@@ -681,13 +625,13 @@ def test_audit_cli_shows_os_user_at_host(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     # a read-only command does not create the schema
-    one_line_error(cli(tmp_path, url, "audit"), 3, "init-db")
+    one_error(cli(tmp_path, url, "audit"), 3, "init-db")
     ok(cli(tmp_path, url, "init-db"))
     assert ok(cli(tmp_path, url, "audit")).strip() == "no operator actions recorded yet"
     assert json.loads(ok(cli(tmp_path, url, "audit", "--json"))) == []
     ok(cli(tmp_path, url, "dealers", "add", "d1"))
     ok(cli(tmp_path, url, "enqueue", "--dealer", "d1"))
-    ids = _job_ids(url)
+    ids = job_ids(url, "d1")
     ok(cli(tmp_path, url, "pause", "--dealer", "d1", "--reason", "feed down"))
     ok(cli(tmp_path, url, "resume", "--dealer", "d1"))
     ok(cli(tmp_path, url, "cancel", "--job", str(ids["homenet"]), "--reason", "wrong feed"))
@@ -712,7 +656,7 @@ def test_audit_cli_shows_os_user_at_host(tmp_path: Path) -> None:
     assert lines[3].endswith("pause dealer d1 (0 jobs) — feed down")
     assert lines[4].endswith("enqueue dealer d1 (4 jobs)")
     assert len(ok(cli(tmp_path, url, "audit", "--limit", "2")).splitlines()) == 2
-    one_line_error(
+    one_error(
         cli(tmp_path, "postgresql://u:s3cret@127.0.0.1:1/x", "audit"), 3, "127.0.0.1"
     )
 
@@ -723,7 +667,7 @@ async def test_the_plan_holds_what_why_says_a_half_open_breaker_holds(db_url: st
     # to know only open breakers, and planned a job whose half-open trials were all taken
     from dealertui.engine.plan import build_plan
 
-    clock = Clock()
+    clock = Clock(T0)
     trials = CONFIG.circuit_breaker.half_open_max_jobs
     async with opened(db_url, clock) as store:
         ids = await pipeline(store, types=["homenet"])
