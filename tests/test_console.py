@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 import storeops
+from helpers import PARENTS, WallClock
 from rich.cells import cell_len
 from rich.console import Console
 from sqlalchemy import func, select
@@ -42,12 +43,6 @@ from dealertui.tui.widgets import DEALER_COL, LanesTable, lane_text
 pytestmark = pytest.mark.anyio
 
 NOOP = "dealertui.handlers.demo:noop"
-PARENTS = {
-    "homenet": (),
-    "dealer_com": ("homenet",),
-    "product_scrape": ("homenet",),
-    "url_shorten": ("product_scrape",),
-}
 TYPES = list(PARENTS)
 DEALERS = (("d1", "Sunrise Motors"), ("d2", "Harbor Auto Group"), ("d3", "Canyon Ford"))
 SIZE = (100, 30)
@@ -74,19 +69,6 @@ MUTATING_KEYS = {
     "s": "start", "p": "pause_dealer", "P": "pause_all", "r": "retry", "x": "reset_stuck",
     "c": "cancel", "e": "enqueue", "R": "rerun", "k": "skip",
 }
-
-
-class Clock:
-    """Wall-clock time plus an offset that a test moves forward (leases expire on demand)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @pytest.fixture
@@ -141,7 +123,7 @@ async def console(
     setup: Callable[[JobStore], Awaitable[None]] | None = None,
     *,
     read_only: bool = False,
-    clock: Clock | None = None,
+    clock: WallClock | None = None,
     size: tuple[int, int] = SIZE,
 ) -> AsyncIterator[tuple[DealerConsole, Pilot[Any], JobStore]]:
     """The console on a store opened here (set up by *setup* first), once its lanes show."""
@@ -477,7 +459,7 @@ async def _hold(store: JobStore, dealers: list[str], lease_s: float = 0.01) -> N
 
 
 async def test_x_rescues_a_stuck_job(db_url: str) -> None:
-    clock = Clock()
+    clock = WallClock()
 
     async def setup(store: JobStore) -> None:
         await pipelines(store)
@@ -496,7 +478,7 @@ async def test_x_rescues_a_stuck_job(db_url: str) -> None:
 
 
 async def test_x_confirms_before_rescuing_many_and_spares_live_leases(db_url: str) -> None:
-    clock = Clock()
+    clock = WallClock()
 
     async def setup(store: JobStore) -> None:
         await pipelines(store)
@@ -874,7 +856,7 @@ def _highlighted(app: DealerConsole) -> str | None:
 
 
 async def test_read_only_hides_and_refuses_every_action(db_url: str) -> None:
-    clock = Clock()
+    clock = WallClock()
 
     async def setup(store: JobStore) -> None:
         await _d1_homenet_failed(store)
@@ -1247,7 +1229,7 @@ async def test_s_on_a_running_engine_says_so(sqlite_url: str) -> None:
 async def test_the_starved_marker_fits_its_column(sqlite_url: str) -> None:
     """⌛ is two cells wide: the marker slot is two cells always, so a marker appearing on a
     row (update_cell keeps the column's width) is not clipped, and the column never widens."""
-    clock = Clock()
+    clock = WallClock()
     async with console(sqlite_url, pipelines, clock=clock) as (app, pilot, _store):
         table = lanes(app)
         column = table.columns[ColumnKey(DEALER_COL)]

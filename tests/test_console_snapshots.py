@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import storeops
+from helpers import PARENTS, Clock
 from textual.pilot import Pilot
 from textual.widgets import RichLog, Static
 
@@ -31,32 +33,17 @@ from dealertui.tui import app as app_module
 from dealertui.tui.app import DealerConsole, make_app
 from dealertui.tui.screens import HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import DEALER_COL, BreakersTable, LanesTable
-import storeops
 
 FIXED = 1_773_480_413.0  # 2026-03-14 09:26:53 UTC
 T0 = FIXED - 1800  # the pipelines were enqueued half an hour earlier
 WORKER = "worker-a:4242"
 NOOP = "dealertui.handlers.demo:noop"
-PARENTS = {
-    "homenet": (),
-    "dealer_com": ("homenet",),
-    "product_scrape": ("homenet",),
-    "url_shorten": ("product_scrape",),
-}
 DEALERS = (
     ("d001", "Sunrise Motors"), ("d002", "Harbor Auto Group"), ("d003", "Canyon Ford"),
     ("d004", "Maple Street Kia"), ("d005", "Northgate Honda"), ("d006", "Prairie Chevrolet"),
     ("d007", "Bayside Toyota"), ("d008", "Summit Subaru"), ("d009", "Riverbend Nissan"),
     ("d010", "Lakeshore Hyundai"), ("d011", "Redwood Mazda"), ("d012", "Granite VW"),
 )
-
-
-class FrozenClock:
-    def __init__(self) -> None:
-        self.t = FIXED
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -74,7 +61,7 @@ def console(
 ) -> Callable[[], DealerConsole]:
     """A factory of consoles over a freshly seeded database with a frozen clock."""
     monkeypatch.chdir(tmp_path)
-    clock = FrozenClock()
+    clock = Clock(FIXED)
     cfg = parse_config(
         {
             "retry": {"max_attempts": 4, "backoff_initial_s": 60, "backoff_jitter_s": 0},
@@ -105,7 +92,7 @@ def console(
     return factory
 
 
-async def seed_states(store: JobStore, clock: FrozenClock) -> None:
+async def seed_states(store: JobStore, clock: Clock) -> None:
     """One dealer in each interesting situation, every step at its own fixed time."""
     clock.t = T0
     await store.enqueue([d for d, _ in DEALERS if d != "d012"])  # d012: no jobs yet

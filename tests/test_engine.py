@@ -25,24 +25,19 @@ from typing import Any
 
 import anyio
 import pytest
+import storeops
+from helpers import PARENTS, default_types
 
 from dealertui.config import Config, parse_config
 from dealertui.engine import claiming
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.store import Intent, JobStore, open_store
-import storeops
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = ROOT / "tests" / "fixtures" / "stamp.py"
 DEALERS = tuple(f"d{i}" for i in range(1, 7))
-PARENTS = {
-    "homenet": (),
-    "dealer_com": ("homenet",),
-    "product_scrape": ("homenet",),
-    "url_shorten": ("product_scrape",),
-}
 FIXTURE_HANDLERS = "tests.fixtures.handlers"
 
 
@@ -59,14 +54,6 @@ def stamp_handler(log: Path, *extra: str) -> dict[str, Any]:
     argv = [sys.executable, str(STAMP), str(log), "{dealer_id}", "{job_type}", "{job_id}",
             "{attempt}", *extra]
     return {"exec": argv}
-
-
-def default_types(handler: Any, **extra: Any) -> dict[str, Any]:
-    """The four default job types (same priorities and depends_on), all with *handler*."""
-    return {
-        name: {"priority": prio, "depends_on": list(PARENTS[name]), "handler": handler, **extra}
-        for prio, name in enumerate(PARENTS, 1)
-    }
 
 
 def make_config(

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import storeops
+from helpers import Clock
 from sqlalchemy import insert
 
 from dealertui.config import parse_config
@@ -17,19 +19,10 @@ from dealertui.model import JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.reads import error_groups, health_facts, normalize_error
 from dealertui.store.schema import breakers
-import storeops
 
 T0 = 1_000_000.0
 RULES = {"feed": JobTypeRule(1, (), max_attempts=3), "scrape": JobTypeRule(2, (), max_attempts=3)}
 DEALERS = tuple(f"d{i:03d}" for i in range(1, 11))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @asynccontextmanager
@@ -107,7 +100,7 @@ def test_different_faults_stay_apart() -> None:
 
 @pytest.mark.anyio
 async def test_error_groups(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         assert await error_groups(store) == []
         # failures stay under the breakers' threshold (5 in the window) until the last batch,
@@ -155,7 +148,7 @@ async def test_error_groups(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_error_groups_since_limit_and_exhausted_retries(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         ids = await claimed(store, ["d001"], "feed")
         job = ids["d001"]
@@ -198,7 +191,7 @@ def failed_names(checks: list[Check]) -> list[str]:
 
 @pytest.mark.anyio
 async def test_healthy_when_empty(db_url: str) -> None:
-    async with opened(db_url, Clock()) as store:
+    async with opened(db_url, Clock(T0)) as store:
         code, checks = await check_health(store, parse_config({}, None))
     assert code == 0
     assert [c.name for c in checks] == [
@@ -213,7 +206,7 @@ async def test_healthy_when_empty(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_stuck_job_degrades(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         await claimed(store, ["d001"], "feed", lease_s=10)
         assert (await check_health(store, None))[0] == 0
@@ -230,7 +223,7 @@ async def test_stuck_job_degrades(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_ready_work_needs_a_worker(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         await store.enqueue(["d001", "d002"], ["feed"])
         code, checks = await check_health(store, None)
@@ -274,7 +267,7 @@ async def test_ready_work_needs_a_worker(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_failure_rate(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
         # two job types, three failures each: under the breakers' threshold of 5
         feed = await claimed(store, DEALERS[:5], "feed")
@@ -298,7 +291,7 @@ async def test_failure_rate(db_url: str) -> None:
 
 @pytest.mark.anyio
 async def test_open_breaker_degrades(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock) as store:
 
         async def tx(conn: Any) -> None:

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import storeops
+from helpers import Clock
 from sqlalchemy import update
 
 from dealertui.errors import StoreUnavailable, UsageError
@@ -19,7 +21,6 @@ from dealertui.store import JobStore, JobTypeRule, migrate
 from dealertui.store.db import Database
 from dealertui.store.schema import SCHEMA_VERSION
 from dealertui.store.schema import jobs as jobs_table
-import storeops
 
 pytestmark = pytest.mark.anyio
 
@@ -43,20 +44,6 @@ DIAMOND_RULES: dict[str, JobTypeRule] = {
 }
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = [t]
-
-    def __call__(self) -> float:
-        return self.t[0]
-
-    def set(self, t: float) -> None:
-        self.t[0] = t
-
-    def advance(self, dt: float) -> None:
-        self.t[0] += dt
-
-
 @asynccontextmanager
 async def opened(
     db_url: str,
@@ -64,7 +51,7 @@ async def opened(
     clock: Clock | None = None,
     dealers: tuple[str, ...] = ("d1",),
 ) -> AsyncIterator[JobStore]:
-    store = await JobStore.open(db_url, rules, clock=clock or Clock())
+    store = await JobStore.open(db_url, rules, clock=clock or Clock(T0))
     try:
         if dealers:
             await store.add_dealers([(d, None) for d in dealers])
@@ -215,7 +202,7 @@ async def test_enqueue_child_type_after_homenet_succeeded_is_ready(db_url: str) 
 async def test_enqueue_child_type_links_to_unfinished_homenet(
     db_url: str, home_state: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         home = (await pipeline(store, types=["homenet"]))["homenet"]
         if home_state in ("running", "retrying"):
@@ -314,7 +301,7 @@ async def test_both_parents_completed_in_one_batch_promote_child_once(db_url: st
 
 
 async def test_claim_then_succeed(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         result = await store.claim("w1", 10, per_dealer=10, lease_s=30)
@@ -392,7 +379,7 @@ async def test_complete_by_another_worker_is_ignored(db_url: str) -> None:
 
 
 async def test_schedule_retry_then_due(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         home = ids["homenet"]
@@ -432,7 +419,7 @@ async def test_schedule_retry_then_due(db_url: str) -> None:
 
 
 async def test_due_retry_is_promoted_even_when_claim_is_paused(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         home = (await pipeline(store))["homenet"]
         await claim_ids(store)
@@ -476,7 +463,7 @@ async def test_fail_blocks_descendants(db_url: str) -> None:
 
 
 async def test_retry_with_attempts_exhausted_fails(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     rules = dict(DEFAULT_RULES, homenet=JobTypeRule(1, (), max_attempts=2))
     async with opened(db_url, rules, clock=clock) as store:
         ids = await pipeline(store)
@@ -501,7 +488,7 @@ async def test_retry_with_attempts_exhausted_fails(db_url: str) -> None:
 
 
 async def test_operator_retry_of_failed_parent_revives_children(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         home = ids["homenet"]
@@ -718,7 +705,7 @@ async def test_cancel_blocks_descendants(db_url: str, which: str) -> None:
 
 
 async def test_cancel_of_blocked_and_retrying_jobs(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         await claim_ids(store)
@@ -871,7 +858,7 @@ async def test_claim_limit(db_url: str) -> None:
 
 
 async def test_claim_max_dealers_and_active_dealers(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, INDEPENDENT_RULES, clock=clock, dealers=("d1", "d2", "d3")) as store:
         await store.enqueue(["d1", "d2", "d3"])
         got = await store.claim("w1", 2, per_dealer=3, lease_s=30, max_dealers=1)
@@ -907,7 +894,7 @@ async def test_claim_only_dealers(db_url: str) -> None:
 
 
 async def test_claim_round_robin_least_recently_served_first(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     rules = {"homenet": JobTypeRule(1, ())}
     async with opened(db_url, rules, clock=clock, dealers=("d1", "d2", "d3")) as store:
         for _ in range(3):
@@ -929,7 +916,7 @@ async def test_claim_round_robin_least_recently_served_first(db_url: str) -> Non
 
 
 async def test_claim_batch_prefers_least_recently_served_dealers(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     rules = {"homenet": JobTypeRule(1, ())}
     async with opened(db_url, rules, clock=clock, dealers=("d1", "d2", "d3")) as store:
         for _ in range(2):
@@ -946,7 +933,7 @@ async def test_claim_batch_prefers_least_recently_served_dealers(db_url: str) ->
 
 
 async def test_claim_interleaves_dealers_in_one_batch(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, INDEPENDENT_RULES, clock=clock, dealers=("d1", "d2")) as store:
         await store.enqueue(["d1", "d2"])
         got = await store.claim("w1", 4, per_dealer=10, lease_s=300)
@@ -1011,7 +998,7 @@ async def test_dependency_violation_with_running_parent(db_url: str) -> None:
 
 
 async def test_expired_lease_is_rescued_and_attempt_counted(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         ids = await pipeline(store)
         home = ids["homenet"]
@@ -1048,7 +1035,7 @@ async def test_expired_lease_is_rescued_and_attempt_counted(db_url: str) -> None
 
 
 async def test_finish_after_rescue_before_reclaim_is_ignored(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock) as store:
         home = (await pipeline(store))["homenet"]
         await claim_ids(store, "w1", lease_s=10)
@@ -1060,7 +1047,7 @@ async def test_finish_after_rescue_before_reclaim_is_ignored(db_url: str) -> Non
 
 
 async def test_expired_lease_without_attempts_left_fails(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     rules = dict(DEFAULT_RULES, homenet=JobTypeRule(1, (), max_attempts=1))
     async with opened(db_url, rules, clock=clock) as store:
         ids = await pipeline(store)
@@ -1085,7 +1072,7 @@ async def test_expired_lease_without_attempts_left_fails(db_url: str) -> None:
 
 
 async def test_rescue_older_than(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, INDEPENDENT_RULES, clock=clock) as store:
         ids = await pipeline(store)
         assert await claim_ids(store, "w1", limit=1, lease_s=3600) == [ids["t1"]]
@@ -1103,7 +1090,7 @@ async def test_rescue_older_than(db_url: str) -> None:
 
 
 async def test_extend_leases(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, INDEPENDENT_RULES, clock=clock) as store:
         ids = await pipeline(store)
         await store.register_worker("w1", host="h", pid=1, kind="worker")
@@ -1132,7 +1119,7 @@ async def test_extend_leases(db_url: str) -> None:
 
 
 async def test_status_shape(db_url: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with opened(db_url, clock=clock, dealers=("d1", "d2", "d3")) as store:
         empty = await store.status()
         assert empty["total"] == 0
