@@ -23,8 +23,8 @@ class Claiming(RunSupervision):
         once while this process runs jobs: `dealertui bench` 6,309 -> 7,258 jobs/s (medians
         of 5), though the server does 30% more work in the twice as many, half as big
         statements. SQLite: 1, everything in one claim. It has one writer, and each statement
-        of a transaction comes back through this thread: a claim could not make progress while
-        this thread ran jobs, and the half-size claims cost 20% (10,535 -> 8,633 jobs/s).
+        of a transaction comes back through this thread: a claim cannot make progress while
+        this thread runs jobs, and half-size claims cost 20% (10,535 -> 8,633 jobs/s).
         """
         return 1 if self.store.db.is_sqlite else 2
 
@@ -43,8 +43,8 @@ class Claiming(RunSupervision):
             ):
                 # Outcomes are about to be recorded: that frees slots and promotes children,
                 # so claim after it, unless a whole share of the slots is free already.
-                # Claiming whatever was free meanwhile made claims and flushes alternate in
-                # slivers (300 flushes of ~33 jobs per 10,000 jobs measured). SQLite's flush
+                # Claiming whatever is free meanwhile makes claims and flushes alternate in
+                # slivers (300 flushes of ~33 jobs per 10,000 jobs). SQLite's flush
                 # makes that claim itself, in its own transaction (see _completer).
                 await wake.wait()
                 continue
@@ -53,7 +53,7 @@ class Claiming(RunSupervision):
             again = False
             if self._flush_claimed_all:
                 # the flush that woke us claimed in its transaction, and took every job it
-                # could: claiming again before anything changes would find nothing
+                # could: claiming again before anything changes finds nothing
                 self._flush_claimed_all = False
             else:
                 ask = self._claim_request(shares)
@@ -73,8 +73,8 @@ class Claiming(RunSupervision):
             if again or wake.is_set():
                 # woken during the claim (e.g. a flush promoted children after the claim's
                 # snapshot was taken, as Postgres allows), or the claim was full: claim again.
-                # A claim that came back short took every job it could: claiming again before
-                # anything changes found nothing (22 of 52 claims per 10,000 bench jobs,
+                # A claim that comes back short took every job it could: claiming again before
+                # anything changes finds nothing (22 of 52 claims per 10,000 bench jobs,
                 # 8.6 ms each), so wait for a flush, a control or the idle poll instead.
                 continue
             if not wait and not self._busy:

@@ -32,7 +32,7 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
     if j.state == "running":
         until = (j.locked_until or now) - now
         since = ago(now - (j.started_at or now))
-        if until < 0:  # its worker stopped heartbeating: "expiring in 0s" for ever, it said
+        if until < 0:  # its worker stopped heartbeating: say so, not "expiring in 0s"
             out.append(Reason(
                 "lease_expired",
                 f"its lease expired {ago(-until)} ago: {j.locked_by}, which started it "

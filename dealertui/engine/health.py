@@ -177,8 +177,8 @@ async def check_health(
     ms = (time.perf_counter() - t0) * 1000
     answered = f"{store.db.url_description} ({store.db.dialect}) answered in {ms:.0f} ms"
     try:
-        # reads alone said "healthy" over a read-only file, role or standby on which every
-        # claim and outcome failed
+        # a read-only file, role or standby answers every read, yet fails every claim and
+        # outcome: only a write tells
         await store.check_writable()
         database = Check("database", True, f"{answered}; a write (rolled back) succeeded.")
     except StoreUnavailable as exc:

@@ -1,8 +1,8 @@
 """What holds a job back from outside its own pipeline: pauses and circuit breakers.
 
 One set of reasons for `why` (every reason, with who, when and the counts) and for the plan
-of `--run-once --dry-run` (the first reason, short): the two had their own copies, and only
-`why` knew that a half-open breaker whose trials are taken holds a job too.
+of `--run-once --dry-run` (the first reason, short), so both know that a half-open breaker
+whose trials are taken holds a job too.
 """
 
 from __future__ import annotations

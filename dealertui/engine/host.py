@@ -106,7 +106,7 @@ class EngineProcess:
         The console awaits this as it unmounts. Cancelling run() is not enough: Textual
         cancels its workers as the app exits without awaiting them, and asyncio.run then
         cancels run() a second time while it waits, so a child still starting up (~1 s of
-        imports) outlived the console and created its database after the console had gone.
+        imports) would outlive the console and create its database after the console is gone.
         """
         self._closing = True
         if not self._running:

@@ -208,9 +208,9 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
         )
         if self._pending:
             # Outcomes a database outage kept the last run from recording, and the jobs it
-            # stopped (released uncharged): recorded first. Dropped, as they were, the jobs
-            # came back through the rescue below as "lease expired", charged an attempt: a
-            # job that had succeeded during a 40 s outage failed ("no attempts left").
+            # stopped (released uncharged): recorded first, before the rescue below, which
+            # would take the jobs back as "lease expired" and charge an attempt: a job that
+            # succeeded during an outage must not fail with "no attempts left".
             carried, self._pending = self._pending, []
             try:
                 await self._flush(carried, claim=False)
@@ -221,7 +221,7 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
         # outage cut short (same worker id, so they cannot be running any more)
         rescued = await self.store.rescue_expired(worker_id=self.worker_id,
                                                   locked_by=self.worker_id)
-        if rescued.changed:  # logged and counted like the rescuer's (they were silent)
+        if rescued.changed:  # logged and counted like the rescuer's
             self.bus.emit(LeasesRescued(len(rescued.changed), time.time()))
         ended = False
         try:
@@ -259,7 +259,7 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
                 await self.handlers.aclose()
                 try:
                     # after an outage or a hard stop, a database that is down gets 2 s, not
-                    # a whole retry budget per call (the worker took ~58 s to exit)
+                    # a whole retry budget per call, so a stopping worker exits in time
                     with (self.store.db.short_retries(2.0) if not ended or self._aborting
                           else contextlib.nullcontext()):
                         await self.store.unregister_worker(self.worker_id)

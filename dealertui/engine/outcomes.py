@@ -25,7 +25,7 @@ class OutcomeRecording(Claiming):
             await self._have_outcomes.wait()
             if self._in_flight and not self._batch_ended.is_set():
                 # let a batch gather: up to FLUSH_INTERVAL_S, or until the jobs of one claim
-                # have all ended (a fixed sleep idled 4 ms in every cycle of claim, run, flush
+                # have all ended (a fixed sleep idles 4 ms in every cycle of claim, run, flush
                 # when jobs finish at once, ~11% of `dealertui bench`)
                 with anyio.move_on_after(FLUSH_INTERVAL_S):
                     await self._batch_ended.wait()

@@ -13,7 +13,7 @@ _heap_frozen = False
 def freeze_startup_heap() -> None:
     """Take every object alive now (modules, SQLAlchemy's and Textual's caches, the config)
     out of the cyclic garbage collector's view, once per process. They live as long as the
-    process, yet each full collection scanned them all: ~30 ms once per 10,000 bench jobs,
+    process, yet each full collection scans them all: ~30 ms once per 10,000 bench jobs,
     the event loop stalled meanwhile. Garbage is collected first, so none is kept forever."""
     global _heap_frozen
     if not _heap_frozen:

@@ -59,7 +59,7 @@ class RunSupervision(RunState):
                 continue
             task.cancel()
             # A task cancelled before its first step never runs _run_job, so nothing would
-            # record its job (and run() waited for it forever): release it when the task ends.
+            # record its job (and run() would wait for it forever): release it as the task ends.
             task.add_done_callback(functools.partial(self._release_unstarted, claim))
 
     def _release_unstarted(self, claim: Claim, task: asyncio.Task[None]) -> None:

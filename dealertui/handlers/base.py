@@ -9,7 +9,7 @@ from typing import Any
 
 from dealertui.config import DemoConfig
 
-#: every job's default logger (looked up once: getLogger per job was measurable in the bench)
+#: every job's default logger (looked up once: getLogger per job is measurable in the bench)
 JOB_LOGGER = logging.getLogger("dealertui.job")
 
 

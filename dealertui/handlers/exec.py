@@ -50,11 +50,10 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
         argv = [expand(a, values) for a in spec.argv]
         env = {**os.environ, **dict(spec.env)}
         env.update({f"DEALERTUI_{k.upper()}": v for k, v in values.items()})
-        # stderr goes to an unlinked temp file, read once the handler has exited. Through a
-        # pipe, the handler's end was "the end of its stderr": a child left running in the
-        # background (`cmd &`, or one that escaped with setsid) holds the pipe open, and the
-        # job stayed running until its timeout although the handler had exited 0, and a
-        # stopped run hung until that child exited.
+        # stderr goes to an unlinked temp file, read once the handler has exited, not to a
+        # pipe: a child left running in the background (`cmd &`, or one that escaped with
+        # setsid) holds a pipe open, so the job would stay running until its timeout after
+        # the handler exited 0, and a stopped run would hang until that child exits.
         with tempfile.TemporaryFile(prefix="dealertui-stderr-") as errors:
             try:
                 # asyncio rather than anyio.open_process: only it passes preexec_fn, which
@@ -122,8 +121,8 @@ def _tail(file: IO[bytes]) -> bytes:
     return file.read()
 
 
-# terminal escapes (colours, cursor moves) and other control characters: a handler's
-# coloured stderr reached logs, `why` and the console raw
+# terminal escapes (colours, cursor moves) and other control characters, so a handler's
+# coloured stderr reaches logs, `why` and the console as plain text
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

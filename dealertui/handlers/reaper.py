@@ -1,8 +1,8 @@
 """Kill the process groups of running exec handlers when their worker dies, even by kill -9.
 
 PR_SET_PDEATHSIG (see exec.py) kills a handler's own process when its worker dies, but not
-the processes it started: a wrapper script's `curl` or `python` went on and finished a job
-that another worker then ran again. Linux has no death signal for a process group, so each
+the processes it started: a wrapper script's `curl` or `python` would go on and finish a job
+that another worker runs again. Linux has no death signal for a process group, so each
 worker process gets one small companion (started at its first exec handler) that is told
 the group of every running handler over a pipe and kills the groups it still holds when that
 pipe closes, which the kernel does when the worker exits, however it exits.

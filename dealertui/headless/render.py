@@ -129,7 +129,7 @@ def print_status(status: StatusReport, config: Config, *, max_dealers: int = 50)
         ))
     workers = status["workers"]
     now = time.time()
-    # a worker killed with -9 never unregisters: its silence says so (it looked live)
+    # a worker killed with -9 never unregisters: its silence, not its row, says it is gone
 
     def alive(w: WorkerReport) -> bool:
         return w["alive"]

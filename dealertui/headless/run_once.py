@@ -35,8 +35,8 @@ async def run_once(
     SIGTERM (cron's timeout, systemd, `timeout`) or SIGINT: running jobs are cancelled (an
     exec handler's whole process group is killed) and released as `retrying`, due at once
     and not charged an attempt; the summary (and JSON) of what ran is printed and the exit
-    code is 128 + the signal's number. Python's default for SIGTERM, dying on the spot, left
-    the jobs `running` until their leases ran out and a handler's children still working."""
+    code is 128 + the signal's number. Python's default for SIGTERM, dying on the spot, would
+    leave the jobs `running` until their leases run out, and a handler's children working."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from dealertui.engine.actions import Operator

@@ -39,6 +39,6 @@ async def run_until_signalled(manager: Any, limit: int | None, interrupted: list
 
 def bare_error(group: BaseExceptionGroup) -> BaseException:
     """The one error in a task group's *group*, for the CLI's one sentence (the group itself
-    reached the user as a traceback); the group when it holds more."""
+    would reach the user as a traceback); the group when it holds more."""
     errors = [e for e in group.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
     return errors[0] if len(errors) == 1 else group

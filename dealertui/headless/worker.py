@@ -90,10 +90,10 @@ async def run_worker(
 
     async def give_up_on_the_database() -> None:
         # The releases are recorded in a moment when the database answers. During an outage
-        # the calls in flight kept retrying (30 s each, then 30 s more to unregister): the
-        # worker took ~58 s to exit whatever --grace said, past systemd's and Kubernetes'
-        # stop timeouts. After HARD_STOP_S, run() is cancelled and its last calls retry
-        # briefly; jobs whose release is lost come back when their leases run out.
+        # the calls in flight would keep retrying (30 s each, then 30 s more to unregister),
+        # past --grace and systemd's and Kubernetes' stop timeouts. So after HARD_STOP_S,
+        # run() is cancelled and its last calls retry briefly; jobs whose release is lost
+        # come back when their leases run out.
         await anyio.sleep(HARD_STOP_S)
         if not store.db.answering:
             log(f"the database does not answer; exiting without recording "
@@ -140,7 +140,7 @@ async def run_worker(
                         failures = 0  # a new outage, not the same one: short pauses again
                     if store.db.answering:
                         # another call got through since this one gave up: the outage is over
-                        # (logging the stale error after "answers again" confused on-call)
+                        # (a stale error logged after "answers again" would mislead on-call)
                         continue
                     pause = DB_RETRY_PAUSE_S[min(failures, len(DB_RETRY_PAUSE_S) - 1)]
                     failures += 1
