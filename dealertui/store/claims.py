@@ -141,8 +141,8 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
         """
     else:
         # SQLite: read the jobs, then move them (claim_batch) — BEGIN IMMEDIATE already
-        # excludes every other writer. One UPDATE … RETURNING cost 9 ms for 500 jobs against
-        # 5 ms for the two: SQLite's RETURNING (an ephemeral table, a step per row) was 3.7 ms.
+        # excludes every other writer. One UPDATE … RETURNING costs 9 ms for 500 jobs against
+        # 5 ms for the two: SQLite's RETURNING (an ephemeral table, a step per row) is 3.7 ms.
         sql = f"""
             WITH {ranked}
             SELECT {columns} FROM jobs WHERE id IN ({pick})
@@ -236,7 +236,7 @@ async def claim_batch(
     moved = dialect == "postgresql"  # its claim moved them already; SQLite's only read them
     claimed: list[ClaimedJob] = []
     violations: list[int] = []
-    # plain tuples, positional: Row attribute access and keyword construction were ~15 µs a
+    # plain tuples, positional: Row attribute access and keyword construction cost ~15 µs a
     # job of the engine's own thread (py-spy, `dealertui bench`)
     # (SQLite's rows were read before its UPDATE: attempt and token are one ahead of them)
     ahead = 0 if moved else 1

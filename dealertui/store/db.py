@@ -51,11 +51,11 @@ _TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "5330
 # SQLSTATEs that no retry cures but that say the database cannot be used as configured: a
 # wrong password or role (28), no such database (3D000) or schema (3F000), no privilege
 # (42501), a read-only standby (25006), disk full or out of memory (53), I/O errors (58),
-# corruption (XX001, XX002). Raised as they were, they reached the user as tracebacks.
+# corruption (XX001, XX002). They end in one sentence (StoreUnavailable), not a traceback.
 _UNUSABLE_SQLSTATES = ("28", "3D000", "3F000", "42501", "25006", "53", "58", "XX001", "XX002")
 # The same for SQLite (primary result codes): no permission, a read-only file or directory,
-# a damaged file, a full disk, not a database. A worker retried "attempt to write a readonly
-# database" ~150 times a second, and a damaged page reached the user as a traceback.
+# a damaged file, a full disk, not a database. Retried, "attempt to write a readonly
+# database" would spin a worker ~150 times a second; they end in one sentence too.
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 3, 8, 11, 13, 26
 _UNUSABLE_SQLITE = (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB)
 
@@ -124,7 +124,7 @@ class Database:
         self.preview = False  # see rolling_back()
         #: told (one sentence) when the database has been failing for OUTAGE_REPORT_S while
         #: calls keep retrying, and again when it answers: the worker logs both, so an outage
-        #: shorter than the retry budget no longer passes in silence
+        #: shorter than the retry budget does not pass in silence
         self.on_outage: Callable[[str], None] | None = None
         self._failing_since: float | None = None
         self._outage_reported = False
@@ -139,7 +139,7 @@ class Database:
         When aiosqlite fails to open a file, its worker thread may report the error to an
         event loop that has already closed and print a traceback; checking first keeps the
         user's error to one sentence. Unless *create*, a missing file is that error (opening
-        it would create it: read-only commands left empty files behind for a typo).
+        it would create it: a read-only command must not leave an empty file for a typo).
         """
         path = sqlite_path(self.url)
         if path is None:
@@ -161,7 +161,7 @@ class Database:
                 conn.close()
             if tables and "meta" not in tables:
                 # before any connection of ours sets WAL (for good) on another application's
-                # file; the store's own check (init_schema) came after that
+                # file; the store's own check (init_schema) would come too late
                 raise self.foreign(tables)
 
         try:
@@ -272,8 +272,8 @@ class Database:
 
     def _failed(self) -> None:
         # a fault that was not retried fails the call too: `answering` stays False until a
-        # call succeeds (the worker took "answering" for "the outage is over" and retried a
-        # read-only database at once, for ever)
+        # call succeeds (the worker reads "answering" as "the outage is over" and would
+        # retry a read-only database at once, for ever)
         if self._failing_since is None:
             self._failing_since = time.monotonic()
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from dealertui.store.jobstore import JobStore
 
 #: A worker whose heartbeat is older than this is forgotten (its row, not its audit trail):
-#: killed workers never unregister, and `status` listed them for ever.
+#: killed workers never unregister, and `status` would list them for ever.
 FORGET_WORKER_AFTER_S = 86400.0
 
 

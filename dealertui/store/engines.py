@@ -80,7 +80,7 @@ def create_engine(url: str, *, make_dirs: bool = True, read_only: bool = False) 
         pool_recycle=1800,
         # Plan every execution with its own parameters. asyncpg prepares each statement and
         # Postgres switches to a generic plan after five runs; for the claim, whose best plan
-        # depends on how many jobs are ready and for which dealers, the generic plan took
+        # depends on how many jobs are ready and for which dealers, the generic plan takes
         # 233 ms per claim against 25 ms re-planned (`dealertui bench`, 10,000 jobs).
         connect_args={
             "timeout": 10,

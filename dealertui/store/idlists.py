@@ -1,8 +1,8 @@
 """Lists of ids as ONE bound parameter, for the hot statements.
 
 SQLAlchemy's expanding `IN :ids` renders one placeholder per id, so a batch of 1,000 jobs is
-a statement with 1,000 parameters whose text changes with the batch size. Its cost was
-measured in `dealertui bench` (10,000 jobs): on Postgres every such statement is a new
+a statement with 1,000 parameters whose text changes with the batch size. Its cost, in
+`dealertui bench` (10,000 jobs): on Postgres every such statement is a new
 prepared statement to parse and plan (asyncpg caches by text, so it never hits), and on both
 backends SQLAlchemy renders and binds the list on every execution (~62,000 name renders per
 run). One parameter holding the whole list keeps the text fixed:

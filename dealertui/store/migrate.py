@@ -73,8 +73,8 @@ async def _refuse_foreign_tables(conn: AsyncConnection, db: Database) -> None:
 async def check_writable(db: Database) -> None:
     """Raise StoreUnavailable (lasting) unless a write succeeds, in a transaction that is
     rolled back. A read-only file, a role without write privilege or a read-only standby
-    answer every read, and an up-to-date schema needs no write: `init-db` said "database
-    ready" and a worker started, then failed every claim."""
+    answer every read, and an up-to-date schema needs no write: without this one, `init-db`
+    would say "database ready" and a worker would start, then fail every claim."""
     refuse_unwritable(db)
 
     async def tx(conn: AsyncConnection) -> None:

@@ -219,7 +219,7 @@ async def _allocate_job_ids(conn: AsyncConnection, n: int) -> list[int]:
     """Ids for *n* new jobs, so the insert can be one plain executemany.
 
     (INSERT … RETURNING with parameter order kept falls back to a row at a time on
-    SQLite: 10,000 jobs took 1.6 s that way.)
+    SQLite: 10,000 jobs take 1.6 s that way.)
     """
     if conn.dialect.name == "postgresql":
         rows = await conn.execute(

@@ -86,7 +86,7 @@ jobs = Table(
     Column("claim_seq", Integer, nullable=False, server_default=text("0")),
     # The pipeline: the jobs one enqueue made for one dealer share the id of the first of
     # them, so `rerun --dealer` reruns one pipeline, not the newest job of each type (which
-    # mixed pipelines). NULL on jobs enqueued before schema 4 (see store/pipelines.py).
+    # may mix pipelines). NULL on jobs enqueued before schema 4 (see store/pipelines.py).
     Column("pipeline_id", Id),
     # a dealer's ready jobs in claim order: the claim ranks them per dealer without a sort
     Index(
@@ -122,9 +122,9 @@ jobs = Table(
     # time of `dealertui bench` there (1,307 -> 1,050 ms). SQLite updates only the indexes
     # whose columns change, so it costs nothing on the hot path there.
     Index("ix_jobs_dealer_type", "dealer_id", "job_type", "id").ddl_if(dialect="sqlite"),
-    # No index on state alone: every transition had to move the job in it (the partial
-    # indexes above only see the few states they cover), ~10-25% of `dealertui bench` on
-    # SQLite; the reads it served (counts by state) scan the table instead.
+    # No index on state alone: every transition would have to move the job in it (the
+    # partial indexes above only see the few states they cover), ~10-25% of `dealertui
+    # bench` on SQLite; the reads it would serve (counts by state) scan the table instead.
 )
 
 job_deps = Table(

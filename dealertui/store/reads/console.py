@@ -61,7 +61,7 @@ async def console_snapshot(
 
     With *previous*, the lanes and the counts by state are taken from it when no job event
     was written since it was read: every transition writes one, and reading the newest job of
-    each dealer and type was most of a refresh (70 ms of 1,000 dealers x 8,000 jobs, twice a
+    each dealer and type is most of a refresh (70 ms of 1,000 dealers x 8,000 jobs, twice a
     second, a quarter of a core with nothing happening)."""
     now = store.clock()
 
