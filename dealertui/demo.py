@@ -25,8 +25,7 @@ DEMO_HANDLERS = "dealertui.handlers.demo"
 def demo_database(config: Config) -> Iterator[Config]:
     """*config* pointed at a fresh SQLite file in a temp dir that is removed afterwards.
 
-    Every `dealertui --demo` used to leave its directory behind (~2 MB of database and WAL
-    each) in /tmp.
+    So no `dealertui --demo` leaves its directory (~2 MB of database and WAL) in /tmp.
     """
     with tempfile.TemporaryDirectory(prefix="dealertui-demo-",
                                      ignore_cleanup_errors=True) as tmp:

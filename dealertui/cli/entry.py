@@ -67,8 +67,8 @@ _RUN_ONCE_ONLY = {
 def _misplaced_option(args: argparse.Namespace) -> str | None:
     """A global option that does nothing where it was given, as a usage error sentence.
 
-    Silently ignored, they did harm: a cron line missing --run-once opened the console and
-    wrote its escape codes into the pipe, and `--json status` printed a table."""
+    Ignoring one does harm: a cron line missing --run-once would open the console and write
+    its escape codes into the pipe, and `--json status` would print a table."""
     given = [flag for dest, flag in _RUN_ONCE_ONLY.items() if getattr(args, dest)]
     if args.command is not None:
         modes = [flag for flag in ("--run-once", "--demo", "--read-only")

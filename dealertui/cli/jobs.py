@@ -53,7 +53,7 @@ async def _acting(
             named = list(getattr(args, "jobs", None) or ()) or (
                 [args.job] if getattr(args, "job", None) else [])
             if result.held:
-                # "retried 1 job" on a job that stayed blocked: say which stay, and why
+                # "retried 1 job" alone hides the jobs that stay blocked: say which, and why
                 shown = list(result.held.items())[:5]
                 now = {j.id: j.state for j in await op.store.list_jobs(
                     job_ids=[i for i, _ in shown])}
@@ -63,7 +63,7 @@ async def _acting(
                     said += f"; {len(result.held) - len(shown)} more stay as they were"
             named = [i for i in named if i not in result.held]
             if named and not result.changed:
-                # "retried 0 jobs" on a job that had succeeded did not say why
+                # "retried 0 jobs" alone does not say why: name each named job's state
                 jobs = await op.store.list_jobs(job_ids=named)
                 said += " (" + ", ".join(f"job {j.id} is {j.state}" for j in jobs) + ")"
             out(said)

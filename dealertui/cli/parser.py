@@ -51,7 +51,7 @@ def argument_error(exc: ArgumentProblem, argv: Sequence[str]) -> int:
     from dealertui.model import DEALER_ID_HINT
 
     if exc.parser.prog.endswith("dealers add") and "required: ID" in exc.message:
-        # `dealers add -x`: argparse took -x for an option and says the ID is missing
+        # `dealers add -x`: argparse takes -x for an option and says the ID is missing
         known = {"-h", "--help", "--name"}
         rest = list(argv)[list(argv).index("add") + 1:] if "add" in argv else []
         for i, token in enumerate(rest):

@@ -31,8 +31,8 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
             print_status(status, config)
         return 0
 
-    # a typo'd path answered "no jobs yet", exit 0, over a new empty database: monitoring
-    # saw all quiet
+    # READ, not CREATE: a typo'd path must not answer "no jobs yet", exit 0, over a new
+    # empty database, which monitoring would take for all quiet
     return await with_operator(config, run, Intent.READ)
 
 

@@ -61,7 +61,7 @@ def parse_handler(job: Table) -> HandlerSpec:
         if not argv or not argv[0]:
             table.fail("exec", f"must start with a command, not {show(list(argv))}")
         for arg in argv:
-            # an unknown one was passed to the command literally ("{dealr_id}")
+            # an unknown one would reach the command literally ("{dealr_id}")
             for name in _PLACEHOLDER_RE.findall(arg):
                 if name not in EXEC_PLACEHOLDERS:
                     allowed = " ".join(f"{{{p}}}" for p in EXEC_PLACEHOLDERS)

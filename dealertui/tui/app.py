@@ -109,8 +109,8 @@ class DealerConsole(OperatorKeys):
         self.query_one("#lanes").border_title = "dealer lanes"
         self.query_one("#filter", Input).display = False
         # the lanes take the keys at start (arrows move the selection): Textual's auto focus
-        # had picked the event log, so arrows scrolled the log. Not App.AUTO_FOCUS = "#lanes":
-        # that applies to every screen and left the modals' inputs and tables unfocused
+        # would pick the event log, and arrows scroll it. Not App.AUTO_FOCUS = "#lanes": that
+        # applies to every screen and would leave the modals' inputs and tables unfocused
         self.query_one(LanesTable).focus()
         self._apply_narrow(self.size.width, self.size.height)
         if self.store is None:
@@ -118,7 +118,7 @@ class DealerConsole(OperatorKeys):
                 self.store = await open_store(self.config, self._intent())
             except DealertuiError as exc:
                 # said by run_console once the terminal is restored: one sentence and its
-                # exit code (a wrong password showed a traceback and exited 1)
+                # exit code, not a traceback
                 self.startup_error = exc
                 self.exit(return_code=exc.exit_code)
                 return

@@ -152,7 +152,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="modal-box"):
-            # a Static wraps: a Label was cut at the box's edge, and with it "Go ahead?"
+            # a Static wraps; a Label would cut the question, "Go ahead?" too, at the edge
             yield Static(self.question, id="confirm-question", markup=False)
             if self.details:
                 # at most a third of the terminal (it scrolls), so the buttons stay in the box

@@ -54,7 +54,7 @@ def lane_text(cell: LaneCell | None) -> Text:
         return Text("·", style="grey37")
     label = f"{STATE_GLYPH.get(cell.state, '?')} {SHORT.get(cell.state, cell.state)}"
     if cell.attempts > 1:
-        # "○ ready ×2" is one wider than the lane and lost its digit: drop the space instead
+        # "○ ready ×2" is one wider than the lane and would lose its digit: no space
         tries = f" ×{cell.attempts}"
         label += tries if len(label) + len(tries) <= LANE_WIDTH else tries.lstrip()
     return Text(label, style=STATE_STYLE.get(cell.state, ""))
@@ -103,10 +103,10 @@ class LanesTable(DataTable[Any]):
         newest = max((c.updated_at for c in cells if c is not None), default=None)
         paused = ("dealer", dealer_id) in snap.paused
         oldest = snap.oldest_ready.get(dealer_id)
-        # One marker slot, always there and always MARKER_CELLS wide (blank when empty): a
-        # marker appearing used to widen the auto-sized dealer column and push the lanes past a
-        # 100-column terminal; ⌛ is two cells, and in a one-cell slot update_cell (which keeps
-        # the column's width) clipped it, while a row added with it widened the column.
+        # One marker slot, always there and always MARKER_CELLS wide (blank when empty), so
+        # a marker appearing never widens the auto-sized dealer column and pushes the lanes
+        # past a 100-column terminal. ⌛ is two cells, and update_cell keeps the column's
+        # width: a narrower slot would clip it.
         dealer = Text(dealer_id + " ", style="bold" if paused else "")
         if dealer_id in snap.disabled:  # wins over paused: enabling is the first thing to do
             dealer.stylize("dim strike")
@@ -170,7 +170,8 @@ class LanesTable(DataTable[Any]):
     # would change what a keymap or a run_action("select_cursor") reaches.
     async def action_select_cursor(self) -> None:  # type: ignore[override]
         if not self.row_count:
-            # the table takes enter and, with no row, said nothing: the app's detail says why
+            # the table takes enter and, with no row, would say nothing: the app's detail
+            # says why
             await self.run_action("app.detail")
             return
         super().action_select_cursor()
@@ -192,8 +193,8 @@ class BreakersTable(DataTable[Any]):
         super().__init__(cursor_type="none", **kwargs)
 
     def on_mount(self) -> None:
-        # the time to half-open rides in the state cell ("open 4m"): a fourth column did not
-        # fit the 40-column side pane and was scrolled out of sight
+        # the time to half-open rides in the state cell ("open 4m"): a fourth column does
+        # not fit the 40-column side pane
         self.add_columns("breaker", "state", "fails")
 
     def apply(self, snap: ConsoleSnapshot) -> None:
