@@ -3,10 +3,10 @@
 The console embeds the engine, but not in its own interpreter. Measured at 1,000 dealers
 (benchmarks/console_bench.py, 4,000 no-op jobs, SQLite):
 - on the console's event loop, the manager's per-batch work (claiming, starting and recording
-  up to 1,024 jobs at a time) held the loop: key→repaint p95 86–118 ms, and the engine ran at
-  44–57% of its headless rate;
-- on a loop of its own in a thread, keys waited for thread switches instead of batches, but
-  the console's refresh and the engine still shared one GIL: 43% of headless;
+  up to 1,024 jobs at a time) holds the loop: key→repaint p95 86–118 ms, and the engine runs
+  at 44–57% of its headless rate;
+- on a loop of its own in a thread, keys wait for thread switches instead of batches, but
+  the console's refresh and the engine still share one GIL: 43% of headless;
 - in a child process (this module), both get a core: 89–117% of headless.
 
 The child is `python -m dealertui.engine.host`. Parent and child talk over its stdin and

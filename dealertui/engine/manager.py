@@ -140,8 +140,7 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
         payload: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """One pipeline per dealer (every job type, or *types* linked to their parents' latest
-        jobs), atomically; the new job ids. The seed had no such call: its jobs came from
-        elsewhere, and an embedder has no CLI to enqueue with."""
+        jobs), atomically; the new job ids. An embedder has no CLI to enqueue with."""
         return await self.store.enqueue(dealers, types, payload=payload)
 
     async def get_dependency_graph_visualization(self, dealer_id: str | None = None) -> str:

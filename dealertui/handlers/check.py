@@ -1,6 +1,6 @@
 """Before a command runs jobs: every job type's handler can be run on this machine.
 
-Found at run time instead, each unusable handler failed its jobs permanently (and blocked
+Found at run time instead, each unusable handler would fail its jobs permanently (and block
 their descendants) one by one; here it is a config error (exit 2) before anything is claimed.
 Read-only commands do not call this: a `status` on a box without the handlers' code works.
 """

@@ -24,7 +24,7 @@ from dealertui.text import plural, span
 
 class _Out(Console):
     """stdout for people. A reader that leaves (`status | head -1`) is a BrokenPipeError,
-    which the CLI answers with exit 0 as for `status --json | head`; rich exited 1 itself."""
+    which the CLI answers with exit 0 as for `status --json | head`; rich would exit 1."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

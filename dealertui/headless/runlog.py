@@ -18,8 +18,8 @@ class PlainLog:
     """Cron output: one line per failure or retry, then the summary (no escape codes)."""
 
     def __init__(self) -> None:
-        # no markup or emoji: errors are handlers' own text ("[/x]" raised MarkupError, and
-        # host names in worker ids turned ":x:" into an emoji)
+        # no markup or emoji: errors are handlers' own text ("[/x]" would raise MarkupError,
+        # and a host name in a worker id would turn ":x:" into an emoji)
         self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True,
                                markup=False, emoji=False)
 

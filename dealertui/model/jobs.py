@@ -73,7 +73,7 @@ class ClaimedJob:       # object.__setattr__, ~3x slower, and a claim builds 1,0
     @property
     def claim(self) -> tuple[int, int]:
         """(id, token): the claim as a plain tuple, equal to its Claim; the engine keys every
-        run by it, and a NamedTuple's construction cost ~4x a tuple's on that path."""
+        run by it, and a NamedTuple's construction costs ~4x a tuple's on that path."""
         return (self.id, self.token)
 
 

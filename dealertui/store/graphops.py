@@ -106,7 +106,7 @@ async def insert_events_for(
     """One job_events row per job in *job_ids*, built inside the database (INSERT … SELECT).
 
     The hot transitions (claim, success, promotion) use this: binding 1,000 rows of
-    parameters from Python cost ~11 ms per batch, this costs a fraction of it.
+    parameters from Python costs ~11 ms per batch, this a fraction of it.
     """
     if not job_ids:
         return

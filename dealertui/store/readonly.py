@@ -2,7 +2,7 @@
 
 A WAL database is read through its `-shm` index, which SQLite creates beside the file when
 the first connection opens it. A user who cannot write the directory cannot create it, and
-every read failed with "attempt to write a readonly database". SQLite's rules
+every read would fail with "attempt to write a readonly database". SQLite's rules
 (https://www.sqlite.org/wal.html#readonly), applied per connection, since the owner's
 processes may start or finish writing while a console stays open:
 

@@ -118,7 +118,7 @@ jobs = Table(
     ),
     # The newest job per dealer and type (lanes, enqueue). SQLite only: a Postgres UPDATE that
     # changes `state` (a column of the partial indexes' predicates) cannot be HOT, so it
-    # writes a new entry into every full index of the table; this one cost 20% of the server
+    # writes a new entry into every full index of the table; this one costs 20% of the server
     # time of `dealertui bench` there (1,307 -> 1,050 ms). SQLite updates only the indexes
     # whose columns change, so it costs nothing on the hot path there.
     Index("ix_jobs_dealer_type", "dealer_id", "job_type", "id").ddl_if(dialect="sqlite"),

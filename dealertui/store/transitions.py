@@ -109,8 +109,8 @@ async def rearm_runnable(
     if not changed:
         await conn.rollback()  # nothing it could run: no change, no event, no audit row
         return ActionResult([], held=held)
-    # a blocked job left as it is names what still holds it (it named the parent this
-    # action has just re-armed)
+    # a blocked job left as it is names what still holds it, not the parent this action
+    # has just re-armed
     still = [{"jid": i, "why": why} for i, why in stuck.items() if i not in lacking]
     if still:
         await conn.execute(
