@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,8 @@ SERIAL = (
     "tests/test_fencing.py::test_cancel_and_retry_of_a_running_job_in_the_same_worker",
     "tests/test_fencing.py::test_reset_stuck_of_a_stopped_worker_then_sigcont",
     "tests/test_worker.py::test_kill9_of_a_worker_kills_its_handlers_whole_process_groups",
-    "tests/test_console.py::test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes",
-    "tests/test_console.py::test_keys_without_a_dealer_say_why_they_do_nothing",
+    "tests/test_console_refresh.py::test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes",
+    "tests/test_console_edge_cases.py::test_keys_without_a_dealer_say_why_they_do_nothing",
 )
 
 
@@ -88,6 +89,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
 
     yield request.getfixturevalue("postgres_url")
+
+
+#: the console tests' SQLite database (tests/test_console_*.py; a fixture, so it lives here)
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/console.db"
 
 
 @pytest.fixture
