@@ -135,7 +135,6 @@ def static_text(widget: Static) -> str:
     return str(getattr(widget.content, "plain", widget.content))
 
 
-
 def notes(app: DealerConsole) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
@@ -190,7 +189,6 @@ async def pipelines(store: JobStore) -> None:
     await store.enqueue([d for d, _ in DEALERS])
 
 
-
 # -- r: retry -----------------------------------------------------------------------------------
 
 
@@ -198,7 +196,6 @@ async def _d1_homenet_failed(store: JobStore) -> None:
     """d1: homenet failed, its three descendants blocked; d2, d3: fresh pipelines."""
     await pipelines(store)
     await run(store, "d1", [("homenet", "fail")])
-
 
 
 async def _state_is(store: JobStore, dealer: str, job_type: str, want: str) -> bool:

@@ -129,7 +129,6 @@ async def preview_then_act(
     return real
 
 
-
 # --- failure groups ------------------------------------------------------------------------------
 
 

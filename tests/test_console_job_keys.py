@@ -41,7 +41,6 @@ def event_log(app: DealerConsole) -> str:
     return "\n".join("".join(seg.text for seg in strip) for strip in log.lines)
 
 
-
 async def test_r_retries_the_selected_failed_job(db_url: str) -> None:
     async def setup(store: JobStore) -> None:
         await pipelines(store)
@@ -131,7 +130,6 @@ async def test_r_with_nothing_to_retry_says_so(sqlite_url: str) -> None:
         await until(pilot, lambda: any(n.startswith("nothing to retry") for n in notes(app)),
                     "'nothing to retry'")
         assert await everything(store) == before
-
 
 
 async def test_x_rescues_a_stuck_job(db_url: str) -> None:
@@ -227,7 +225,6 @@ async def test_c_on_the_dealer_column_asks_for_a_lane(sqlite_url: str) -> None:
         await pilot.press("c")
         await until(pilot, lambda: "select a job's lane to cancel it" in notes(app), "a hint")
         assert await everything(store) == before
-
 
 
 # -- R: rerun, k: skip, f: failure groups, a: audit log ----------------------------------------

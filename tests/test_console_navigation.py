@@ -63,7 +63,6 @@ MUTATING_KEYS = {
 }
 
 
-
 # -- /: filter ----------------------------------------------------------------------------------
 
 
@@ -177,7 +176,6 @@ async def test_q_quits(sqlite_url: str, key: str) -> None:
         await pilot.press(key)
         await until(pilot, lambda: not app.is_running, "the app to exit")
         assert app.return_code == 0
-
 
 
 # -- command palette ----------------------------------------------------------------------------

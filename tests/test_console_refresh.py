@@ -63,7 +63,6 @@ async def test_a_snapshot_reuses_the_lanes_until_a_job_event_is_written(db_url: 
         await store.close()
 
 
-
 # -- panes ------------------------------------------------------------------------------------
 
 
@@ -91,7 +90,6 @@ async def test_narrow_terminals_collapse_the_side_panes(sqlite_url: str) -> None
         assert lanes(app).selected() == ("d2", "homenet")
         await pilot.resize_terminal(100, 30)
         await until(pilot, lambda: not app.screen.has_class("narrow"), "the wide layout")
-
 
 
 # -- load: 1,000 dealers, ~100 state changes a second, 10 s ---------------------------------------

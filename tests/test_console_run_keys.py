@@ -111,7 +111,6 @@ async def test_P_pauses_everything_and_again_resumes(db_url: str) -> None:
         await until(pilot, lambda: "ALL PAUSED" not in static_text(numbers), "banner gone")
 
 
-
 # -- e: enqueue ---------------------------------------------------------------------------------
 
 

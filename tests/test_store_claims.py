@@ -137,7 +137,6 @@ async def test_claim_interleaves_dealers_in_one_batch(db_url: str) -> None:
         ]
 
 
-
 # -- leases -----------------------------------------------------------------------------------
 
 

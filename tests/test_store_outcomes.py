@@ -218,7 +218,6 @@ async def test_retry_with_attempts_exhausted_fails(db_url: str) -> None:
         assert set((await states(store, ids)).values()) == {"failed", "blocked"}
 
 
-
 # -- dependency violations --------------------------------------------------------------------
 
 
