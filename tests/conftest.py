@@ -21,6 +21,7 @@ except ImportError:  # tests/ made a package, or --import-mode=importlib
     from tests.pg import ExternalPostgres, PostgresServer, find_pg_bin
 
 if TYPE_CHECKING:
+    from clirun import Cli
     from workerrig import Rig
 
 
@@ -108,6 +109,15 @@ def rigs() -> Iterator[list[Rig]]:
     yield made
     for rig in made:
         rig.close()
+
+
+#: the CLI contract tests' caller bound to one directory and database (tests/clirun.py); a
+#: fixture of several tests/test_cli_*.py, so it lives here
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str) -> Cli:
+    from clirun import Cli  # only the CLI tests need it
+
+    return Cli(tmp_path, db_url)
 
 
 @pytest.fixture
