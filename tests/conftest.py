@@ -120,6 +120,15 @@ def cli(tmp_path: Path, db_url: str) -> Cli:
     return Cli(tmp_path, db_url)
 
 
+#: the config tests' environment (tests/test_config_*.py, test_database_url.py); a fixture
+#: several files use, so it lives here
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment without DEALERTUI_* whose user config directory is empty."""
+    (tmp_path / "xdg").mkdir()
+    return {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
+
+
 @pytest.fixture
 def postgres_url(postgres_server: ExternalPostgres | PostgresServer) -> Iterator[str]:
     """SQLAlchemy async URL of an empty database on the session's Postgres, dropped after."""

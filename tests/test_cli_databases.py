@@ -1,6 +1,6 @@
 """The CLI on unusable databases, one sentence each: unreachable Postgres, a database holding
 another application's jobs table (left alone), a Postgres that refuses us, an unwritable
-SQLite file. Config-file errors are covered by tests/test_config_*.py, not here.
+SQLite file. Config-file errors are covered by tests/test_config_errors.py, not here.
 
 `dealertui.cli.main` runs in-process, each call with the test's environment minus every
 ``DEALERTUI_*`` variable, XDG directories inside ``tmp_path`` and ``cwd=tmp_path``
