@@ -1,6 +1,6 @@
-"""The engine (MultiDealerDependencyManager) with Python-callable handlers (tests/fixtures/handlers.py)
-and http webhook handlers talking to a real ThreadingHTTPServer on 127.0.0.1; on SQLite and
-Postgres.
+"""The engine (MultiDealerDependencyManager) with Python-callable handlers
+(tests/fixtures/handlers.py) and http webhook handlers talking to a real ThreadingHTTPServer on
+127.0.0.1; on SQLite and Postgres.
 """
 
 from __future__ import annotations
