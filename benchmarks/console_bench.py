@@ -191,7 +191,7 @@ async def console_run(tmp: Path, dealers: int, presses: int, refresh_s: float) -
             stats = await running
             result["attached_pressing_jobs_per_s"] = stats.processed_jobs / (
                 stats.processing_time_ms / 1000)
-            # leave with no database call in flight (see tests/test_console.py quit_when_idle)
+            # leave with no database call in flight (see tests/consolepilot.py quit_when_idle)
             app._refreshing = True
             app.snapshot = None
             while any(w.is_running for w in app.workers):

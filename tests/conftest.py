@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +19,10 @@ try:  # tests/ is on sys.path under pytest's default "prepend" import mode
     from pg import ExternalPostgres, PostgresServer, find_pg_bin
 except ImportError:  # tests/ made a package, or --import-mode=importlib
     from tests.pg import ExternalPostgres, PostgresServer, find_pg_bin
+
+if TYPE_CHECKING:
+    from clirun import Cli
+    from workerrig import Rig
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +34,9 @@ SERIAL = (
     "tests/test_demo.py::test_demo_quits_and_leaves_no_database_or_process_behind",
     "tests/test_fencing.py::test_cancel_and_retry_of_a_running_job_in_the_same_worker",
     "tests/test_fencing.py::test_reset_stuck_of_a_stopped_worker_then_sigcont",
-    "tests/test_worker.py::test_kill9_of_a_worker_kills_its_handlers_whole_process_groups",
-    "tests/test_console.py::test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes",
-    "tests/test_console.py::test_keys_without_a_dealer_say_why_they_do_nothing",
+    "tests/test_worker_signals.py::test_kill9_of_a_worker_kills_its_handlers_whole_process_groups",
+    "tests/test_console_refresh.py::test_load_1000_dealers_keeps_working_and_never_rebuilds_the_lanes",
+    "tests/test_console_edge_cases.py::test_keys_without_a_dealer_say_why_they_do_nothing",
 )
 
 
@@ -88,6 +93,40 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
 
     yield request.getfixturevalue("postgres_url")
+
+
+#: the console tests' SQLite database (tests/test_console_*.py; a fixture, so it lives here)
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/console.db"
+
+
+#: the worker processes a test started (tests/workerrig.py), closed after it; a fixture of the
+#: worker fault tests and test_fencing, so it lives here
+@pytest.fixture
+def rigs() -> Iterator[list[Rig]]:
+    made: list[Rig] = []
+    yield made
+    for rig in made:
+        rig.close()
+
+
+#: the CLI contract tests' caller bound to one directory and database (tests/clirun.py); a
+#: fixture of several tests/test_cli_*.py, so it lives here
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str) -> Cli:
+    from clirun import Cli  # only the CLI tests need it
+
+    return Cli(tmp_path, db_url)
+
+
+#: the config tests' environment (tests/test_config_*.py, test_database_url.py); a fixture
+#: several files use, so it lives here
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment without DEALERTUI_* whose user config directory is empty."""
+    (tmp_path / "xdg").mkdir()
+    return {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")}
 
 
 @pytest.fixture

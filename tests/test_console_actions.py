@@ -60,7 +60,7 @@ async def console(tmp_path: Any, *, read_only: bool) -> AsyncIterator[
                         "the first snapshot")
             yield app, pilot
             if app.is_running:
-                # no store call in flight when it exits (see test_console.quit_when_idle)
+                # no store call in flight when it exits (see consolepilot.quit_when_idle)
                 app._refreshing = True
                 app.snapshot = None
                 await until(pilot, lambda: not any(w.is_running for w in app.workers), "idle")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_worker import (
+from workerrig import (
     ROOT,
     Rig,
     Worker,

@@ -30,7 +30,7 @@ from dealertui.store import JobStore
 from dealertui.store.schema import job_events
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
-    from test_worker import (
+    from workerrig import (
         ONE_TYPE,
         PIPELINE,
         Rig,
@@ -38,12 +38,11 @@ try:  # tests/ is on sys.path under pytest's default "prepend" import mode
         _q,
         assert_clean,
         in_thread,
-        rigs,
         wait_for,
         write_config,
     )
 except ImportError:
-    from tests.test_worker import (  # type: ignore[no-redef]
+    from tests.workerrig import (  # type: ignore[no-redef]
         ONE_TYPE,
         PIPELINE,
         Rig,
@@ -51,7 +50,6 @@ except ImportError:
         _q,
         assert_clean,
         in_thread,
-        rigs,  # noqa: F401
         wait_for,
         write_config,
     )

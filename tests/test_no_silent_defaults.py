@@ -255,9 +255,9 @@ async def test_the_consoles_s_refuses_job_types_without_a_handler(tmp_path: Path
     import dataclasses
 
     try:
-        from test_console import quit_when_idle, until
+        from consolepilot import quit_when_idle, until
     except ImportError:
-        from tests.test_console import quit_when_idle, until
+        from tests.consolepilot import quit_when_idle, until
     from dealertui.config import parse_config
     from dealertui.store import Intent, open_store
     from dealertui.tui.app import make_app
@@ -289,9 +289,9 @@ async def test_the_console_does_not_create_a_missing_database(tmp_path: Path) ->
     import dataclasses
 
     try:
-        from test_console import until
+        from consolepilot import until
     except ImportError:
-        from tests.test_console import until
+        from tests.consolepilot import until
     from dealertui.config import parse_config
     from dealertui.tui.app import make_app
 

@@ -1,62 +1,21 @@
-"""`why` (every reason that holds, with the numbers) and the operator audit log, on both
-backends; the CLI side of each in-process (SQLite is enough there).
+"""`why`: every reason that holds a job, with the numbers, on both backends — one reason at a
+time (parents, blocked ancestors, pauses, breakers, backoff, dealer slots, leases, finished,
+jobs ahead) and several at once.
 
-Times matter in both, so the store runs on a controllable clock and `reasons()` is called with
-that clock's "now" directly.
+Times matter, so the store runs on a controllable clock and `reasons()` is called with that
+clock's "now" directly.
 """
 
 from __future__ import annotations
 
-import getpass
-import json
-import socket
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
-
 import pytest
 import storeops
-from helpers import Clock, claim, cli, job_ids, ok, one_error, pipeline
-from helpers import opened as opened_store
-from sqlalchemy import insert
+from helpers import Clock, claim, pipeline
+from whycase import CONFIG, T0, codes, only, opened, put_breaker, state, why
 
-from dealertui.config import Config, parse_config
-from dealertui.engine.actions import Operator
-from dealertui.engine.detail import explain
-from dealertui.engine.explain import Reason, reasons
+from dealertui.engine.explain import Reason
 from dealertui.model import JobOutcome
 from dealertui.store import JobStore
-from dealertui.store.reads import why_facts
-from dealertui.store.schema import breakers as breakers_table
-
-T0 = 10_000.0
-CONFIG: Config = parse_config({}, None)  # homenet → dealer_com, product_scrape → url_shorten
-WHO = "alice@host"
-
-
-@asynccontextmanager
-async def opened(
-    db_url: str, clock: Clock, dealers: Sequence[str] = ("d1",)
-) -> AsyncIterator[JobStore]:
-    async with opened_store(db_url, clock=clock, dealers=dealers, config=CONFIG) as store:
-        yield store
-
-
-async def why(store: JobStore, job_id: int, now: float) -> list[Reason]:
-    facts = await why_facts(store, job_id)
-    assert facts is not None
-    return reasons(facts, CONFIG, now)
-
-
-def codes(rs: list[Reason]) -> list[str]:
-    return [r.code for r in rs]
-
-
-def only(rs: list[Reason], code: str) -> Reason:
-    """The one reason with *code*, and no other reason at all."""
-    assert codes(rs) == [code], [(r.code, r.text) for r in rs]
-    return rs[0]
 
 
 def by_code(rs: list[Reason], code: str) -> list[Reason]:
@@ -70,31 +29,10 @@ async def fail_homenet(store: JobStore, ids: dict[str, int], error: str = "HTTP 
     await storeops.fail(store, "w1", [JobOutcome(ids["homenet"], error)])
 
 
-async def state(store: JobStore, job_id: int) -> str:
-    job = await store.get_job(job_id)
-    assert job is not None
-    return job.state
-
-
 async def dealer_of(store: JobStore, job_id: int) -> str:
     job = await store.get_job(job_id)
     assert job is not None
     return job.dealer_id
-
-
-async def put_breaker(store: JobStore, key: str, job_type: str, state: str, *,
-                      dealer_id: str | None = None, failures: int = 5, calls: int = 5,
-                      trials: int = 0, half_open_at: float | None = None) -> None:
-    now = store.clock()
-
-    async def tx(conn: Any) -> None:
-        await conn.execute(insert(breakers_table).values(
-            key=key, dealer_id=dealer_id, job_type=job_type, state=state, failures=failures,
-            calls=calls, window_started_at=now, opened_at=now if state != "closed" else None,
-            half_open_at=half_open_at, trials=trials, updated_at=now,
-        ))
-
-    await store.db.run(tx)
 
 
 # --- why: one reason at a time --------------------------------------------------------------
@@ -426,265 +364,3 @@ async def test_backoff_breaker_pause_and_full_slots_together(db_url: str) -> Non
         assert "half-open in 60s" in rs[1].text
         assert "runs in 4m" in rs[2].text
         assert "already runs 2 jobs" in rs[3].text
-
-
-# --- explain() and the why CLI ----------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_explain_json_shape(db_url: str) -> None:
-    clock = Clock(T0)
-    async with opened(db_url, clock) as store:
-        ids = await pipeline(store)
-        assert await explain(store, CONFIG, 999_999) is None
-        got = await explain(store, CONFIG, ids["dealer_com"])
-        assert got is not None
-        assert got["job"] == {"id": ids["dealer_com"], "dealer_id": "d1",
-                              "job_type": "dealer_com", "state": "waiting", "attempts": 0,
-                              "max_attempts": 5}
-        assert [r["code"] for r in got["reasons"]] == ["waiting_on_parents"]
-        assert set(got["reasons"][0]) == {"code", "text", "data"}
-        json.dumps(got)  # serialisable as is
-
-
-def test_why_cli_text_json_and_errors(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    ok(cli(tmp_path, url, "dealers", "add", "d1"))
-    ok(cli(tmp_path, url, "enqueue", "--dealer", "d1"))
-    ok(cli(tmp_path, url, "pause", "--dealer", "d1", "--reason", "feed down"))
-    ids = job_ids(url, "d1")
-    out = ok(cli(tmp_path, url, "why", "--job", str(ids["dealer_com"]))).splitlines()
-    assert out[0] == f"job {ids['dealer_com']}: d1 dealer_com, waiting (attempt 0 of 5)"
-    assert len(out) == 3, out
-    assert out[1].startswith("  - waiting on 1 of 1 parents: ")
-    assert f"homenet #{ids['homenet']} (ready)" in out[1]
-    assert out[2].startswith("  - dealer d1 is paused by ")
-    assert "(feed down)" in out[2]
-
-    got = json.loads(ok(cli(tmp_path, url, "why", "--job", str(ids["homenet"]), "--json")))
-    assert set(got) == {"job", "reasons"}
-    assert got["job"]["id"] == ids["homenet"] and got["job"]["state"] == "ready"
-    assert [r["code"] for r in got["reasons"]] == ["paused"]
-    assert all(set(r) == {"code", "text", "data"} for r in got["reasons"])
-    assert got["reasons"][0]["data"]["scope"] == "dealer"
-    assert got["reasons"][0]["data"]["key"] == "d1"
-
-    ok(cli(tmp_path, url, "resume", "--dealer", "d1"))
-    out = ok(cli(tmp_path, url, "why", "--job", str(ids["homenet"]))).splitlines()
-    assert out[1].startswith("  - ready: nothing holds it; 0 ready jobs come before it")
-
-    one_error(cli(tmp_path, url, "why", "--job", "999999"), 2, "no job 999999")
-    one_error(
-        cli(tmp_path, "postgresql://u:s3cret@127.0.0.1:1/x", "why", "--job", "1"), 3,
-        "127.0.0.1",
-    )
-
-
-# --- audit log --------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def operator(db_url: str, clock: Clock, dealers: Sequence[str] = ("d1", "d2")
-                   ) -> AsyncIterator[Operator]:
-    async with opened(db_url, clock, dealers) as store:
-        yield Operator(store, CONFIG, who=WHO)
-
-
-@pytest.mark.anyio
-async def test_every_operator_action_writes_one_audit_row(db_url: str) -> None:
-    clock = Clock(T0)
-    async with operator(db_url, clock) as op:
-        store = op.store
-        assert await store.audit_entries() == []
-
-        new = await op.enqueue(["d1"])
-        assert len(new) == 4
-        clock.advance(10)
-        await op.set_paused(True, dealer_id="d1", reason="feed down")
-        clock.advance(10)
-        await op.set_paused(True, job_type="homenet", reason="flaky")
-        clock.advance(10)
-        await op.set_paused(True, reason="freeze")
-        clock.advance(10)
-        await op.set_paused(False)
-        await op.set_paused(False, dealer_id="d1")
-        await op.set_paused(False, job_type="homenet")
-        ids = {j.job_type: j.id for j in await store.list_jobs(job_ids=new)}
-        hn = ids["homenet"]
-        clock.advance(10)
-        assert await claim(store) == [hn]
-        await storeops.fail(store, "w1", [JobOutcome(hn, "HTTP 503")])
-        res = await op.retry(job_ids=[hn], reason="feed fixed")
-        assert res.changed == [hn] and len(res.followers) == 3
-        clock.advance(10)
-        await op.cancel([ids["url_shorten"]], reason="not needed")
-        clock.advance(10)
-        assert await claim(store, lease_s=30) == [hn]
-        clock.advance(60)  # the lease expired: stuck
-        res = await op.reset_stuck()
-        assert res.changed == [hn]
-
-        rows = await store.audit_entries()
-        got = [(r["action"], r["target"], r["job_ids"], r["count"], r["reason"]) for r in rows]
-        assert got == [
-            ("reset-stuck", "stuck jobs", [hn], 1, None),
-            ("cancel", f"job {ids['url_shorten']}", [ids["url_shorten"]], 1, "not needed"),
-            ("retry", f"job {hn}", [hn], 1, "feed fixed"),
-            ("resume", "type homenet", [], 0, None),
-            ("resume", "dealer d1", [], 0, None),
-            ("resume", "everything", [], 0, None),
-            ("pause", "everything", [], 0, "freeze"),
-            ("pause", "type homenet", [], 0, "flaky"),
-            ("pause", "dealer d1", [], 0, "feed down"),
-            ("enqueue", "dealer d1", sorted(new), 4, None),
-        ]
-        assert {r["who"] for r in rows} == {WHO}
-        ats = [r["at"] for r in rows]
-        assert ats == sorted(ats, reverse=True)
-        assert ats[-1] == T0 and ats[0] == T0 + 130
-        assert [r["id"] for r in rows] == sorted((r["id"] for r in rows), reverse=True)
-        assert set(rows[0]) == {"id", "at", "who", "action", "target", "job_ids", "count",
-                                "reason"}
-
-        # since: only actions at or after that moment, still newest first
-        recent = await store.audit_entries(since=T0 + 60)  # the cancel's moment
-        assert [r["action"] for r in recent] == ["reset-stuck", "cancel"]
-        assert [r["action"] for r in await store.audit_entries(limit=2)] == [
-            "reset-stuck", "cancel"]
-        assert await store.audit_entries(since=T0 + 1000) == []
-
-
-@pytest.mark.anyio
-async def test_audit_targets_name_what_was_aimed_at(db_url: str) -> None:
-    clock = Clock(T0)
-    async with operator(db_url, clock) as op:
-        store = op.store
-        await op.enqueue(["d1", "d2"], types=["homenet"])
-        await op.enqueue(all_dealers=True, types=["homenet", "dealer_com"])
-        hn = [j.id for j in await store.list_jobs() if j.job_type == "homenet"]
-        assert len(await claim(store)) == 4  # every homenet job
-        await storeops.fail(store, "w1", [JobOutcome(i, "boom") for i in hn])
-        await op.retry(dealer_id="d1", reason="by dealer")  # 2 homenet + 1 blocked dealer_com
-        await op.retry(job_type="homenet")  # d2's two; its blocked dealer_com follows
-        clock.advance(5)
-        assert len(await claim(store, only_dealers=["d2"])) == 2
-        clock.advance(120)
-        await op.reset_stuck(older_than_s=100)
-        rows = await store.audit_entries()
-        assert [(r["action"], r["target"], r["count"]) for r in rows] == [
-            ("reset-stuck", "stuck jobs (older than 100s)", 2),
-            ("retry", "type homenet", 2),
-            ("retry", "dealer d1", 3),
-            ("enqueue", "dealer d1, d2; types homenet, dealer_com", 4),
-            ("enqueue", "dealer d1, d2; types homenet", 2),
-        ]
-        # rescued jobs with attempts left are ready again: nothing failed, nothing to audit
-        assert (await op.retry(all_failed=True)).changed == []
-        assert len(await store.audit_entries()) == 5
-
-
-@pytest.mark.anyio
-async def test_engine_rescue_and_noop_actions_write_no_audit_rows(db_url: str) -> None:
-    clock = Clock(T0)
-    async with opened(db_url, clock) as store:
-        ids = await pipeline(store)  # the engine / a script: no by, no audit row
-        assert await store.audit_entries() == []
-        assert await claim(store, lease_s=30) == [ids["homenet"]]
-        clock.advance(60)
-        res = await store.rescue_expired()  # the engine's own lease rescue
-        assert res.changed == [ids["homenet"]]
-        assert await store.audit_entries() == []
-
-        op = Operator(store, CONFIG, who=WHO)
-        # nothing failed or blocked: a retry that changes nothing writes nothing
-        assert (await op.retry(all_failed=True)).changed == []
-        assert (await op.retry(dealer_id="d1")).changed == []
-        assert (await op.retry(job_ids=[ids["homenet"]], reason="x")).changed == []  # ready
-        # nothing stuck: a reset that rescues nothing writes nothing
-        assert (await op.reset_stuck()).changed == []
-        # cancelling a job that already succeeded changes nothing
-        assert await claim(store) == [ids["homenet"]]
-        await storeops.complete(store, "w1", [ids["homenet"]])
-        assert (await op.cancel([ids["homenet"]], reason="late")).changed == []
-        assert await store.audit_entries() == []
-
-
-@pytest.mark.anyio
-async def test_retry_that_leaves_the_job_blocked_writes_no_audit_row(db_url: str) -> None:
-    """A job blocked for lack of a prerequisite run stays blocked when retried with still
-    no such run: nothing changed, so nothing should be audited."""
-    clock = Clock(T0)
-    async with operator(db_url, clock) as op:
-        ids = await pipeline(op.store, types=["dealer_com"])
-        await op.retry(all_failed=True, reason="try")
-        assert await state(op.store, ids["dealer_com"]) == "blocked"
-        assert await op.store.audit_entries() == []
-
-
-def test_audit_cli_shows_os_user_at_host(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
-    # a read-only command does not create the schema
-    one_error(cli(tmp_path, url, "audit"), 3, "init-db")
-    ok(cli(tmp_path, url, "init-db"))
-    assert ok(cli(tmp_path, url, "audit")).strip() == "no operator actions recorded yet"
-    assert json.loads(ok(cli(tmp_path, url, "audit", "--json"))) == []
-    ok(cli(tmp_path, url, "dealers", "add", "d1"))
-    ok(cli(tmp_path, url, "enqueue", "--dealer", "d1"))
-    ids = job_ids(url, "d1")
-    ok(cli(tmp_path, url, "pause", "--dealer", "d1", "--reason", "feed down"))
-    ok(cli(tmp_path, url, "resume", "--dealer", "d1"))
-    ok(cli(tmp_path, url, "cancel", "--job", str(ids["homenet"]), "--reason", "wrong feed"))
-    ok(cli(tmp_path, url, "retry", "--job", str(ids["homenet"]), "--reason", "feed fixed"))
-
-    rows = json.loads(ok(cli(tmp_path, url, "audit", "--json")))
-    assert [(r["action"], r["target"], r["count"], r["reason"]) for r in rows] == [
-        ("retry", f"job {ids['homenet']}", 1, "feed fixed"),
-        ("cancel", f"job {ids['homenet']}", 1, "wrong feed"),
-        ("resume", "dealer d1", 0, None),
-        ("pause", "dealer d1", 0, "feed down"),
-        ("enqueue", "dealer d1", 4, None),
-        ("add-dealer", "dealer d1", 0, None),
-    ]
-    assert {r["who"] for r in rows} == {who}
-    assert rows[-2]["job_ids"] == sorted(ids.values())
-
-    lines = ok(cli(tmp_path, url, "audit")).splitlines()
-    assert len(lines) == 6, lines
-    assert all(f"  {who}  " in line for line in lines), lines
-    assert lines[0].endswith(f"retry job {ids['homenet']} (1 jobs) — feed fixed")
-    assert lines[3].endswith("pause dealer d1 (0 jobs) — feed down")
-    assert lines[4].endswith("enqueue dealer d1 (4 jobs)")
-    assert len(ok(cli(tmp_path, url, "audit", "--limit", "2")).splitlines()) == 2
-    one_error(
-        cli(tmp_path, "postgresql://u:s3cret@127.0.0.1:1/x", "audit"), 3, "127.0.0.1"
-    )
-
-
-@pytest.mark.anyio
-async def test_the_plan_holds_what_why_says_a_half_open_breaker_holds(db_url: str) -> None:
-    # plan and why share their pause and breaker reasons (engine/holds.py): the plan used
-    # to know only open breakers, and planned a job whose half-open trials were all taken
-    from dealertui.engine.plan import build_plan
-
-    clock = Clock(T0)
-    trials = CONFIG.circuit_breaker.half_open_max_jobs
-    async with opened(db_url, clock) as store:
-        ids = await pipeline(store, types=["homenet"])
-        await put_breaker(store, "dealer:d1:homenet", "homenet", "half_open", dealer_id="d1",
-                          half_open_at=T0 - 1, trials=trials)
-        plan = await build_plan(store, CONFIG)
-        assert plan["would_run"] == 0
-        [held] = plan["dealers"][0]["held"]
-        assert held["id"] == ids["homenet"]
-        assert held["reason"] == ("circuit breaker dealer:d1:homenet is half-open: "
-                                  "0 trial jobs left")
-        assert only(await why(store, ids["homenet"], clock()), "breaker_half_open").text == (
-            held["reason"])
-
-    async with opened(db_url, clock, dealers=("d2",)) as store:
-        await pipeline(store, dealer="d2", types=["homenet"])
-        await put_breaker(store, "dealer:d2:homenet", "homenet", "half_open", dealer_id="d2",
-                          half_open_at=T0 - 1, trials=trials - 1)
-        plan = await build_plan(store, CONFIG, dealers=["d2"])
-        assert plan["would_run"] == 1 and plan["held"] == 0  # a trial is left: it may run
