@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dealertui.model import UNFINISHED_STATES
+
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = ROOT / "tests" / "fixtures" / "stamp.py"
 PIPELINE = {  # the default job types: name -> (priority, depends_on)
@@ -30,7 +32,7 @@ PIPELINE = {  # the default job types: name -> (priority, depends_on)
     "product_scrape": (3, ("homenet",)),
     "url_shorten": (4, ("product_scrape",)),
 }
-UNFINISHED = ("waiting", "ready", "running", "retrying")
+UNFINISHED = UNFINISHED_STATES
 T = TypeVar("T")
 
 
