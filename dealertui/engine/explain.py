@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dealertui.config import Config
-from dealertui.engine.holds import holds_for
+from dealertui.engine.holds import Controls
 from dealertui.model import SATISFIED_STATES, TERMINAL_STATES
 from dealertui.store.reads import WhyFacts
 from dealertui.text import ago
@@ -63,8 +63,9 @@ def reasons(facts: WhyFacts, config: Config, now: float) -> list[Reason]:
         out.append(Reason("waiting_on_parents",
                           f"waiting on {len(pending)} of {len(facts.parents)} parents: {names}",
                           {"parents": {p.id: p.state for p in pending}}))
-    for hold in holds_for(j.dealer_id, j.job_type, facts.pauses, facts.breakers, now=now,
-                          half_open_max_jobs=config.circuit_breaker.half_open_max_jobs):
+    controls = Controls.of(facts.pauses, facts.breakers)
+    for hold in controls.holds(j.dealer_id, j.job_type, now=now,
+                               half_open_max_jobs=config.circuit_breaker.half_open_max_jobs):
         out.append(Reason(hold.code, hold.text, hold.data))
     if j.state == "retrying":
         wait = j.run_after - now

@@ -36,30 +36,43 @@ def _pause_what(p: Pause) -> str:
     return f"{'dealer' if p.scope == 'dealer' else 'job type'} {p.key} is paused"
 
 
-def holds_for(dealer_id: str, job_type: str, pauses: Iterable[Pause],
-              breakers: Iterable[BreakerRow], *, half_open_max_jobs: int,
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The pauses and breakers in force, indexed once: the plan asks for every job it
+    weighs, so each question is three dictionary lookups, not a scan of every breaker."""
+
+    pauses: dict[tuple[str, str], Pause]
+    breakers: dict[str, BreakerRow]
+
+    @classmethod
+    def of(cls, pauses: Iterable[Pause], breakers: Iterable[BreakerRow]) -> Controls:
+        return cls({(p.scope, p.key): p for p in pauses}, {b["key"]: b for b in breakers})
+
+    def holds(self, dealer_id: str, job_type: str, *, half_open_max_jobs: int,
               now: float) -> list[Hold]:
-    """Every pause and breaker that concerns a job of *job_type* for *dealer_id*, pauses
-    first (global, dealer, type), then breakers (type-wide, then this dealer's)."""
-    mine = {("global", ""), ("dealer", dealer_id), ("type", job_type)}
-    order = {"global": 0, "dealer": 1, "type": 2}
-    out: list[Hold] = []
-    for p in sorted((p for p in pauses if (p.scope, p.key) in mine),
-                    key=lambda p: order[p.scope]):
-        who = f" by {p.by}" if p.by else ""
-        why = f" ({p.reason})" if p.reason else ""
-        out.append(Hold("paused", _pause_what(p), f"{who} {ago(now - p.at)} ago{why}",
-                        {"scope": p.scope, "key": p.key, "by": p.by, "at": p.at}))
-    keys = (f"type:{job_type}", f"dealer:{dealer_id}:{job_type}")
-    for b in sorted((b for b in breakers if b["key"] in keys), key=lambda b: keys.index(b["key"])):
-        if b["state"] == "open":
-            left = ago((b["half_open_at"] or now) - now)
-            out.append(Hold("breaker_open", f"circuit breaker {b['key']} is open",
-                            f": {describe(b)}; half-open in {left}",
-                            {"key": b["key"], "half_open_at": b["half_open_at"]}))
-        elif b["state"] == "half_open":
-            left_trials = max(half_open_max_jobs - b["trials"], 0)
-            out.append(Hold("breaker_half_open", f"circuit breaker {b['key']} is half-open",
-                            f": {left_trials} trial jobs left", {"key": b["key"]},
-                            holds=left_trials == 0))
-    return out
+        """Every pause and breaker that concerns a job of *job_type* for *dealer_id*, pauses
+        first (global, dealer, type), then breakers (type-wide, then this dealer's)."""
+        out: list[Hold] = []
+        for scope_key in (("global", ""), ("dealer", dealer_id), ("type", job_type)):
+            p = self.pauses.get(scope_key)
+            if p is None:
+                continue
+            who = f" by {p.by}" if p.by else ""
+            why = f" ({p.reason})" if p.reason else ""
+            out.append(Hold("paused", _pause_what(p), f"{who} {ago(now - p.at)} ago{why}",
+                            {"scope": p.scope, "key": p.key, "by": p.by, "at": p.at}))
+        for key in (f"type:{job_type}", f"dealer:{dealer_id}:{job_type}"):
+            b = self.breakers.get(key)
+            if b is None:
+                continue
+            if b["state"] == "open":
+                left = ago((b["half_open_at"] or now) - now)
+                out.append(Hold("breaker_open", f"circuit breaker {key} is open",
+                                f": {describe(b)}; half-open in {left}",
+                                {"key": key, "half_open_at": b["half_open_at"]}))
+            elif b["state"] == "half_open":
+                left_trials = max(half_open_max_jobs - b["trials"], 0)
+                out.append(Hold("breaker_half_open", f"circuit breaker {key} is half-open",
+                                f": {left_trials} trial jobs left", {"key": key},
+                                holds=left_trials == 0))
+        return out

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import Config
 from dealertui.engine.graph import first_cycles
-from dealertui.engine.holds import holds_for
+from dealertui.engine.holds import Controls
 from dealertui.model import (
     SATISFIED_STATES,
     UNFINISHED_STATES,
@@ -50,13 +50,12 @@ async def build_plan(
         if child in by_id:
             parents[child].append(parent)
             graph.add_edge(parent, child)
-    pauses = await store.pauses()
-    breaker_rows = await store.breaker_states()
+    controls = Controls.of(await store.pauses(), await store.breaker_states())
     served = {d.id: d.last_served_at or 0.0 for d in await store.list_dealers()}
 
     def hold_reason(j: Job) -> str | None:
-        held_by = next((h for h in holds_for(
-            j.dealer_id, j.job_type, pauses, breaker_rows, now=now,
+        held_by = next((h for h in controls.holds(
+            j.dealer_id, j.job_type, now=now,
             half_open_max_jobs=config.circuit_breaker.half_open_max_jobs) if h.holds), None)
         if held_by is not None:
             return held_by.what + (held_by.detail if held_by.code != "paused" else "")
