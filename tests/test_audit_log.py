@@ -40,7 +40,7 @@ async def test_every_operator_action_writes_one_audit_row(db_url: str) -> None:
         store = op.store
         assert await store.audit_entries() == []
 
-        new = await op.enqueue(["d1"])
+        new = (await op.enqueue(["d1"])).job_ids
         assert len(new) == 4
         clock.advance(10)
         await op.set_paused(True, dealer_id="d1", reason="feed down")

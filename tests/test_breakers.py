@@ -23,6 +23,7 @@ from dealertui.model import ClaimedJob, JobOutcome
 from dealertui.store import Intent, JobStore, JobTypeRule, open_store, rules_from_config
 from dealertui.store.breakers import describe
 from dealertui.store.reads import why_facts
+from dealertui.store.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -353,7 +354,7 @@ async def test_a_version_4_database_gets_the_counts_on_first_use(db_url: str) ->
                 "updated_at) VALUES ('dealer:d2:feed', 'd2', 'feed', 'closed', 3, 0, 1000)"))
             await conn.execute(text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
     async with opened(db_url, clock) as store:
-        assert await storeops.schema_version(store) == 5
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
         assert [describe(r) for r in await store.breaker_states()] == ["3 failures"]
         for _ in range(5):
             await store.enqueue(["d1"], ["feed"])

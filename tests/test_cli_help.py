@@ -85,7 +85,7 @@ def test_usage_of_enqueue() -> None:
     (_, enqueue), = [(p, x) for p, x in parsers() if p == "dealertui enqueue"]
     assert " ".join(enqueue.format_usage().split()) == (
         "usage: dealertui enqueue [-h] (--dealer ID [--dealer ID ...] | --all-dealers) "
-        "[--type T [--type T ...]]"
+        "[--type T [--type T ...]] [--payload JSON] [--allow-duplicate] [--json]"
     )
 
 

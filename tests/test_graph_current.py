@@ -46,7 +46,7 @@ def test_graph_dealer_prints_only_the_newest_pipeline(
         '[job_types.b]\npriority = 2\ndepends_on = ["a"]\nhandler = { exec = ["true"] }\n',
         encoding="utf-8")
     for _ in range(3):
-        assert main(["enqueue", "--dealer", "d1"]) == 0
+        assert main(["enqueue", "--dealer", "d1", "--allow-duplicate"]) == 0
     capsys.readouterr()
     assert main(["graph", "--dealer", "d1"]) == 0
     out = capsys.readouterr().out

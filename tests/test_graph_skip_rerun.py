@@ -156,7 +156,7 @@ async def test_skipped_job_satisfies_a_later_enqueues_prerequisite(db_url: str) 
         store = op.store
         first = await pipeline(store, types=["homenet"])
         await op.skip([first["homenet"]], "feed retired")
-        new = await op.enqueue(["d1"], types=["dealer_com"])
+        new = (await op.enqueue(["d1"], types=["dealer_com"])).job_ids
         assert len(new) == 1
         job = await store.get_job(new[0])
         assert job is not None and job.state == "ready", job
@@ -166,7 +166,7 @@ async def test_skipped_job_satisfies_a_later_enqueues_prerequisite(db_url: str) 
         await op.add_dealers([("d2", None)])
         failed = await pipeline(store, "d2", types=["homenet"])
         await fail_homenet(store, failed)
-        new2 = await op.enqueue(["d2"], types=["dealer_com"])
+        new2 = (await op.enqueue(["d2"], types=["dealer_com"])).job_ids
         j2 = await store.get_job(new2[0])
         assert j2 is not None and j2.state == "blocked"
         assert j2.blocked_reason == "no successful homenet run"

@@ -193,4 +193,4 @@ async def test_enqueue_prints_the_pipeline_ids(db_url: str, tmp_path: Path) -> N
     said = ok(cli(tmp_path, db_url, "enqueue", "--dealer", "dlr01", "--dealer", "dlr02"))
     assert said.strip() == "enqueued 8 jobs (pipelines 1 of dlr01, 5 of dlr02)"
     said = ok(cli(tmp_path, db_url, "enqueue", "--dealer", "dlr02", "--type", "homenet"))
-    assert said.strip() == "enqueued 1 jobs (pipeline 9 of dlr02)"
+    assert said.strip() == "enqueued 1 job (pipeline 9 of dlr02)"

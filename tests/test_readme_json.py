@@ -42,6 +42,8 @@ ARGV = {
     "health --json": ["health", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],
+    # last: it adds pipelines the reads above would count
+    "enqueue --json": ["enqueue", "--dealer", "d001", "--dealer", "d002", "--json"],
 }
 #: d002's feeds fail at once (one attempt), so there are errors, blocked jobs and reasons
 CONFIG = (DEMO_CONFIG.replace("failure_rate = 0\n",

@@ -261,7 +261,7 @@ def test_cancelling_a_running_job_stops_its_handler_and_frees_its_slot(
     rig = Rig(tmp_path, cfg, db_url)
     rigs.append(rig)
     rig.cli("enqueue", "--dealer", "d1")
-    rig.cli("enqueue", "--dealer", "d1")
+    rig.cli("enqueue", "--dealer", "d1", "--allow-duplicate")
     w = rig.worker()
 
     def ids() -> list[str]:

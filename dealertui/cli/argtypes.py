@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from typing import Any
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -36,3 +38,18 @@ def port_number(value: str) -> int:
     if n > 65535:
         raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {value!r}")
     return n
+
+
+def json_object(value: str) -> dict[str, Any]:
+    """A job payload: one JSON object (handlers read keys from it, so nothing else)."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid JSON {value!r} ({exc.msg} at character {exc.pos}); give an object such "
+            'as \'{"feed": "full"}\'') from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"feed\": \"full\"}}', got "
+            f"{type(parsed).__name__} {value!r}")
+    return parsed

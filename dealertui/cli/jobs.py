@@ -5,6 +5,7 @@ All but enqueue take --dry-run, which prints the blast radius and changes nothin
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -19,17 +20,35 @@ if TYPE_CHECKING:
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Operator) -> int:
-        ids = await op.enqueue(args.dealers or (), all_dealers=args.all_dealers,
-                               types=args.types)
+        result = await op.enqueue(args.dealers or (), all_dealers=args.all_dealers,
+                                  types=args.types, payload=args.payload,
+                                  allow_duplicate=args.allow_duplicate)
+        off = await op.disabled_dealers() if args.all_dealers else []
+        if args.json:
+            out(json.dumps({
+                "enqueued": [{"dealer": e.dealer_id, "pipeline": e.pipeline_id,
+                              "jobs": list(e.job_ids)} for e in result.enqueued],
+                "skipped": [{"dealer": s.dealer_id, "pipeline": s.pipeline_id,
+                             "unfinished": s.unfinished, "reason": s.sentence()}
+                            for s in result.skipped],
+                "disabled": off,
+            }))
+            return 0
+        ids = result.job_ids
         jobs = await op.store.list_jobs(job_ids=ids) if len(ids) <= 50 else []
         blocked = [j for j in jobs if j.state == "blocked"]
         # the pipeline ids `rerun --pipeline` takes
-        firsts = [(j.pipeline_id, j.dealer_id) for j in jobs if j.id == j.pipeline_id]
+        firsts = [(e.pipeline_id, e.dealer_id) for e in result.enqueued]
         named = ", ".join(f"{p} of {d}" for p, d in firsts[:5]) + (
             f" and {len(firsts) - 5} more" if len(firsts) > 5 else "")
-        out(f"enqueued {len(ids)} jobs"
+        out(f"enqueued {plural(len(ids), 'job')}"
             + (f" (pipeline{'s' if len(firsts) > 1 else ''} {named})" if firsts else ""))
-        if args.all_dealers and (off := await op.disabled_dealers()):
+        for s in result.skipped[:20]:
+            out(f"  {s.sentence()}")
+        if len(result.skipped) > 20:
+            out(f"  and {len(result.skipped) - 20} more dealers skipped the same way "
+                "(--allow-duplicate enqueues anyway)")
+        if off:
             out(f"  skipped {plural(len(off), 'disabled dealer')}: {', '.join(off)}")
         for j in blocked:
             out(f"  job {j.id} ({j.dealer_id} {j.job_type}) is blocked: {j.blocked_reason}")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TypeAlias
 
 from dealertui import __version__
-from dealertui.cli.argtypes import parse_duration, port_number, positive_int
+from dealertui.cli.argtypes import json_object, parse_duration, port_number, positive_int
 
 DRY_RUN_HELP = "show what it would change (jobs and descendants); change nothing"
 JSON_HELP = "print JSON (the keys are listed in the README)"
@@ -140,6 +140,13 @@ def _enqueue(sub: _Sub) -> None:
     enq.add_argument("--type", action="append", metavar="T", dest="types",
                      help="only this job type (repeat for more; default: all); a parent type "
                           "left out links to the dealer's latest job of it")
+    enq.add_argument("--payload", type=json_object, metavar="JSON",
+                     help="a JSON object given to every job enqueued (ctx.payload, "
+                          "$DEALERTUI_PAYLOAD, the http body)")
+    enq.add_argument("--allow-duplicate", action="store_true",
+                     help="enqueue even for a dealer whose pipeline of the same types is "
+                          "still pending (without it such a dealer is skipped)")
+    enq.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dealertui.config import Config
 from dealertui.errors import UsageError
@@ -17,6 +18,7 @@ from dealertui.model import (
     DEALER_ID_HINT,
     ActionResult,
     BlastRadius,
+    EnqueueResult,
     ErrorGroup,
     dealer_name_problem,
     is_valid_dealer_id,
@@ -110,8 +112,11 @@ class Operator:
         *,
         all_dealers: bool = False,
         types: Sequence[str] | None = None,
-    ) -> list[int]:
-        """Enqueue a pipeline for each dealer named (or every dealer); returns new job ids."""
+        payload: Mapping[str, Any] | None = None,
+        allow_duplicate: bool = False,
+    ) -> EnqueueResult:
+        """Enqueue a pipeline for each dealer named (or every dealer), skipping the dealers
+        whose pipeline of the same types is still pending unless *allow_duplicate*."""
         self._check_types(types)
         if all_dealers:
             every = await self.store.list_dealers()
@@ -137,7 +142,9 @@ class Operator:
                         f"dealer {d} is disabled, so its jobs would never run; enable it with "
                         f"'dealertui dealers enable {d}' first."
                     )
-        return await self.store.enqueue(dealer_ids, types or None, by=self.who)
+        return await self.store.enqueue_pipelines(
+            dealer_ids, types or None, payload=payload, by=self.who,
+            allow_duplicate=allow_duplicate)
 
     async def retry(
         self,

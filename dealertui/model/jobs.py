@@ -232,3 +232,38 @@ class DependencyGraph:
     nodes: dict[str, GraphNode]
     edges: list[tuple[str, str]]
     cycles: list[list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """One pipeline an enqueue made."""
+
+    dealer_id: str
+    pipeline_id: int
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A dealer an enqueue left alone: a pipeline of the same job types is still pending."""
+
+    dealer_id: str
+    pipeline_id: int
+    unfinished: int
+
+    def sentence(self) -> str:
+        jobs = "job" if self.unfinished == 1 else "jobs"
+        return (f"{self.dealer_id}: pipeline {self.pipeline_id} still has {self.unfinished} "
+                f"unfinished {jobs}; skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What one enqueue did, per dealer: a new pipeline, or a skip naming the pending one."""
+
+    enqueued: tuple[Enqueued, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [i for e in self.enqueued for i in e.job_ids]

@@ -90,6 +90,7 @@ def _pick_dealers_sql(dialect: str, *, only: bool, paused_dealers: bool, job_fil
 
 _SETS = """
     state = 'running', attempts = attempts + 1, claim_seq = claim_seq + 1, locked_by = :worker,
+    worker = :worker,
     locked_until = :lease_until, started_at = :now, updated_at = :now, finished_at = NULL"""
 
 

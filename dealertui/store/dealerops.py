@@ -22,6 +22,8 @@ from dealertui.store.schema import (
     job_deps,
     job_events,
     jobs,
+    newest_jobs,
+    pipelines,
     workers,
 )
 from dealertui.text import plural
@@ -126,6 +128,8 @@ async def remove_dealer(store: JobStore, dealer_id: str, *, cancel_pending: bool
             await conn.execute(delete(job_deps).where(job_deps.c.parent_id.in_(mine)))
             await conn.execute(delete(jobs).where(jobs.c.dealer_id == dealer_id))
         await conn.execute(delete(job_events).where(job_events.c.dealer_id == dealer_id))
+        await conn.execute(delete(pipelines).where(pipelines.c.dealer_id == dealer_id))
+        await conn.execute(delete(newest_jobs).where(newest_jobs.c.dealer_id == dealer_id))
         await conn.execute(
             delete(controls).where(controls.c.scope == "dealer", controls.c.key == dealer_id)
         )

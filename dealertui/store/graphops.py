@@ -276,6 +276,7 @@ async def rearm(
         ).bindparams(_ids()),
         {"ids": list(job_ids), "now": now},
     )
+    await reopen(conn, job_ids)
     # Repeat: a job blocked here makes its own re-armed children dead-parented too.
     dead_ids: set[int] = set()
     while True:
@@ -339,3 +340,13 @@ async def hold_back(
                     changed = True
                     break
     return {i: why for i, why in held.items() if i in wanted}
+
+
+async def reopen(conn: AsyncConnection, job_ids: Sequence[int]) -> None:
+    """Clear the settled mark of the pipelines of *job_ids* (an operator made them run)."""
+    await conn.execute(
+        text("UPDATE pipelines SET settled_at = NULL, outcome = NULL WHERE settled_at IS NOT "
+             f"NULL AND id IN (SELECT pipeline_id FROM jobs WHERE "
+             f"{in_list(conn, 'jobs.id', 'jids')})"),
+        {"jids": list_value(conn, job_ids)},
+    )

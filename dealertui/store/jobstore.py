@@ -25,6 +25,7 @@ from dealertui.model import (
     ClaimResult,
     CompletionResult,
     Dealer,
+    EnqueueResult,
     Job,
     JobOutcome,
     Pause,
@@ -154,12 +155,29 @@ class JobStore:
         payload: Mapping[str, Any] | None = None,
         by: str | None = None,
     ) -> list[int]:
-        """Enqueue one pipeline per dealer, atomically; returns the new job ids (see
-        pipelines.enqueue for how prerequisites are linked)."""
+        """Enqueue one pipeline per dealer, atomically, pending ones or not; returns the new
+        job ids (see pipelines.enqueue for how prerequisites are linked)."""
+        result = await self.enqueue_pipelines(dealer_ids, types, payload=payload, by=by,
+                                              allow_duplicate=True)
+        return result.job_ids
+
+    async def enqueue_pipelines(
+        self,
+        dealer_ids: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        by: str | None = None,
+        schedule: str | None = None,
+        allow_duplicate: bool = False,
+    ) -> EnqueueResult:
+        """Enqueue one pipeline per dealer, skipping (unless *allow_duplicate*) each dealer
+        that has a pipeline of the same job types still pending."""
         order = pipelines.type_order(self.rules, types)
         now = self.clock()
         return await self.db.run(lambda c: pipelines.enqueue(
-            c, self.rules, order, dealer_ids, types=types, payload=payload, by=by, now=now))
+            c, self.rules, order, dealer_ids, types=types, payload=payload, by=by, now=now,
+            schedule=schedule, allow_duplicate=allow_duplicate))
 
     # -- the worker's side: claim, finish, leases ---------------------------------------------
 

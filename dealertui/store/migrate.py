@@ -14,7 +14,15 @@ from sqlalchemy.schema import CreateColumn
 
 from dealertui.errors import StoreUnavailable
 from dealertui.store.db import Database
-from dealertui.store.schema import ADDED_COLUMNS, DROPPED_INDEXES, SCHEMA_VERSION, meta, metadata
+from dealertui.store.schema import (
+    ADDED_COLUMNS,
+    DROPPED_INDEXES,
+    SCHEMA_VERSION,
+    jobs,
+    meta,
+    metadata,
+    pipelines,
+)
 
 
 async def init_schema(db: Database) -> bool:
@@ -34,6 +42,8 @@ async def init_schema(db: Database) -> bool:
                         await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
                 await _add_missing_columns(conn)
                 await conn.run_sync(metadata.create_all)
+                if version < 6:
+                    await _backfill_pipelines(conn)
                 await conn.execute(
                     update(meta).where(meta.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
@@ -45,6 +55,38 @@ async def init_schema(db: Database) -> bool:
         return True
 
     return await db.run(tx)
+
+
+async def _backfill_pipelines(conn: AsyncConnection) -> None:
+    """Schema 6 keeps a row per pipeline and the newest job per dealer and type; make them
+    for the jobs an older version enqueued (once: later enqueues write them)."""
+    # jobs from before schema 5 have no pipeline_id: theirs is the first job of the same
+    # dealer enqueued in the same transaction (one created_at), as pipelines.resolve tells it
+    await conn.execute(text(
+        "UPDATE jobs SET pipeline_id = (SELECT min(o.id) FROM jobs o WHERE o.dealer_id = "
+        "jobs.dealer_id AND o.created_at = jobs.created_at AND o.pipeline_id IS NULL) "
+        "WHERE pipeline_id IS NULL"))
+    have = set((await conn.execute(select(pipelines.c.id))).scalars())
+    found: dict[int, dict[str, Any]] = {}
+    for r in await conn.execute(select(
+        jobs.c.pipeline_id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.id, jobs.c.created_at,
+        jobs.c.payload,
+    ).order_by(jobs.c.id)):
+        p = found.setdefault(r.pipeline_id, {
+            "id": r.pipeline_id, "dealer_id": r.dealer_id, "types": set(),
+            "first_job_id": r.id, "last_job_id": r.id, "jobs": 0, "by": None,
+            "schedule": None, "payload": r.payload, "created_at": r.created_at})
+        p["types"].add(r.job_type)
+        p["last_job_id"] = r.id
+        p["jobs"] += 1
+    rows = [{**p, "types": ",".join(sorted(p["types"]))} for p in found.values()
+            if p["id"] not in have]
+    for i in range(0, len(rows), 5000):
+        await conn.execute(insert(pipelines), rows[i:i + 5000])
+    await conn.execute(text(
+        "INSERT INTO newest_jobs (dealer_id, job_type, job_id) SELECT dealer_id, job_type, "
+        "max(id) FROM jobs WHERE true GROUP BY dealer_id, job_type "
+        "ON CONFLICT (dealer_id, job_type) DO NOTHING"))
 
 
 async def _add_missing_columns(conn: AsyncConnection) -> None:

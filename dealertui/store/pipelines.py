@@ -17,12 +17,18 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.errors import UsageError
-from dealertui.model import SATISFIED_STATES, JobState
-from dealertui.store import audit, graphops
+from dealertui.model import (
+    SATISFIED_STATES,
+    Enqueued,
+    EnqueueResult,
+    JobState,
+    Skipped,
+)
+from dealertui.store import audit, graphops, pending
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import one_of
 from dealertui.store.registry import existing_dealers
-from dealertui.store.schema import job_deps, jobs
+from dealertui.store.schema import job_deps, jobs, newest_jobs, pipelines
 from dealertui.store.states import LINKABLE_STATES
 
 
@@ -118,9 +124,15 @@ async def enqueue(
     payload: Mapping[str, Any] | None,
     by: str | None,
     now: float,
-) -> list[int]:
-    """Enqueue one pipeline of the types *order* (see type_order) per dealer; returns the
-    new job ids.
+    schedule: str | None = None,
+    allow_duplicate: bool = True,
+) -> EnqueueResult:
+    """Enqueue one pipeline of the types *order* (see type_order) per dealer.
+
+    Without *allow_duplicate*, a dealer that has a pipeline of the same job types with a job
+    still to run is skipped (see pending.pending). The decision is taken under a lock per dealer
+    (see pending.lock_dealers), so two enqueues
+    at once never both see "nothing pending".
 
     Edges come from the job types' depends_on. A prerequisite type outside the pipeline
     links to the dealer's latest job of that type when it is unfinished or succeeded;
@@ -135,6 +147,13 @@ async def enqueue(
             f"unknown dealer {missing[0]!r}; add it with 'dealertui dealers add "
             f"{missing[0]}' or list it under [[dealers]] in the config."
         )
+    types_key = ",".join(sorted(order))
+    skipped: list[Skipped] = []
+    if not allow_duplicate and wanted_dealers:
+        await pending.lock_dealers(conn, wanted_dealers)
+        held = await pending.pending(conn, wanted_dealers, types_key, now=now)
+        skipped = [Skipped(d, *held[d]) for d in wanted_dealers if d in held]
+        wanted_dealers = [d for d in wanted_dealers if d not in held]
     external = sorted({p for t in order for p in rules[t].depends_on if p not in order})
     latest = await latest_jobs(conn, wanted_dealers, external)
     rows: list[dict[str, Any]] = []
@@ -180,12 +199,14 @@ async def enqueue(
             )
             parents_of.append(links)
     if not rows:
-        return []
+        return EnqueueResult((), tuple(skipped))
     new_ids = await _allocate_job_ids(conn, len(rows))
-    first: dict[str, int] = {}  # a dealer's rows are together, in id order
+    members: dict[str, list[int]] = {}  # a dealer's rows are together, in id order
     for row, job_id in zip(rows, new_ids, strict=True):
         row["id"] = job_id
-        row["pipeline_id"] = first.setdefault(row["dealer_id"], job_id)
+        row["pipeline_id"] = members.setdefault(row["dealer_id"], [job_id])[0]
+        if job_id != row["pipeline_id"]:
+            members[row["dealer_id"]].append(job_id)
     await conn.execute(insert(jobs), rows)
     by_dealer_type = {
         (row["dealer_id"], row["job_type"]): job_id
@@ -198,6 +219,15 @@ async def enqueue(
             edges.append({"child_id": job_id, "parent_id": pid})
     if edges:
         await conn.execute(insert(job_deps), edges)
+    await conn.execute(insert(pipelines), [
+        {"id": ids[0], "dealer_id": dealer_id, "types": types_key, "first_job_id": ids[0],
+         "last_job_id": ids[-1], "jobs": len(ids), "by": by, "schedule": schedule,
+         "payload": payload_text, "created_at": now}
+        for dealer_id, ids in members.items()
+    ])
+    await conn.execute(text(_UPSERT_NEWEST), [
+        {"dealer_id": d, "job_type": t, "job_id": i} for (d, t), i in by_dealer_type.items()
+    ])
     await graphops.insert_events(
         conn,
         [
@@ -209,10 +239,20 @@ async def enqueue(
         worker=None,
     )
     await audit.record(
-        conn, by=by, action="enqueue", reason=None, at=now, job_ids=new_ids,
-        target=audit.target(dealers_list=wanted_dealers, types=types),
+        conn, by=by if schedule is None else f"schedule {schedule}", action="enqueue",
+        reason=None, at=now, job_ids=new_ids,
+        target=audit.target(dealers_list=list(members), types=types),
     )
-    return new_ids
+    return EnqueueResult(
+        tuple(Enqueued(d, ids[0], tuple(ids)) for d, ids in members.items()), tuple(skipped)
+    )
+
+
+#: ids grow within one dealer's lock, so the newest insert is always the newest job
+_UPSERT_NEWEST = (
+    "INSERT INTO newest_jobs (dealer_id, job_type, job_id) VALUES (:dealer_id, :job_type, "
+    ":job_id) ON CONFLICT (dealer_id, job_type) DO UPDATE SET job_id = excluded.job_id"
+)
 
 
 async def _allocate_job_ids(conn: AsyncConnection, n: int) -> list[int]:
@@ -239,15 +279,11 @@ async def latest_jobs(
     """(dealer, type) -> (id, state) of the dealer's newest job of each of *types*."""
     if not types or not dealer_ids:
         return {}
-    newest = (
-        select(func.max(jobs.c.id))
-        .where(one_of(conn, "jobs.dealer_id", dealer_ids), jobs.c.job_type.in_(types))
-        .group_by(jobs.c.dealer_id, jobs.c.job_type)
-    )
     rows = await conn.execute(
-        select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state).where(
-            jobs.c.id.in_(newest)
-        )
+        select(jobs.c.id, jobs.c.dealer_id, jobs.c.job_type, jobs.c.state)
+        .join(newest_jobs, newest_jobs.c.job_id == jobs.c.id)
+        .where(one_of(conn, "newest_jobs.dealer_id", dealer_ids),
+               newest_jobs.c.job_type.in_(types))
     )
     return {(r.dealer_id, r.job_type): (r.id, r.state) for r in rows}
 

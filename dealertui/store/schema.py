@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 5  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
+SCHEMA_VERSION = 6  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
 # 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls,
-# jobs.pipeline_id, workers.job_types
+# jobs.pipeline_id, workers.job_types; 6: pipelines, newest_jobs, jobs.worker, ix_jobs_held
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
@@ -32,7 +32,7 @@ DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
 ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
-                 ("jobs", "pipeline_id"), ("workers", "job_types"))
+                 ("jobs", "pipeline_id"), ("workers", "job_types"), ("jobs", "worker"))
 
 metadata = MetaData()
 
@@ -88,6 +88,10 @@ jobs = Table(
     # them, so `rerun --dealer` reruns one pipeline, not the newest job of each type (which
     # may mix pipelines). NULL on jobs enqueued before schema 4 (see store/pipelines.py).
     Column("pipeline_id", Id),
+    # The worker of the latest claim, kept after the job finishes (locked_by is the live
+    # lease): with the times above, the row records the happy path ready -> running ->
+    # succeeded, which writes no job_events row.
+    Column("worker", String(128)),
     # a dealer's ready jobs in claim order: the claim ranks them per dealer without a sort
     Index(
         "ix_jobs_ready",
@@ -96,6 +100,15 @@ jobs = Table(
         "id",
         sqlite_where=text("state = 'ready'"),
         postgresql_where=text("state = 'ready'"),
+    ),
+    # Jobs that wait for a parent or an operator: with the three partial indexes beside it,
+    # every unfinished job is found without reading the finished history.
+    Index(
+        "ix_jobs_held",
+        "dealer_id",
+        "id",
+        sqlite_where=text("state IN ('waiting', 'blocked')"),
+        postgresql_where=text("state IN ('waiting', 'blocked')"),
     ),
     Index(
         "ix_jobs_due_retry",
@@ -125,6 +138,49 @@ jobs = Table(
     # No index on state alone: every transition would have to move the job in it (the
     # partial indexes above only see the few states they cover), ~10-25% of `dealertui
     # bench` on SQLite; the reads it would serve (counts by state) scan the table instead.
+)
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    # One row per pipeline (one enqueue for one dealer); `id` is the id of its first job.
+    # Its jobs are the ones with this pipeline_id, all between first_job_id and last_job_id,
+    # so the primary key of jobs finds them (Postgres has no index on jobs.pipeline_id: a
+    # full index costs every job update there, see ix_jobs_dealer_type).
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("dealer_id", String(64), nullable=False),
+    # its job types, sorted and comma-joined: "the same pipeline" for one-pending-per-dealer
+    Column("types", Text, nullable=False),
+    Column("first_job_id", Id, nullable=False),
+    Column("last_job_id", Id, nullable=False),
+    Column("jobs", Integer, nullable=False),
+    Column("by", Text),  # who enqueued it (OS user@host), None for the engine itself
+    Column("schedule", String(64)),  # the schedule that enqueued it, if one did
+    Column("payload", Text),
+    Column("created_at", Float, nullable=False),
+    # Set once no job of it will run again (finished, or blocked for an operator), with its
+    # worst outcome; an operator retry clears both (graphops.rearm). Retention reads these.
+    Column("settled_at", Float),
+    Column("outcome", String(16)),
+    Index("ix_pipelines_dealer", "dealer_id", "id"),
+    Index(
+        "ix_pipelines_open",
+        "dealer_id",
+        "types",
+        sqlite_where=text("settled_at IS NULL"),
+        postgresql_where=text("settled_at IS NULL"),
+    ),
+)
+
+newest_jobs = Table(
+    "newest_jobs",
+    metadata,
+    # The newest job of each type per dealer, written by enqueue: lanes, status and
+    # prerequisite links read these rows instead of a max(id) over every job ever run.
+    Column("dealer_id", String(64), primary_key=True),
+    Column("job_type", String(64), primary_key=True),
+    Column("job_id", Id, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 job_deps = Table(

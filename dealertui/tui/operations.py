@@ -249,8 +249,10 @@ class OperatorKeys(App[None]):
             return
 
         async def work() -> str:
-            ids = await self._operator().enqueue([dealer])
-            return f"enqueued a pipeline of {plural(len(ids), 'job')} for {dealer}"
+            result = await self._operator().enqueue([dealer])
+            if result.skipped:
+                return result.skipped[0].sentence()
+            return f"enqueued a pipeline of {plural(len(result.job_ids), 'job')} for {dealer}"
 
         self.flow.act(work)
 
