@@ -27,6 +27,7 @@ import anyio
 
 from dealertui.config import Config
 from dealertui.engine import graph as graphs
+from dealertui.engine import upkeep
 from dealertui.engine.events import EventBus, LeasesRescued, StatsTick
 from dealertui.engine.leases import LeaseKeeping
 from dealertui.engine.outcomes import OutcomeRecording
@@ -222,6 +223,9 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
                                                   locked_by=self.worker_id)
         if rescued.changed:  # logged and counted like the rescuer's
             self.bus.emit(LeasesRescued(len(rescued.changed), time.time()))
+        # schedules due and history past retention, before the claims: a run-once fired by
+        # cron processes the pipelines its own upkeep enqueued
+        await upkeep.run_once(self.store, self.config, self.worker_id, self.bus)
         ended = False
         try:
             async with anyio.create_task_group() as tg:
@@ -230,6 +234,8 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
                 tg.start_soon(self._ticker)
                 if wait:
                     tg.start_soon(self._rescuer)
+                    tg.start_soon(upkeep.forever, self.store, self.config, self.worker_id,
+                                  self.bus)
                 await self._claim_loop(wait=wait)
                 while self._busy:
                     self._wake = anyio.Event()
