@@ -21,9 +21,10 @@ from sqlalchemy import (
 )
 
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 6  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
+SCHEMA_VERSION = 7  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
 # 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls,
-# jobs.pipeline_id, workers.job_types; 6: pipelines, newest_jobs, jobs.worker, ix_jobs_held
+# jobs.pipeline_id, workers.job_types; 6: pipelines, newest_jobs, jobs.worker, ix_jobs_held;
+# 7: schedules (schedule_ticks), retention, job lists, run history (see each table's comment)
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
