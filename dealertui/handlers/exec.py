@@ -66,12 +66,12 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
                     stderr=errors,
                     env=env,
                     start_new_session=True,  # own process group: a timeout kills it whole
-                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid(), REAPER.fd()),
                 )
             except OSError as exc:
                 raise PermanentError(
                     f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-            # PDEATHSIG reaches this process only; the reaper kills its whole group if we die
+            # the child named its group itself; again here in case the companion was replaced
             REAPER.watch(process.pid)
             try:
                 code = await process.wait()
@@ -98,13 +98,23 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
 _PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int, reaper_fd: int) -> None:
     """In the child, before exec: ask Linux to SIGKILL us when the worker dies (and leave at
-    once if it already died between the fork and this call)."""
+    once if it already died between the fork and this call), and tell the reaper our group
+    (we lead it: start_new_session) before the handler can start anything of its own.
+    CPython runs this before it closes inherited fds, so *reaper_fd* is still open."""
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:
             os._exit(1)
+    # SIGPIPE is back at its default here (restore_signals): a dead companion must not
+    # kill the handler, the parent's own watch() replaces the companion
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        os.write(reaper_fd, b"+%d\n" % os.getpid())
+    except OSError:
+        pass
+    signal.signal(signal.SIGPIPE, previous)
 
 
 def _kill_group(pid: int) -> None:

@@ -48,6 +48,15 @@ class GroupReaper:
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
+    def fd(self) -> int:
+        """The companion's pipe, for a handler to name its own group in before it execs
+        (see exec.py): told only after the spawn returns, a worker killed in between (the
+        loop is slow to come back under load) leaked a group that was already running."""
+        with self._lock:
+            proc = self._companion()
+            assert proc.stdin is not None
+            return proc.stdin.fileno()
+
     def watch(self, pgid: int) -> None:
         self._send(f"+{pgid}\n")
 
