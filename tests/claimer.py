@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from dealertui.store import JobStore, JobTypeRule
 
@@ -75,7 +76,7 @@ async def race(url: str, out: Path, proc: str, tasks: int, rounds: int, types: s
             async with anyio.create_task_group() as tg:
                 for i in range(tasks):
                     tg.start_soon(claimer, f"{proc}-t{i}")
-                await anyio.sleep(0)  # let every task reach start.wait()
+                await anyio.lowlevel.checkpoint()  # let every task reach start.wait()
                 start.set()
             write_json(out / f"race-{r}-{proc}.json", claimed)
     finally:

@@ -85,7 +85,16 @@ async def extend_leases(store: JobStore, worker_id: str, lease_s: float) -> list
 
 
 async def job_events(store: JobStore, job_id: int) -> list[dict[str, Any]]:
-    """A job's job_events rows, oldest first (its audit trail)."""
+    """A job's timeline as its detail shows it, oldest first: the job_events rows with the
+    happy-path moves its row records (store/reads/timeline.py)."""
+    from dealertui.store.reads import job_detail
+
+    detail = await job_detail(store, job_id)
+    return detail.events if detail is not None else []
+
+
+async def stored_events(store: JobStore, job_id: int) -> list[dict[str, Any]]:
+    """A job's job_events rows only, oldest first."""
     async with store.db.engine.connect() as conn:
         rows = await conn.execute(
             select(job_events_table).where(job_events_table.c.job_id == job_id)

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+import storeops
 from helpers import run_cli, show
 from sqlalchemy import insert, select, update
 
@@ -26,7 +27,6 @@ from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.dealerops import FORGET_WORKER_AFTER_S
 from dealertui.store.schema import dealers as dealers_table
 from dealertui.store.schema import job_deps, job_events, jobs, workers
-import storeops
 
 RULES = {"homenet": JobTypeRule(1, ()), "dealer_com": JobTypeRule(2, ("homenet",))}
 CONFIG = parse_config({}, None)

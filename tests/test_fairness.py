@@ -6,6 +6,7 @@ The store runs on a controllable clock, so waits, windows and "last slot" times 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -28,6 +29,9 @@ async def test_fairness_share_last_slot_and_starvation(db_url: str) -> None:
     clock = Clock(T0)
     async with operator(db_url, clock, dealers=("d1", "d2", "d3", "d4")) as op:
         store = op.store
+        # shares are counted over the breakers' window (their per-dealer tally): one that
+        # holds every outcome below
+        store.breaker_cfg = dataclasses.replace(store.breaker_cfg, window_s=300.0)
         await pipeline(store, "d1")  # ready since T0
         p3 = await pipeline(store, "d3")
         p4 = await pipeline(store, "d4")
@@ -65,11 +69,13 @@ async def test_fairness_share_last_slot_and_starvation(db_url: str) -> None:
         assert f["d3"]["share"] == 0.25 and f["d4"]["share"] == 0.75
         assert sum(r["share"] for r in f.values()) == pytest.approx(1.0, abs=1e-3)
 
-        # a narrower window drops d4's first outcome (at T0+50)
-        f = await fairness(store, window_s=65)
-        assert (f["d3"]["outcomes"], f["d4"]["outcomes"]) == (1, 2)
-        assert sum(r["share"] for r in f.values()) == pytest.approx(1.0, abs=1e-3)
-        assert f["d3"]["share"] == pytest.approx(1 / 3, abs=1e-3)
+        # a narrower window drops d4's outcomes: counted in the breakers' 30 s buckets, the
+        # one of T0+50 and T0+60 (from 49,980 + 60) ends before T0+80
+        f = await fairness(store, window_s=40)
+        assert (f["d3"]["outcomes"], f["d4"]["outcomes"]) == (1, 0)
+        assert f["d3"]["share"] == 1.0 and f["d4"]["share"] == 0.0
+        f = await fairness(store, window_s=65)  # that bucket overlaps T0+55..: counted whole
+        assert (f["d3"]["outcomes"], f["d4"]["outcomes"]) == (1, 3)
         # a stricter threshold starves d2 too; a claim ends d1's starvation
         f = await fairness(store, starved_after_s=5)
         assert f["d2"]["starved"] is True and f["d3"]["starved"] is True

@@ -21,13 +21,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from dealertui.store import JobStore
-from dealertui.store.schema import job_events
+from tests import storeops
 
 try:  # tests/ is on sys.path under pytest's default "prepend" import mode
     from workerrig import (
@@ -58,19 +58,15 @@ pytestmark = pytest.mark.slow
 
 
 def successes(db_url: str, job_id: int) -> list[Any]:
-    """The job's recorded moves to succeeded: (at, worker, attempt)."""
+    """The job's recorded moves to succeeded: (at, worker, attempt), from its timeline (a
+    success writes no job_events row: the job row records it)."""
 
     async def read() -> list[Any]:
         store = await JobStore.open(db_url, {}, create=False)
         try:
-            async with store.db.engine.connect() as conn:
-                rows = await conn.execute(
-                    select(job_events.c.at, job_events.c.worker, job_events.c.attempt)
-                    .where(job_events.c.job_id == job_id,
-                           job_events.c.to_state == "succeeded")
-                    .order_by(job_events.c.id)
-                )
-                return list(rows)
+            return [SimpleNamespace(at=e["at"], worker=e["worker"], attempt=e["attempt"])
+                    for e in await storeops.job_events(store, job_id)
+                    if e["to_state"] == "succeeded"]
         finally:
             await store.close()
 

@@ -28,10 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
-
 from helpers import DEMO_CONFIG, show, without_header
 from pg import _execute, _run_async
+from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.slow
 

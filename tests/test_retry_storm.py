@@ -7,12 +7,12 @@ import time
 
 import anyio
 import pytest
+import storeops
 
 from dealertui.config import RetryPolicy, parse_config
 from dealertui.engine.manager import MultiDealerDependencyManager
 from dealertui.engine.resilience import backoff_delay
 from dealertui.store import Intent, open_store
-import storeops
 
 pytestmark = pytest.mark.anyio
 

@@ -45,6 +45,8 @@ class Job:
     blocked_reason: str | None = None
     payload: str | None = None
     pipeline_id: int | None = None  # the id of the first job of its enqueue for its dealer
+    #: the worker of its latest claim, kept once it finished (locked_by is the live lease)
+    worker: str | None = None
 
 
 class Claim(NamedTuple):

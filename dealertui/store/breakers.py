@@ -194,7 +194,7 @@ BUCKETS = 10
 _pruned: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
 
 
-def _bucket_s(cfg: BreakerConfig) -> float:
+def bucket_s(cfg: BreakerConfig) -> float:
     return cfg.window_s / BUCKETS
 
 
@@ -207,7 +207,7 @@ async def _count(
     now: float,
 ) -> None:
     """Add the batch to its bucket of `breaker_calls`, and delete buckets past the window."""
-    width = _bucket_s(cfg)
+    width = bucket_s(cfg)
     at = math.floor(now / width) * width
     # Pairs in one order on every worker: two batches adding to the same rows wait for each
     # other on Postgres instead of deadlocking.
@@ -261,7 +261,7 @@ async def _dealers_failing(
         "SELECT count(*), coalesce(sum(CASE WHEN f > 0 THEN 1 ELSE 0 END), 0) FROM "
         "(SELECT dealer_id, sum(failures) AS f FROM breaker_calls "
         " WHERE job_type = :t AND at > :lo GROUP BY dealer_id) AS per_dealer",
-        {"t": job_type, "lo": since - _bucket_s(cfg)},
+        {"t": job_type, "lo": since - bucket_s(cfg)},
     )
     return int(rows[0][1]), int(rows[0][0])
 
@@ -271,7 +271,7 @@ async def _calls_of(
     now: float,
 ) -> dict[str, tuple[int, int]]:
     """(calls, failures) of *job_type* per dealer of *since*, in the buckets since its time."""
-    width = _bucket_s(cfg)
+    width = bucket_s(cfg)
     rows = await fetch(
         conn,
         "SELECT dealer_id, at, calls, failures FROM breaker_calls "

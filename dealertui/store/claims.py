@@ -331,10 +331,7 @@ async def claim(
             await breakers.count_trials(conn, dealer_id, job_type, len(extra), now)
         claimed += extra
         violations += more_violations
-    await graphops.insert_events_for(
-        conn, [c.id for c in claimed], JobState.READY, JobState.RUNNING, at=now,
-        worker=worker_id,
-    )
+    # no job_events row for a claim: started_at, worker and attempts on the row record it
     # the claim put violating jobs back to waiting; record both of their moves
     await graphops.insert_events_for(
         conn, violations, JobState.READY, JobState.WAITING, at=now, worker=worker_id,

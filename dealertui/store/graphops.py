@@ -35,12 +35,34 @@ class Event:
     message: str | None = None
 
 
+async def insert_claim_events(conn: AsyncConnection, job_ids: Sequence[int]) -> None:
+    """The claim (ready -> running) of each job in *job_ids*, from its row: a claim writes no
+    row of its own (the happy path, docs/design.md), so a run that ends any other way than in
+    success writes its claim beside its end, and the job's timeline keeps every attempt."""
+    if not job_ids:
+        return
+    await fetch(
+        conn,
+        f"""
+        INSERT INTO job_events
+            (job_id, dealer_id, job_type, at, from_state, to_state, worker, attempt)
+        SELECT id, dealer_id, job_type, started_at, 'ready', 'running', worker, attempts
+        FROM jobs WHERE {in_list(conn, 'id')} AND started_at IS NOT NULL
+        """,
+        {"ids": list_value(conn, sorted(set(job_ids)))},
+    )
+
+
 async def insert_events(
     conn: AsyncConnection, events: Sequence[Event], *, at: float, worker: str | None
 ) -> None:
-    """Write one job_events row per transition (one executemany round trip)."""
+    """Write one job_events row per transition (one executemany round trip), after the claim
+    of each job the transitions take out of running."""
     if not events:
         return
+    await insert_claim_events(
+        conn, [e.job_id for e in events if e.from_state == JobState.RUNNING]
+    )
     await conn.execute(
         insert(job_events),
         [
@@ -110,6 +132,8 @@ async def insert_events_for(
     """
     if not job_ids:
         return
+    if from_state == JobState.RUNNING:
+        await insert_claim_events(conn, job_ids)
     await fetch(
         conn,
         f"""
@@ -152,9 +176,7 @@ async def promote_children(
             )
         ).scalars().all()
         promoted = await promote_if_satisfied(conn, children, now=now)
-    await insert_events_for(
-        conn, promoted, JobState.WAITING, JobState.READY, at=now, worker=worker
-    )
+    # no job_events row: ready_at on the row records the promotion (the happy path)
     return promoted
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.config import BreakerConfig
 from dealertui.model import ClaimRequest, CompletionResult, JobOutcome, JobState
-from dealertui.store import breakers, claims, fastpath, graphops
+from dealertui.store import breakers, claims, fastpath, graphops, tallies
 from dealertui.store.graphops import Event
 from dealertui.store.idlists import at_claims, claims_params
 from dealertui.store.schema import jobs
@@ -54,9 +54,8 @@ async def record(
         )
         ok = [r[0] for r in rows]
         landed.update((r[0], r[1]) for r in rows)
-        await graphops.insert_events_for(
-            conn, ok, JobState.RUNNING, JobState.SUCCEEDED, at=now, worker=worker_id
-        )
+        # no job_events row: the job row records the happy path (started_at, finished_at,
+        # worker, attempts), and outcome_tallies counts it
     handed_back: list[int] = []
     if release:
         back = await conn.execute(
@@ -146,6 +145,8 @@ async def record(
     await breakers.record(
         conn, breaker_cfg, succeeded_ids=ok, failed=failures, now=now
     )
+    await tallies.add(conn, worker_id, succeeded=len(ok), failed=len(dead),
+                      retried=len(retrying), now=now)
     landed.update(o.claim for o in (*retrying, *dead))
     return CompletionResult(
         done=[

@@ -29,7 +29,7 @@ from dealertui.store.graphops import Event
 from dealertui.store.idlists import one_of
 from dealertui.store.registry import existing_dealers
 from dealertui.store.schema import job_deps, jobs, newest_jobs, pipelines
-from dealertui.store.states import LINKABLE_STATES
+from dealertui.store.states import LINKABLE_STATES, QUIET_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,12 +228,15 @@ async def enqueue(
     await conn.execute(text(_UPSERT_NEWEST), [
         {"dealer_id": d, "job_type": t, "job_id": i} for (d, t), i in by_dealer_type.items()
     ])
+    # Only a job born blocked gets a job_events row: created_at on the row records the
+    # enqueue of every other one (the happy path writes no events, docs/design.md).
     await graphops.insert_events(
         conn,
         [
             Event(job_id, row["dealer_id"], row["job_type"], None, row["state"],
                   message=row["blocked_reason"] or "enqueued")
             for row, job_id in zip(rows, new_ids, strict=True)
+            if row["state"] not in QUIET_STATES
         ],
         at=now,
         worker=None,

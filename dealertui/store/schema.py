@@ -284,6 +284,19 @@ runs = Table(
     Column("stats", Text),
 )
 
+outcome_tallies = Table(
+    "outcome_tallies",
+    metadata,
+    # Outcomes per 10-second bucket and worker (store/tallies.py): throughput, success rate and
+    # `health` read these instead of a job_events row per finished job.
+    Column("at", Float, primary_key=True),
+    Column("worker", String(128), primary_key=True),
+    Column("succeeded", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("retried", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -38,6 +38,15 @@ SKIPPABLE_STATES: tuple[str, ...] = tuple(
 )
 #: what cancel leaves alone
 UNCANCELLABLE_STATES: tuple[str, ...] = (*SATISFIED_STATES, JobState.CANCELLED.value)
+#: the states of the happy path ready -> running -> succeeded and a job's birth (waiting or
+#: ready): the job row's times record these, no job_events row is written (docs/design.md)
+QUIET_STATES: tuple[str, ...] = (
+    JobState.WAITING.value, JobState.READY.value, JobState.RUNNING.value,
+    JobState.SUCCEEDED.value,
+)
+#: not finished: will run, or blocked until an operator acts (what status and the lanes count
+#: across the whole history; the finished ones they count are the newest per dealer and type)
+OPEN_STATES: tuple[str, ...] = tuple(s for s in ALL_STATES if s not in TERMINAL_STATES)
 #: job_events.to_state values that end one attempt
 OUTCOME_STATES: tuple[str, ...] = (
     JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.RETRYING.value,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -214,34 +213,49 @@ class BreakersTable(DataTable[Any]):
 
 
 class ThroughputPanel(Static):
-    """jobs/s sparkline (fleet-wide, from job_events), success rate, counts, workers, engine."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.samples: deque[float] = deque([0.0] * 60, maxlen=60)
-        self.finished = 0
-        self.succeeded = 0
+    """Outcomes per 10 s over the last 10 min (sparkline), jobs/s and success over the last
+    60 s, counts, workers, engine: read from outcome_tallies, so every console on one database
+    shows the same numbers."""
 
     def compose(self) -> Any:
-        yield Sparkline(list(self.samples), id="spark")
+        yield Sparkline([0.0], id="spark")
         yield Static(id="numbers")
 
     def apply(self, snap: ConsoleSnapshot, dt: float, engine_state: str) -> None:
-        rate = snap.finished_since / dt if dt > 0 else 0.0
-        self.samples.append(rate)
-        self.finished += snap.finished_since
-        self.succeeded += snap.succeeded_since
-        self.query_one("#spark", Sparkline).data = list(self.samples)
-        success = f"{100 * self.succeeded / self.finished:.0f}%" if self.finished else "–"
-        counts = Text()
+        t = snap.throughput
+        rate = t.rate
+        self.query_one("#spark", Sparkline).data = [float(n) for n in snap.spark] or [0.0]
+        success = f"{100 * t.succeeded / t.outcomes:.0f}%" if t.outcomes else "–"
+        items = [
+            Text.assemble((f"{rate:.1f} jobs/s", "bold"), f" ({t.window_s:.0f} s)"),
+            Text(f"success {success}"),
+            # before the counts: on a narrow screen what is cut is the end
+            Text.assemble(("engine ", "grey62"), (engine_state, "bold")),
+        ]
         for state in ALL_STATES:
             n = snap.by_state.get(state, 0)
             if n or state in ALWAYS_COUNTED:
-                counts.append(f"{SHORT[state]} {n}  ", style=STATE_STYLE[state])
-        line = Text.assemble(
-            (f"{rate:6.1f} jobs/s ", "bold"), f"success {success}  ", counts,
-            f"workers {len(snap.workers)}  ", ("engine ", "grey62"), (engine_state, "bold"),
-        )
+                items.append(Text(f"{SHORT[state]} {n}", style=STATE_STYLE[state]))
+        items.append(Text(f"workers {len(snap.workers)}"))
         if ("global", "") in snap.paused:
-            line.append("  ⏸ ALL PAUSED", style="bold yellow")
-        self.query_one("#numbers", Static).update(line)
+            items.append(Text("⏸ ALL PAUSED", style="bold yellow"))
+        numbers = self.query_one("#numbers", Static)
+        numbers.update(keep_together(items, numbers.content_size.width))
+
+
+def keep_together(items: list[Text], width: int) -> Text:
+    """*items* two spaces apart, broken into lines between items only, never inside one: a
+    label wrapped away from its number (`FAIL │ 21`) reads as two facts. Hand-written: rich
+    wraps at every space (a no-break space included)."""
+    out, used = Text(), 0
+    for item in items:
+        n = item.cell_len
+        if used and width and used + 2 + n > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append("  ")
+            used += 2
+        out.append_text(item)
+        used += n
+    return out

@@ -14,7 +14,6 @@ from dealertui.store.reads.errors import (
     normalize_error,
 )
 from dealertui.store.reads.fairness import (
-    FAIRNESS_WINDOW_S,
     STARVED_AFTER_S,
     fairness,
     oldest_claimable,
@@ -24,7 +23,6 @@ from dealertui.store.reads.jobs import JobDetail, job_detail
 from dealertui.store.reads.why import WhyFacts, why_facts
 
 __all__ = [
-    "FAIRNESS_WINDOW_S",
     "STARVED_AFTER_S",
     "ConsoleSnapshot",
     "JobDetail",

@@ -3,21 +3,21 @@ waited (the console's fairness meter, `status`'s starved dealers)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import Fairness
+from dealertui.store.breakers import bucket_s
 from dealertui.store.schema import dealers
-from dealertui.store.states import OUTCOME_STATES, as_sql
 
 if TYPE_CHECKING:
     from dealertui.store.jobstore import JobStore
 
 #: a dealer whose oldest due ready job has waited longer than this is starved
 STARVED_AFTER_S = 60.0
-FAIRNESS_WINDOW_S = 300.0
 
 
 _OLDEST_CLAIMABLE = text(
@@ -45,29 +45,28 @@ async def oldest_claimable(conn: AsyncConnection, now: float) -> dict[str, float
 async def fairness(
     store: JobStore,
     *,
-    window_s: float = FAIRNESS_WINDOW_S,
+    window_s: float | None = None,
     starved_after_s: float = STARVED_AFTER_S,
 ) -> dict[str, Fairness]:
-    """Per dealer: share of the outcomes recorded in the last *window_s* (0..1), seconds since
-    it last got a slot, how long its oldest due ready job has waited, and `starved` when that
+    """Per dealer: share of the outcomes recorded in the last *window_s* (0..1; at most, and by
+    default, the breakers' window: their tally is what is counted), seconds since it last got
+    a slot, how long its oldest due ready job has waited, and `starved` when that
     wait exceeds *starved_after_s*."""
     now = store.clock()
+    window = min(window_s or math.inf, store.breaker_cfg.window_s)
 
     async def tx(conn: AsyncConnection) -> dict[str, Fairness]:
         served = {
             r.id: r.last_served_at
             for r in await conn.execute(select(dealers.c.id, dealers.c.last_served_at))
         }
+        # the breakers' per-dealer tally (breaker_calls): no job_events row per success.
+        # Its buckets that overlap the window count whole, as the breakers count them.
         done: dict[str, int] = dict(
             (await conn.execute(
-                text(
-                    "SELECT dealer_id, count(*) FROM job_events WHERE at >= :since "
-                    f"AND to_state IN {as_sql(OUTCOME_STATES)} "
-                    # a job handed back by a stopping worker (retrying, no error) is no
-                    # outcome, as in health_facts
-                    "AND (to_state <> 'retrying' OR error IS NOT NULL) GROUP BY dealer_id"
-                ),
-                {"since": now - window_s},
+                text("SELECT dealer_id, sum(calls) FROM breaker_calls WHERE at > :lo "
+                     "GROUP BY dealer_id"),
+                {"lo": now - window - bucket_s(store.breaker_cfg)},
             )).all()
         )
         waiting = await oldest_claimable(conn, now)

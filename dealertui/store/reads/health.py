@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import HealthFacts, JobState
-from dealertui.store.schema import breakers, controls, job_events, jobs, workers
-from dealertui.store.states import OUTCOME_STATES
+from dealertui.store import tallies
+from dealertui.store.schema import breakers, controls, jobs, workers
 
 if TYPE_CHECKING:
     from dealertui.store.jobstore import JobStore
@@ -28,8 +28,8 @@ async def health_facts(
     first) with ``live_workers``; ``newest_heartbeat_at`` (live workers that process jobs);
     ``last_seen_at`` (also counting when stopped ones stopped); ``fresh_workers`` (live
     with a heartbeat within *heartbeat_within_s*); ``open_breakers`` (state open or
-    half_open); ``outcomes`` (succeeded/failed/retrying events in the last *window_s*; a
-    retrying event without an error, a job released by a stopping worker, is no outcome);
+    half_open); ``outcomes`` (jobs that succeeded, failed or went to retry in the last
+    *window_s*, from outcome_tallies; a job released by a stopping worker is no outcome);
     ``ready_due``, ``retrying_due``, ``ready_total`` and ``paused_globally``.
     """
     now = store.clock()
@@ -65,18 +65,10 @@ async def health_facts(
             .where(breakers.c.state.in_(["open", "half_open"]))
             .order_by(breakers.c.opened_at, breakers.c.key)
         )
-        outcomes = dict.fromkeys(OUTCOME_STATES, 0)
-        for state, n in await conn.execute(
-            select(job_events.c.to_state, func.count())
-            .where(
-                job_events.c.at >= now - window_s,
-                job_events.c.to_state.in_(OUTCOME_STATES),
-                # a job handed back by a stopping worker goes to retrying with no error
-                (job_events.c.to_state != JobState.RETRYING) | job_events.c.error.is_not(None),
-            )
-            .group_by(job_events.c.to_state)
-        ):
-            outcomes[state] = n
+        # tallied per batch (store/tallies.py): no job_events row per success to count
+        t = await tallies.read(conn, window_s=window_s, now=now)
+        outcomes = {JobState.SUCCEEDED.value: t.succeeded, JobState.FAILED.value: t.failed,
+                    JobState.RETRYING.value: t.retried}
         ready_due, ready_total, retrying_due = (
             await conn.execute(
                 select(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import BreakerRow, Dealer, Job
 from dealertui.store import breakers as breaker_ops
+from dealertui.store.reads.timeline import timeline
 from dealertui.store.schema import dealers, job_deps, job_events, jobs
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ class JobDetail:
 
 
 async def job_detail(store: JobStore, job_id: int) -> JobDetail | None:
-    """A job with its timeline (job_events), parents and children."""
+    """A job with its timeline (job_events and the happy path its row records), parents
+    and children."""
 
     async def tx(conn: AsyncConnection) -> JobDetail | None:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
@@ -103,6 +105,8 @@ async def job_detail(store: JobStore, job_id: int) -> JobDetail | None:
             select(jobs).where(jobs.c.id.in_(parent_ids)).order_by(jobs.c.id))]
         children = [job_row(r) for r in await conn.execute(
             select(jobs).where(jobs.c.id.in_(child_ids)).order_by(jobs.c.id))]
-        return JobDetail(job_row(row), events, parents, children)
+        job = job_row(row)
+        return JobDetail(job, timeline(job, events, parents=parents), parents,
+                         children)
 
     return await store.db.run(tx, write=False)

@@ -1,4 +1,5 @@
-"""`status`: counts by state, by job type and by dealer, pauses, workers, recent runs (the
+"""`status`: counts by state, by job type and by dealer (of the open jobs and the newest
+finished job of each dealer and type: store/reads/current.py), pauses, workers, recent runs (the
 JSON contract of `dealertui status --json`)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import JobState, Paused, RunSummary, StoreStatus, empty_state_counts
+from dealertui.store.reads.current import current_counts
 from dealertui.store.schema import controls, dealers, jobs, runs, workers
 
 #: how many engine runs `status` reports, newest first
@@ -24,12 +26,8 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> StoreStatus
         d: empty_state_counts()
         for d in (await conn.execute(select(dealers.c.id).order_by(dealers.c.id))).scalars()
     }
-    rows = await conn.execute(
-        select(jobs.c.dealer_id, jobs.c.job_type, jobs.c.state, func.count()).group_by(
-            jobs.c.dealer_id, jobs.c.job_type, jobs.c.state
-        )
-    )
-    for dealer_id, job_type, state, n in rows:
+    # every open job and the newest finished one per dealer and type, not the history
+    for dealer_id, job_type, state, n in await current_counts(conn):
         if state not in by_state:
             continue
         by_state[state] += n
