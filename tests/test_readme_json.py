@@ -22,11 +22,10 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import DEMO_CONFIG
 
 from dealertui.cli import main
 from dealertui.cli.parser import build_parser
-
-from helpers import DEMO_CONFIG
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "Machine-readable output"

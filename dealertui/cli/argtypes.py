@@ -33,6 +33,11 @@ def positive_int(value: str) -> int:
     return n
 
 
+def non_negative_int(value: str) -> int:
+    """0 or a positive integer (a count that may be none)."""
+    return 0 if value.strip() == "0" else positive_int(value)
+
+
 def port_number(value: str) -> int:
     n = positive_int(value)
     if n > 65535:

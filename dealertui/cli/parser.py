@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TypeAlias
 
 from dealertui import __version__
-from dealertui.cli.argtypes import json_object, parse_duration, port_number, positive_int
+from dealertui.cli.argtypes import (
+    json_object,
+    non_negative_int,
+    parse_duration,
+    port_number,
+    positive_int,
+)
 
 DRY_RUN_HELP = "show what it would change (jobs and descendants); change nothing"
 JSON_HELP = "print JSON (the keys are listed in the README)"
@@ -286,6 +292,8 @@ def _bench(sub: _Sub) -> None:
                     help="at most N jobs of one dealer at a time (2)")
     bn.add_argument("--database-url", dest="bench_database_url", metavar="URL",
                     help="a server to bench on (a scratch database is created and dropped)")
+    bn.add_argument("--history", type=non_negative_int, default=0, metavar="N",
+                    help="first fill the database with N finished jobs of earlier pipelines")
     bn.add_argument("--json", action="store_true", help=JSON_HELP)
 
 

@@ -72,4 +72,5 @@ async def cmd_bench(config: Config, args: argparse.Namespace) -> int:
         max_jobs_per_dealer=args.max_jobs_per_dealer,
         database_url=url,
         json_out=args.json,
+        history=args.history,
     )

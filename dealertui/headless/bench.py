@@ -28,14 +28,18 @@ async def bench(
     max_jobs_per_dealer: int = 2,
     database_url: str | None = None,
     json_out: bool = False,
+    history: int = 0,
 ) -> int:
     """Enqueue *dealers* × the job types with no-op handlers on a fresh database and run them
-    with run-once semantics; print jobs/s, ready→started latency and peak RSS."""
+    with run-once semantics; print jobs/s, ready→started latency and peak RSS. With
+    *history*, the database first gets that many finished jobs of earlier pipelines
+    (headless/history.py), so the cost of a long history shows."""
     import dataclasses
     import resource
     import tempfile
 
     from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.headless.history import fill_history
     from dealertui.store import Intent, open_store
     from dealertui.store.scratch import scratch_database
 
@@ -50,6 +54,9 @@ async def bench(
             try:
                 ids = [f"bench{i:05d}" for i in range(dealers)]
                 await store.add_dealers([(d, None) for d in ids])
+                t = time.perf_counter()
+                filled = await fill_history(store, ids, history) if history else 0
+                fill_s = time.perf_counter() - t
                 t = time.perf_counter()
                 for i in range(0, len(ids), 500):
                     await store.enqueue(ids[i : i + 500])
@@ -72,6 +79,8 @@ async def bench(
                        "p99": round(_percentile(lat, 0.99), 2)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "enqueue_seconds": round(enqueue_s, 3),
+        "history_jobs": filled,
+        "history_fill_seconds": round(fill_s, 3),
         "max_dealers": max_dealers,
         "max_jobs_per_dealer": max_jobs_per_dealer,
         "dependency_violations": stats.dependency_violations,
@@ -86,5 +95,6 @@ async def bench(
             f"{result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms; peak RSS "
             f"{result['peak_rss_mb']} MB; dependency violations "
             f"{result['dependency_violations']}"
+            + (f"; on a history of {filled} finished jobs" if filled else "")
         )
     return 0 if stats.successful_jobs == stats.total_jobs else 1
