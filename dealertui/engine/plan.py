@@ -42,14 +42,16 @@ async def build_plan(
     """The `--run-once --dry-run --json` object (see README, "Plan before run")."""
     now = store.clock()  # the store's clock, like every other time the store judges
     per_dealer = max_jobs_per_dealer or config.concurrency.max_concurrent_jobs_per_dealer
-    jobs = [j for j in await store.list_jobs() if dealers is None or j.dealer_id in dealers]
-    by_id = {j.id: j for j in jobs}
+    # the open jobs and the finished parents they wait on: a plan of what is unfinished
+    # reads no more than that, however long the history
+    jobs, finished_parents, edges = await store.open_jobs(dealers)
+    by_id = {j.id: j for j in [*jobs, *finished_parents]}
     parents: dict[int, list[int]] = defaultdict(list)
     graph: nx.DiGraph[int] = nx.DiGraph()
-    for parent, child in await store.edges():
-        if child in by_id:
-            parents[child].append(parent)
-            graph.add_edge(parent, child)
+    graph.add_nodes_from(j.id for j in jobs)
+    for parent, child in edges:
+        parents[child].append(parent)
+        graph.add_edge(parent, child)
     controls = Controls.of(await store.pauses(), await store.breaker_states())
     served = {d.id: d.last_served_at or 0.0 for d in await store.list_dealers()}
 
@@ -74,7 +76,8 @@ async def build_plan(
     will_run: set[int] = set()
     order = [n for n in nx.topological_sort(graph) if n in by_id] if nx.is_directed_acyclic_graph(
         graph) else []
-    order += [i for i in sorted(by_id) if i not in set(order)]
+    in_order = set(order)
+    order += [i for i in sorted(by_id) if i not in in_order]
     for jid in order:
         j = by_id[jid]
         if j.state not in UNFINISHED_STATES and j.state != "blocked":

@@ -45,6 +45,7 @@ from dealertui.store import (
 from dealertui.store.db import Database
 from dealertui.store.pipelines import JobTypeRule
 from dealertui.store.reads import jobs as job_reads
+from dealertui.store.reads.current import open_jobs
 from dealertui.store.reads.status import status as read_status
 
 __all__ = ["JobStore", "JobTypeRule"]
@@ -367,6 +368,12 @@ class JobStore:
     ) -> list[Job]:
         return await self.db.run(lambda c: job_reads.list_jobs(
             c, dealer_id=dealer_id, states=states, job_ids=job_ids), write=False)
+
+    async def open_jobs(
+        self, dealers: list[str] | None = None,
+    ) -> tuple[list[Job], list[Job], list[tuple[int, int]]]:
+        """Open jobs, the finished parents they wait on, the edges into them (current.py)."""
+        return await self.db.run(lambda c: open_jobs(c, dealers), write=False)
 
     async def edges(self, *, dealer_id: str | None = None) -> list[tuple[int, int]]:
         """Dependency edges as (parent_id, child_id)."""

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import TERMINAL_STATES
+from dealertui.model import TERMINAL_STATES, Job
+from dealertui.store.idlists import one_of
+from dealertui.store.reads.jobs import job_row
+from dealertui.store.schema import job_deps, jobs
 from dealertui.store.states import OPEN_STATES, as_sql
 
 # Each predicate is the exact predicate of one partial index of jobs (schema.py): a planner
@@ -48,3 +51,26 @@ async def current_counts(conn: AsyncConnection) -> list[Count]:
     out += [Count(*r) for r in await conn.execute(_NEWEST_FINISHED)]
     return out
 
+
+
+async def open_jobs(
+    conn: AsyncConnection, dealers: list[str] | None = None,
+) -> tuple[list[Job], list[Job], list[tuple[int, int]]]:
+    """(every open job, of *dealers* when given; the finished parents they wait on; the
+    edges (parent, child) into the open jobs): what `--run-once --dry-run` plans from, read
+    through the partial indexes and the dependency index, never the whole history."""
+    found: list[Job] = []
+    for predicate in _OPEN_BY_INDEX:
+        q = select(jobs).where(text(predicate))
+        if dealers is not None:
+            q = q.where(one_of(conn, "dealer_id", dealers))
+        found += [job_row(r) for r in await conn.execute(q)]
+    found.sort(key=lambda j: j.id)
+    ids = {j.id for j in found}
+    edges = [(r.parent_id, r.child_id) for r in await conn.execute(
+        select(job_deps.c.parent_id, job_deps.c.child_id).where(
+            one_of(conn, "child_id", sorted(ids))))] if ids else []
+    missing = sorted({p for p, _ in edges if p not in ids})
+    parents = [job_row(r) for r in await conn.execute(
+        select(jobs).where(one_of(conn, "id", missing)))] if missing else []
+    return found, parents, edges
