@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import TERMINAL_STATES, Job
-from dealertui.store.idlists import one_of
+from dealertui.store.idlists import one_of, sql
 from dealertui.store.reads.jobs import job_row
 from dealertui.store.schema import job_deps, jobs
 from dealertui.store.states import OPEN_STATES, as_sql
@@ -20,20 +20,29 @@ from dealertui.store.states import OPEN_STATES, as_sql
 # Each predicate is the exact predicate of one partial index of jobs (schema.py): a planner
 # uses a partial index only where the query implies its predicate, and an IN list of all open
 # states implies none of them (it reads the whole table instead).
+# SQLite, without statistics, would rather read ix_jobs_dealer_type in GROUP BY order (every
+# job ever run) than sort a partial index's few rows: INDEXED BY holds it to the index.
 _OPEN_BY_INDEX = (
-    "state = 'ready'", "state IN ('waiting', 'blocked')", "state = 'retrying'",
-    "state = 'running'",
+    ("state = 'ready'", "ix_jobs_ready"), ("state IN ('waiting', 'blocked')", "ix_jobs_held"),
+    ("state = 'retrying'", "ix_jobs_due_retry"), ("state = 'running'", "ix_jobs_running_dealer"),
 )
-_OPEN_COUNTS = text(" UNION ALL ".join(
-    f"SELECT dealer_id, job_type, state, count(*) AS n FROM jobs WHERE {p} "
-    "GROUP BY dealer_id, job_type, state" for p in _OPEN_BY_INDEX
-))
+
+
+def _jobs_by(conn: AsyncConnection, index: str) -> str:
+    return f"jobs INDEXED BY {index}" if conn.dialect.name == "sqlite" else "jobs"
+
+
+def _open_counts(conn: AsyncConnection) -> TextClause:
+    return sql(" UNION ALL ".join(
+        f"SELECT dealer_id, job_type, state, count(*) AS n FROM {_jobs_by(conn, ix)} "
+        f"WHERE {p} GROUP BY dealer_id, job_type, state" for p, ix in _OPEN_BY_INDEX
+    ))
 _NEWEST_FINISHED = text(
     "SELECT j.dealer_id, j.job_type, j.state, 1 FROM newest_jobs n "
     f"JOIN jobs j ON j.id = n.job_id WHERE j.state IN {as_sql(TERMINAL_STATES)}"
 )
 # a change here must change the list above
-assert sorted(s for p in _OPEN_BY_INDEX for s in OPEN_STATES if f"'{s}'" in p) == sorted(
+assert sorted(s for p, _ in _OPEN_BY_INDEX for s in OPEN_STATES if f"'{s}'" in p) == sorted(
     OPEN_STATES)
 
 
@@ -47,7 +56,7 @@ class Count(NamedTuple):
 async def current_counts(conn: AsyncConnection) -> list[Count]:
     """Jobs by dealer, type and state: every open job, and each finished one that is still the
     newest of its dealer and type (what the lanes show)."""
-    out = [Count(*r) for r in await conn.execute(_OPEN_COUNTS)]
+    out = [Count(*r) for r in await conn.execute(_open_counts(conn))]
     out += [Count(*r) for r in await conn.execute(_NEWEST_FINISHED)]
     return out
 
@@ -60,7 +69,7 @@ async def open_jobs(
     edges (parent, child) into the open jobs): what `--run-once --dry-run` plans from, read
     through the partial indexes and the dependency index, never the whole history."""
     found: list[Job] = []
-    for predicate in _OPEN_BY_INDEX:
+    for predicate, _ in _OPEN_BY_INDEX:
         q = select(jobs).where(text(predicate))
         if dealers is not None:
             q = q.where(one_of(conn, "dealer_id", dealers))
