@@ -108,3 +108,15 @@ def test_the_cli_exits_2_with_the_sentence_and_writes_nothing_subprocess(
     assert len(lines) == 1 and "schedules[0].cron" in lines[0] and '"0 25 * * *"' in lines[0]
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "t.db").exists()
+
+
+def test_the_example_file_s_commented_schedule_is_valid(tmp_path: Path,
+                                                       env: dict[str, str]) -> None:
+    lines = (ROOT / "config.example.toml").read_text(encoding="utf-8").splitlines()
+    start = lines.index("# [[schedules]]")
+    # the indented `#   every` is the alternative to cron: it stays a comment
+    lines[start:] = [line if line.startswith("#  ") else line.removeprefix("# ")
+                     for line in lines[start:]]
+    (one,) = load_config(write(tmp_path, "\n".join(lines), "example.toml"), env=env).schedules
+    assert (one.name, one.cron, one.dealers, one.types, one.payload, one.overlap) == (
+        "hourly-feeds", "0 * * * *", None, (), {"full": True}, "skip")

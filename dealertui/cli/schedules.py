@@ -9,6 +9,7 @@ import time
 
 from dealertui.cli.common import out, read_store
 from dealertui.config import Config
+from dealertui.text import plural
 
 
 def _when(ts: float | None) -> str:
@@ -32,7 +33,7 @@ async def cmd_schedules(config: Config, args: argparse.Namespace) -> int:
         return 0
     for s in infos:
         dealers = s["dealers"] if isinstance(s["dealers"], str) else ", ".join(s["dealers"])
-        types = ", ".join(s["types"]) or "every type"
+        types = "types " + ", ".join(s["types"]) if s["types"] else "every job type"
         state = (f"PAUSED by {s['paused_by']} since {_when(s['paused_at'])}"
                  if s["paused"] else "active")
         out(f"{s['name']}: {s['when']}; dealers {dealers}; {types}; overlap {s['overlap']}; "
@@ -43,6 +44,6 @@ async def cmd_schedules(config: Config, args: argparse.Namespace) -> int:
         else:
             seen = f"last tick {_when(s['last_tick'])}"
         out(f"  {seen}; next due {due}{_when(s['next_due'])}")
-        out(f"  {s['ticks']} ticks fired, {s['pipelines']} pipelines enqueued, "
-            f"{s['skipped']} dealer ticks skipped (a pipeline still unfinished)")
+        out(f"  {plural(s['ticks'], 'tick')} fired, {plural(s['pipelines'], 'pipeline')} "
+            f"enqueued, {plural(s['skipped'], 'dealer')} skipped (its pipeline unfinished)")
     return 0

@@ -8,18 +8,15 @@ decides which engine fires it (store/schedules.py).
 
 from __future__ import annotations
 
-import logging
+import time
 from typing import TypedDict
 
 from dealertui.config import Config, ScheduleConfig
-from dealertui.engine.events import EventBus
+from dealertui.engine.events import EventBus, ScheduleFired
 from dealertui.engine.ticks import due_tick, next_tick
 from dealertui.errors import UsageError
 from dealertui.store import JobStore
 from dealertui.store import schedules as store_schedules
-from dealertui.text import plural
-
-log = logging.getLogger("dealertui.schedules")
 
 
 async def fire_due(store: JobStore, config: Config, worker_id: str, bus: EventBus) -> None:
@@ -40,10 +37,8 @@ async def fire_due(store: JobStore, config: Config, worker_id: str, bus: EventBu
             store, s.name, due[s.name], worker_id=worker_id, dealer_ids=s.dealers,
             types=s.types, payload=s.payload, allow_duplicate=s.overlap == "queue")
         if fired is not None:
-            r = fired.result
-            log.info("schedule %s fired its tick of %s: %s enqueued, %s skipped (pipeline "
-                     "still unfinished)", s.name, fired.tick,
-                     plural(len(r.enqueued), "pipeline"), plural(len(r.skipped), "dealer"))
+            bus.emit(ScheduleFired(s.name, fired.tick, len(fired.result.enqueued),
+                                   len(fired.result.skipped), time.time()))
 
 
 def find(config: Config, name: str) -> ScheduleConfig:

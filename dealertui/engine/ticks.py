@@ -14,7 +14,7 @@ In the hour a clock skips, croniter moves a tick to the first time after the gap
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -26,16 +26,21 @@ from dealertui.config import ScheduleConfig
 _FOLD_LIMIT = 120
 
 
+def _zone(name: str) -> tzinfo:
+    # UTC without the tz database: a box without tzdata still runs the default zone
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
 def _fires_in_repeated_hour(expr: str) -> bool:
     return expr.split()[1].startswith("*")
 
 
-def _keep(expr: str, t: float, zone: ZoneInfo) -> bool:
+def _keep(expr: str, t: float, zone: tzinfo) -> bool:
     """False for a tick in the second pass of a repeated hour of a fixed-hour expression."""
     return _fires_in_repeated_hour(expr) or datetime.fromtimestamp(t, zone).fold == 0
 
 
-def _cron_step(expr: str, zone: ZoneInfo, start: float, forward: bool) -> int:
+def _cron_step(expr: str, zone: tzinfo, start: float, forward: bool) -> int:
     it = croniter(expr, datetime.fromtimestamp(start, zone))
     for _ in range(_FOLD_LIMIT):
         t = it.get_next(float) if forward else it.get_prev(float)
@@ -51,7 +56,7 @@ def due_tick(schedule: ScheduleConfig, now: float) -> int:
     assert schedule.cron is not None
     # croniter's get_prev is strictly before its start: start a second on, so a tick at
     # exactly *now* (cron ticks are whole minutes) counts as due
-    return _cron_step(schedule.cron, ZoneInfo(schedule.timezone), math.floor(now) + 1,
+    return _cron_step(schedule.cron, _zone(schedule.timezone), math.floor(now) + 1,
                       forward=False)
 
 
@@ -60,7 +65,7 @@ def next_tick(schedule: ScheduleConfig, after: float) -> int:
     if schedule.every_s is not None:
         return (math.floor(after / schedule.every_s) + 1) * schedule.every_s
     assert schedule.cron is not None
-    return _cron_step(schedule.cron, ZoneInfo(schedule.timezone), math.floor(after),
+    return _cron_step(schedule.cron, _zone(schedule.timezone), math.floor(after),
                       forward=True)
 
 
