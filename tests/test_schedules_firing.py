@@ -173,3 +173,31 @@ async def test_many_engines_at_once_fire_a_tick_once(db_url: str) -> None:
                 tg.start_soon(fire_due, store, cfg, f"w{i}", EventBus())
         assert len(await scheduled(store)) == 2
         assert (await info(store, cfg))["ticks"] == 1
+
+
+async def test_old_tick_rows_are_pruned_and_an_engine_behind_fires_no_old_tick(
+        db_url: str) -> None:
+    from dealertui.store import schedules as store_schedules
+
+    clock = Clock(T0)
+    cfg = config(db_url, every="1s")
+    async with opened(db_url, clock=clock, dealers=["d1", "d2"], config=cfg) as store:
+        await fire(store, cfg)
+        for second in range(1, store_schedules.KEEP_TICKS + 6):
+            clock.set(T0 + second)
+            await fire(store, cfg)
+        ticks = [t for (t,) in await store.db.run(lambda c: c.execute(
+            select(schedule_ticks.c.tick).order_by(schedule_ticks.c.tick)), write=False)]
+        last = T0 + store_schedules.KEEP_TICKS + 5
+        assert ticks == list(range(last - store_schedules.KEEP_TICKS + 1, last + 1))
+        now = await info(store, cfg)
+        assert now["ticks"] == store_schedules.KEEP_TICKS + 5  # the totals keep counting
+        assert now["pipelines"] + now["skipped"] == 2 * now["ticks"]
+        # an engine whose clock is behind: its tick's row is gone, and still it fires nothing
+        late = await store_schedules.fire(store, "hourly", T0 + 2, worker_id="slow",
+                                          dealer_ids=None, types=(), payload=None,
+                                          allow_duplicate=True)
+        assert late is None
+        assert (await info(store, cfg))["ticks"] == now["ticks"]
+        assert T0 + 2 not in [t for (t,) in await store.db.run(lambda c: c.execute(
+            select(schedule_ticks.c.tick)), write=False)]
