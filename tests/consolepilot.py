@@ -31,9 +31,11 @@ SIZE = (100, 30)
 DEAD_WORKER = "dead-worker:1"
 
 
-def make_config(db_url: str, dealers: tuple[tuple[str, str], ...] = DEALERS) -> Config:
+def make_config(db_url: str, dealers: tuple[tuple[str, str], ...] = DEALERS,
+                schedules: list[dict[str, Any]] | None = None) -> Config:
     cfg = parse_config(
         {
+            **({"schedules": schedules} if schedules else {}),
             "retry": {"backoff_initial_s": 30, "backoff_jitter_s": 0},
             "job_types": {
                 name: {"priority": prio, "depends_on": list(PARENTS[name]), "handler": NOOP}
@@ -80,9 +82,11 @@ async def console(
     read_only: bool = False,
     clock: WallClock | None = None,
     size: tuple[int, int] = SIZE,
+    schedules: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[tuple[DealerConsole, Pilot[Any], JobStore]]:
-    """The console on a store opened here (set up by *setup* first), once its lanes show."""
-    cfg = make_config(db_url)
+    """The console on a store opened here (set up by *setup* first), once its lanes show;
+    *schedules* are the config's [[schedules]] tables."""
+    cfg = make_config(db_url, schedules=schedules)
     store = await open_store(cfg, Intent.CREATE)
     if clock is not None:
         store.clock = clock

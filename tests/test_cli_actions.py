@@ -28,16 +28,19 @@ def test_pause_and_resume(cli: Cli) -> None:
     ok(cli("pause", "--dealer", "d1"))
     ok(cli("pause", "--dealer", "d1"))  # twice is harmless
     ok(cli("pause", "--type", "homenet", "--reason", "upstream maintenance"))
-    assert cli.status()["paused"] == {"global": True, "dealers": ["d1"], "types": ["homenet"]}
+    assert cli.status()["paused"] == {"global": True, "dealers": ["d1"], "types": ["homenet"],
+                                     "schedules": []}
     assert "paused" in ok(cli("status")).stdout
 
     said = ok(cli("resume")).stdout  # the global pause only, and it says what still holds
     assert "resumed the global pause; still paused: dealer d1, type homenet" in said, said
-    assert cli.status()["paused"] == {"global": False, "dealers": ["d1"], "types": ["homenet"]}
+    assert cli.status()["paused"] == {"global": False, "dealers": ["d1"], "types": ["homenet"],
+                                     "schedules": []}
     ok(cli("resume", "--dealer", "d1"))
     ok(cli("resume", "--type", "homenet"))
     ok(cli("resume", "--type", "dealer_com"))  # resuming what is not paused is harmless
-    assert cli.status()["paused"] == {"global": False, "dealers": [], "types": []}
+    assert cli.status()["paused"] == {"global": False, "dealers": [], "types": [],
+                           "schedules": []}
 
 
 # --- cancel / retry ------------------------------------------------------------------------

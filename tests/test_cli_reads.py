@@ -44,7 +44,8 @@ def test_status(cli: Cli) -> None:
     for t in DEFAULT_TYPES:
         assert st["by_type"][t] == zeros()
     assert st["by_dealer"] == {}
-    assert st["paused"] == {"global": False, "dealers": [], "types": []}
+    assert st["paused"] == {"global": False, "dealers": [], "types": [],
+                           "schedules": []}
     assert st["workers"] == []
     assert "no jobs yet" in ok(cli("status")).stdout
 
@@ -64,7 +65,8 @@ def test_status(cli: Cli) -> None:
         "d1": counts(ready=1, waiting=3),
         "d2": counts(ready=1, waiting=3),
     }
-    assert st["paused"] == {"global": False, "dealers": [], "types": []}
+    assert st["paused"] == {"global": False, "dealers": [], "types": [],
+                           "schedules": []}
     assert st["workers"] == []
 
     out = ok(cli("status")).stdout

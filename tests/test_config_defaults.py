@@ -60,6 +60,7 @@ def test_example_file_shows_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = {"url", "priority", "depends_on", "handler", "timeout_s", "retry_exit_codes"}
     keys |= {"exec", "env", "method", "headers", "id", "name"}
+    keys |= {"cron", "every", "timezone", "dealers", "types", "payload", "overlap"}
     for cls in (RetryPolicy, BreakerConfig, ConcurrencyConfig, DemoConfig):
         keys |= {f.name for f in dataclasses.fields(cls)}
     for key in sorted(keys):

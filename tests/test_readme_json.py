@@ -38,6 +38,7 @@ ARGV = {
     "dealers list --json": ["dealers", "list", "--json"],
     "why --job ID --json": ["why", "--job", JOB, "--json"],
     "audit --json": ["audit", "--json"],
+    "schedules --json": ["schedules", "--json"],
     "health --json": ["health", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],
@@ -47,7 +48,8 @@ ARGV = {
 #: d002's feeds fail at once (one attempt), so there are errors, blocked jobs and reasons
 CONFIG = (DEMO_CONFIG.replace("failure_rate = 0\n",
                               'failure_rate = 0\nfailing_dealers = ["d002"]\n')
-          + "\n[retry]\nmax_attempts = 1\n")
+          + "\n[retry]\nmax_attempts = 1\n"
+          + '\n[[schedules]]\nname = "yearly"\ncron = "0 0 1 1 *"\n')
 
 
 def documented() -> dict[str, Any]:

@@ -35,6 +35,12 @@ priority = 2
 depends_on = ["homenet"]
 handler = {{ exec = ["false"] }}
 max_attempts = 1
+[[schedules]]
+name = "yearly"
+cron = "0 0 1 1 *"
+[[schedules]]
+name = "hourly"
+every = "1h"
 """
 #: a dealer the config gains after the database was filled: a read must not add it
 NEW_DEALER = '[[dealers]]\nid = "d009"\n'
@@ -42,7 +48,8 @@ NEW_DEALER = '[[dealers]]\nid = "d009"\n'
 READS: list[list[str]] = [
     ["status"], ["status", "--json"], ["graph"], ["graph", "--dealer", "d001"],
     ["dealers", "list"], ["health"], ["health", "--detailed"], ["why", "--job", "2"],
-    ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"],
+    ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"], ["schedules"],
+    ["schedules", "--json"],
 ]
 
 
@@ -52,7 +59,8 @@ def run(tmp_path: Path, *args: str) -> int:
 
 @pytest.fixture
 def filled(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A database with a pipeline run (one success, one failure), a pause and an audit row."""
+    """A database with a pipeline run (one success, one failure), a pause and an audit row, a
+    schedule seen by that run and paused since."""
     for name in ("DEALERTUI_CONFIG", "DEALERTUI_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -62,6 +70,7 @@ def filled(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     assert run(tmp_path, "enqueue", "--dealer", "d001") == 0
     assert run(tmp_path, "--run-once") == 1  # dealer_com fails
     assert run(tmp_path, "pause", "--dealer", "d002") == 0
+    assert run(tmp_path, "pause", "--schedule", "yearly") == 0
     (tmp_path / "dealertui.toml").write_text(CONFIG.format(extra=NEW_DEALER), encoding="utf-8")
     return db_url
 
@@ -94,6 +103,7 @@ def test_a_read_changes_nothing(filled: str, tmp_path: Path, args: list[str],
     before_files = files(tmp_path) if sqlite else {}
     before = rows(filled)
     assert before["jobs"] and before["job_events"] and before["audit_log"]
+    assert len(before["schedules"]) == 2
     # rows() itself must not write on SQLite: compare files again before the command runs
     assert not sqlite or files(tmp_path) == before_files
     code = run(tmp_path, *args)

@@ -31,7 +31,8 @@ async def test_status_shape(db_url: str) -> None:
         assert set(empty["by_state"].values()) == {0}
         assert set(empty["by_type"]) == set(DEFAULT_RULES)
         assert set(empty["by_dealer"]) == {"d1", "d2", "d3"}
-        assert empty["paused"] == {"global": False, "dealers": [], "types": []}
+        assert empty["paused"] == {"global": False, "dealers": [], "types": [],
+                                   "schedules": []}
         assert empty["workers"] == []
 
         await store.enqueue(["d1", "d2"])
@@ -57,7 +58,8 @@ async def test_status_shape(db_url: str) -> None:
         assert s["by_dealer"]["d1"]["running"] == 1 and s["by_dealer"]["d1"]["waiting"] == 3
         assert s["by_dealer"]["d2"]["ready"] == 1
         assert s["by_dealer"]["d3"] == dict.fromkeys(ALL_STATES, 0)
-        assert s["paused"] == {"global": False, "dealers": ["d2"], "types": ["url_shorten"]}
+        assert s["paused"] == {"global": False, "dealers": ["d2"], "types": ["url_shorten"],
+                               "schedules": []}
         assert s["workers"] == [
             {
                 "id": "w1", "host": "box", "pid": 123, "kind": "worker",

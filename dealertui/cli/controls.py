@@ -1,4 +1,5 @@
-"""`pause` and `resume`: a dealer, a job type, a failure group's dealers, or everything."""
+"""`pause` and `resume`: a dealer, a job type, a failure group's dealers, a schedule, or
+everything."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from dealertui.cli.common import out, with_operator
 from dealertui.config import Config
+from dealertui.errors import UsageError
 
 if TYPE_CHECKING:
     from dealertui.engine.actions import Operator
@@ -15,7 +17,24 @@ if TYPE_CHECKING:
 async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
     paused = args.command == "pause"
 
+    if args.schedule is not None:
+        from dealertui.engine.schedules import find
+
+        find(config, args.schedule)  # before the database is opened (and perhaps created)
+        other = [flag for flag, v in (("--dealer", args.dealer), ("--type", args.type),
+                                      ("--fingerprint", getattr(args, "fingerprint", None)))
+                 if v is not None]
+        if other:
+            raise UsageError(f"--schedule pauses a schedule's ticks, not jobs: give it alone, "
+                             f"without {other[0]}.")
+
     async def run(op: Operator) -> int:
+        if args.schedule is not None:
+            await op.set_schedule_paused(args.schedule, paused,
+                                         reason=getattr(args, "reason", None))
+            out(f"{'paused' if paused else 'resumed'} schedule {args.schedule}" + (
+                "" if paused else " (the ticks missed while paused are not fired)"))
+            return 0
         if paused and args.fingerprint:
             dealers = await op.pause_group(args.fingerprint, reason=args.reason)
             out(f"paused {len(dealers)} dealers of group {args.fingerprint}: "
@@ -34,7 +53,8 @@ async def cmd_pause(config: Config, args: argparse.Namespace) -> int:
             what = "the global pause"
             if left:
                 what += (f"; still paused: {', '.join(left)} (lift them with "
-                         "'dealertui resume --dealer ID' or '--type T')")
+                         "'dealertui resume --dealer ID', '--type T' or "
+                         "'--schedule NAME')")
         out(f"{'paused' if paused else 'resumed'} {what}")
         return 0
 

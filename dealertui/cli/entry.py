@@ -31,6 +31,7 @@ from dealertui.cli.reads import (
     cmd_why,
 )
 from dealertui.cli.runners import cmd_bench, cmd_worker, run_without_command
+from dealertui.cli.schedules import cmd_schedules
 from dealertui.config import Config, load_config
 from dealertui.errors import DealertuiError
 
@@ -43,6 +44,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "cancel": cmd_cancel,
     "pause": cmd_pause,
     "resume": cmd_pause,
+    "schedules": cmd_schedules,
     "reset-stuck": cmd_reset_stuck,
     "skip": cmd_skip,
     "rerun": cmd_rerun,

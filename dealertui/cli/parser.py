@@ -227,13 +227,23 @@ def _audit(sub: _Sub) -> None:
 
 def _pause_resume(sub: _Sub) -> None:
     for name in ("pause", "resume"):
-        pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
+        pr = sub.add_parser(name, help=f"{name} a dealer, a job type, a schedule, or everything")
         pr.add_argument("--dealer", metavar="ID", help=f"{name} this dealer")
         pr.add_argument("--type", metavar="T", help=f"{name} this job type")
+        pr.add_argument("--schedule", metavar="NAME",
+                        help=f"{name} this schedule's ticks" + (
+                            " (the ticks missed while paused are dropped)"
+                            if name == "resume" else ""))
         if name == "pause":
             pr.add_argument("--reason", help="recorded in the audit log")
             pr.add_argument("--fingerprint", metavar="F",
                             help="every dealer of one analyze-errors group")
+
+
+
+def _schedules(sub: _Sub) -> None:
+    sc = sub.add_parser("schedules", help="each schedule: last tick, next due, pipelines, skips")
+    sc.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 
@@ -306,4 +316,5 @@ def _reset_stuck(sub: _Sub) -> None:
 
 
 _COMMANDS = (_dealers, _enqueue, _status, _retry, _cancel, _skip, _rerun, _why, _audit,
-             _pause_resume, _health, _analyze_errors, _worker, _graph, _bench, _reset_stuck)
+             _pause_resume, _schedules, _health, _analyze_errors, _worker, _graph, _bench,
+             _reset_stuck)

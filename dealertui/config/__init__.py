@@ -36,6 +36,7 @@ from dealertui.config.model import (
     RetryPolicy,
 )
 from dealertui.config.parse import JOB_TYPE_NAME_RE, parse_config
+from dealertui.config.schedules import ScheduleConfig
 from dealertui.config.urls import default_database_url, normalize_database_url
 from dealertui.errors import ConfigError
 from dealertui.masking import mask_url
@@ -58,6 +59,7 @@ __all__ = [
     "HttpHandler",
     "JobTypeConfig",
     "RetryPolicy",
+    "ScheduleConfig",
     "config_search_paths",
     "default_database_url",
     "find_config_path",

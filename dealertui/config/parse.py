@@ -23,6 +23,7 @@ from dealertui.config.model import (
     RetryPolicy,
     type_graph,
 )
+from dealertui.config.schedules import parse_schedules
 from dealertui.config.urls import default_database_url, normalize_database_url
 from dealertui.config.validate import KeyProblem, Table, fail, field_names, parse_policy, show
 from dealertui.errors import ConfigError
@@ -37,7 +38,8 @@ _OLD_BREAKER_KEYS = {
 }
 
 
-_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types", "retry")
+_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types", "retry",
+             "schedules")
 _JOB_KEYS = ("priority", "depends_on", "handler", "timeout_s", "retry_exit_codes")
 
 
@@ -65,15 +67,19 @@ def parse_config(data: Mapping[str, Any], source: Path | None) -> Config:
         for name, cls in (("concurrency", ConcurrencyConfig), ("circuit_breaker", BreakerConfig))
     )
     _check_rates(section("circuit_breaker", field_names(BreakerConfig)), breaker)
+    job_types = _job_types(where, top.data.get("job_types"), retry)
+    dealers = _dealers(top)
     return Config(
         source=source,
         database_url=url or default_database_url(),
         concurrency=conc,
         retry=retry,
         circuit_breaker=breaker,
-        job_types=_job_types(where, top.data.get("job_types"), retry),
-        dealers=_dealers(top),
+        job_types=job_types,
+        dealers=dealers,
         demo=_demo(section("demo", field_names(DemoConfig))),
+        schedules=parse_schedules(where, top.data.get("schedules"), [d.id for d in dealers],
+                                  list(job_types)),
     )
 
 

@@ -197,6 +197,14 @@ class Operator:
             paused, dealer_id=dealer_id, job_type=job_type, by=self.who, reason=reason
         )
 
+    async def set_schedule_paused(self, name: str, paused: bool,
+                                  reason: str | None = None) -> None:
+        """Pause or resume a schedule for every engine (see engine/schedules.set_paused)."""
+        from dealertui.engine import schedules
+
+        await schedules.set_paused(self.store, self.config, name, paused, by=self.who,
+                                   reason=reason)
+
     async def skip(self, job_ids: Sequence[int], reason: str) -> ActionResult:
         """Release jobs without running them (their children may run); a reason is required."""
         if not reason or not reason.strip():

@@ -61,8 +61,21 @@ class LeasesRescued:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleFired:
+    """This engine fired a schedule's tick (engine/schedules.py): pipelines it enqueued, and
+    dealers it skipped because their pipeline of the same types was unfinished."""
+
+    schedule: str
+    tick: int
+    enqueued: int
+    skipped: int
+    at: float
+
+
 EngineEvent = (
     JobStarted | JobSucceeded | JobFailed | JobRetrying | JobBlocked | StatsTick | LeasesRescued
+    | ScheduleFired
 )
 Subscriber = Callable[[EngineEvent], None]
 

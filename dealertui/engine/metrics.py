@@ -33,6 +33,7 @@ from dealertui.engine.events import (
     JobStarted,
     JobSucceeded,
     LeasesRescued,
+    ScheduleFired,
     StatsTick,
 )
 from dealertui.errors import UsageError
@@ -122,6 +123,8 @@ class EngineMetrics:
         if isinstance(event, LeasesRescued):
             self.record_rescues(event.count)
             return
+        if isinstance(event, ScheduleFired):
+            return  # its pipelines' jobs are counted as they run
         job_type = event.job_type or UNKNOWN_TYPE
         if isinstance(event, JobStarted):
             self.started.labels(job_type).inc()

@@ -17,6 +17,7 @@ import anyio
 
 from dealertui.config import Config
 from dealertui.engine.events import EventBus
+from dealertui.engine.schedules import fire_due
 from dealertui.errors import StoreUnavailable
 from dealertui.store import JobStore
 
@@ -30,7 +31,7 @@ Step = Callable[[JobStore, Config, str, EventBus], Awaitable[None]]
 
 def steps() -> Sequence[Step]:
     """The upkeep steps, in the order they run."""
-    return ()
+    return (fire_due,)
 
 
 async def run_once(store: JobStore, config: Config, worker_id: str, bus: EventBus) -> None:

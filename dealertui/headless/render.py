@@ -73,10 +73,11 @@ def print_status(status: StatusReport, config: Config, *, max_dealers: int = 50)
         else "no jobs yet: enqueue a pipeline with 'dealertui enqueue --all-dealers'"
     )
     paused = status["paused"]
-    if paused["global"] or paused["dealers"] or paused["types"]:
+    if paused["global"] or paused["dealers"] or paused["types"] or paused["schedules"]:
         parts = ["everything"] if paused["global"] else []
         parts += [f"dealer {d}" for d in paused["dealers"]]
         parts += [f"type {t}" for t in paused["types"]]
+        parts += [f"schedule {s}" for s in paused["schedules"]]
         out.print(f"[bold yellow]paused:[/] {', '.join(parts)}")
     if status.get("disabled_dealers"):
         out.print(f"[bold yellow]disabled[/] (kept, never claimed): "

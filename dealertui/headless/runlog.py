@@ -24,10 +24,17 @@ class PlainLog:
                                markup=False, emoji=False)
 
     def __call__(self, event: Any) -> None:
-        from dealertui.engine.events import JobFailed, JobRetrying, LeasesRescued
+        from dealertui.engine.events import JobFailed, JobRetrying, LeasesRescued, ScheduleFired
 
         if isinstance(event, LeasesRescued):
             self.console.print(f"rescued  {event.count} jobs whose worker's lease expired")
+        if isinstance(event, ScheduleFired):
+            tick = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.tick))
+            self.console.print(
+                f"schedule {event.schedule} fired its {tick} tick: "
+                f"{plural(event.enqueued, 'pipeline')} enqueued"
+                + (f", {plural(event.skipped, 'dealer')} skipped (pipeline unfinished)"
+                   if event.skipped else ""))
 
         if isinstance(event, JobFailed):
             self.console.print(

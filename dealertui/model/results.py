@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 # `global` is a keyword: the functional form names the key as the JSON has it
-Paused = TypedDict("Paused", {"global": bool, "dealers": list[str], "types": list[str]})
+Paused = TypedDict("Paused", {"global": bool, "dealers": list[str], "types": list[str],
+                               "schedules": list[str]})
 
 
 class WorkerStatus(TypedDict):

@@ -20,6 +20,7 @@ def target(
     dealers_list: Sequence[str] | None = None,
     types: Sequence[str] | None = None,
     pipeline_id: int | None = None,
+    schedule: str | None = None,
 ) -> str:
     """What an operator action was aimed at, in words, for the audit log."""
     parts = []
@@ -38,6 +39,8 @@ def target(
         parts.append(f"type {job_type}")
     if types:
         parts.append(f"types {', '.join(types)}")
+    if schedule:
+        parts.append(f"schedule {schedule}")
     return "; ".join(parts) or "everything"
 
 

@@ -1,4 +1,4 @@
-"""Pauses: of a dealer, of a job type, or of everything (controls rows)."""
+"""Pauses: of a dealer, of a job type, of a schedule, or of everything (controls rows)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from dealertui.store import audit, fastpath
 from dealertui.store.schema import controls
 
 
-def keys_of(dealer_id: str | None, job_type: str | None) -> list[tuple[str, str]]:
-    """The controls keys a pause of *dealer_id* and/or *job_type* (neither: all) sets."""
-    keys: list[tuple[str, str]] = []
+def keys_of(dealer_id: str | None, job_type: str | None,
+            schedule: str | None = None) -> list[tuple[str, str]]:
+    """The controls keys a pause of *dealer_id* and/or *job_type*, or of *schedule* (none of
+    them: all) sets."""
+    keys: list[tuple[str, str]] = [("schedule", schedule)] if schedule is not None else []
     if dealer_id is not None:
         keys.append(("dealer", dealer_id))
     if job_type is not None:
@@ -31,9 +33,10 @@ async def set_paused(
     by: str | None,
     reason: str | None,
     now: float,
+    schedule: str | None = None,
 ) -> None:
-    """Pause or resume a dealer, a job type, both, or (neither) everything."""
-    for scope, key in keys_of(dealer_id, job_type):
+    """Pause or resume a dealer, a job type, both, a schedule, or (none) everything."""
+    for scope, key in keys_of(dealer_id, job_type, schedule):
         where = (controls.c.scope == scope, controls.c.key == key)
         held = (await conn.execute(select(controls).where(*where))).first()
         if paused and held is not None and held.paused and reason is None:
@@ -47,7 +50,8 @@ async def set_paused(
             )
     await audit.record(
         conn, by=by, action="pause" if paused else "resume", reason=reason, at=now,
-        job_ids=[], target=audit.target(dealer_id=dealer_id, job_type=job_type),
+        job_ids=[], target=audit.target(dealer_id=dealer_id, job_type=job_type,
+                                        schedule=schedule),
     )
 
 

@@ -214,7 +214,8 @@ job_events = Table(
 controls = Table(
     "controls",
     metadata,
-    # scope: 'global' (key ''), 'dealer' (key = dealer id) or 'type' (key = job type)
+    # scope: 'global' (key ''), 'dealer' (key = dealer id), 'type' (key = job type) or
+    # 'schedule' (key = schedule name: its ticks are not fired; claims ignore this scope)
     Column("scope", String(16), primary_key=True),
     Column("key", String(64), primary_key=True),
     Column("paused", Integer, nullable=False),
@@ -295,6 +296,36 @@ outcome_tallies = Table(
     Column("failed", Integer, nullable=False),
     Column("retried", Integer, nullable=False),
     sqlite_with_rowid=False,
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    # One row per [[schedules]] name an engine has seen: the newest tick it fired (or, until
+    # the first firing, the tick due when it was first seen, which never fires) and running
+    # totals, so `schedules` reads one row per schedule, never the history of its ticks.
+    Column("name", String(64), primary_key=True),
+    Column("first_seen_at", Float, nullable=False),
+    Column("last_tick", Id, nullable=False),  # whole seconds since the epoch
+    Column("last_fired_at", Float),
+    Column("ticks", Id, nullable=False, server_default=text("0")),
+    Column("pipelines", Id, nullable=False, server_default=text("0")),
+    # dealers left out of a tick because their pipeline of the same types was unfinished
+    Column("skipped", Id, nullable=False, server_default=text("0")),
+)
+
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    # One row per (schedule, tick) fired: the engine whose INSERT made the row fires the tick,
+    # in the same transaction, so no tick fires twice however many engines race for it. The
+    # newest KEEP_TICKS rows of a schedule are kept (store/schedules.py).
+    Column("schedule", String(64), primary_key=True),
+    Column("tick", Id, primary_key=True, autoincrement=False),
+    Column("fired_at", Float, nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("pipelines", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
 )
 
 audit_log = Table(

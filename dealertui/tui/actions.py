@@ -82,6 +82,10 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("a", "audit", "audit log", "audit log: every operator action, who, when, why",
                   footer=False, palette="Audit log",
                   palette_help="every operator action: who, what, when, why"),
+    ConsoleAction("S", "schedules", "schedules",
+                  "schedules: last tick, next due, counts; p pauses or resumes one",
+                  footer=False, palette="Schedules",
+                  palette_help="each schedule's ticks and pipelines; pause or resume one"),
     ConsoleAction("ctrl+p", "command_palette", "palette", "command palette: every action by name",
                   footer=False, textual=True),
     # not "Keys" in the palette: that is Textual's own command (the key panel)

@@ -30,7 +30,7 @@ from dealertui.tui.event_log import EventLog
 from dealertui.tui.flow import ActionFlow
 from dealertui.tui.graph_pane import GraphPane
 from dealertui.tui.operations import OperatorKeys
-from dealertui.tui.panels import AuditScreen, FailureGroupsScreen
+from dealertui.tui.panels import AuditScreen, FailureGroupsScreen, SchedulesScreen
 from dealertui.tui.pauses import PauseToggles
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import BreakersTable, LanesTable, ThroughputPanel
@@ -165,7 +165,7 @@ class DealerConsole(OperatorKeys):
         if self._refreshing or self.store is None:
             return  # the previous read is still running: skip a tick instead of piling up
         if isinstance(self.screen, (ConfirmScreen, JobDetailScreen, HelpScreen,
-                                    FailureGroupsScreen, AuditScreen)):
+                                    FailureGroupsScreen, AuditScreen, SchedulesScreen)):
             return  # nothing of the main screen can be seen: save the work
         self._refreshing = True
         read_at = time.monotonic()
@@ -284,6 +284,23 @@ class DealerConsole(OperatorKeys):
     def action_audit(self) -> None:
         assert self.store is not None
         self.push_screen(AuditScreen(self.store))
+
+    def action_schedules(self) -> None:
+        assert self.store is not None
+
+        def chosen(choice: tuple[str, bool] | None) -> None:
+            if choice is None or self._refuse():
+                return
+            name, paused = choice
+
+            async def work() -> str:
+                await self._operator().set_schedule_paused(name, not paused)
+                return (f"resumed schedule {name} (the ticks it missed are dropped)" if paused
+                        else f"paused schedule {name}: no engine fires its ticks")
+
+            self.flow.act(work)
+
+        self.push_screen(SchedulesScreen(self.store, self.config, self.read_only), chosen)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.read_only))

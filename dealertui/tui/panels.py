@@ -1,5 +1,5 @@
-"""Console panes that open over the main screen: failure groups (act on a whole group) and
-the audit log. Both read in a worker when they open and on `R`."""
+"""Console panes that open over the main screen: failure groups (act on a whole group), the
+audit log and the schedules. Each reads in a worker when it opens and on `R`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
+from dealertui.config import Config
+from dealertui.engine.schedules import ScheduleInfo, report
 from dealertui.model import ErrorGroup
 from dealertui.store import JobStore
 from dealertui.store.reads import error_groups
@@ -109,6 +111,70 @@ class AuditScreen(ModalScreen[None]):
                           e["action"], e["target"], str(e["count"]), e["reason"] or "")
         if not entries:
             table.add_row("", "", "", Text("no operator actions yet", style="dim"), "", "")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def _at(ts: float | None) -> str:
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts is not None else "–"
+
+
+class SchedulesScreen(ModalScreen[tuple[str, bool] | None]):
+    """Each schedule: its clock, last tick, next due time, totals, pause. `p` pauses or
+    resumes the selected one (the app acts: dismiss with (name, paused now))."""
+
+    BINDINGS = [
+        Binding("escape,q,S", "close", "close"),
+        Binding("p", "pause_resume", "pause/resume"),
+        Binding("R", "reload", "reload"),
+    ]
+
+    def __init__(self, store: JobStore, config: Config, read_only: bool) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+        self.read_only = read_only
+        self.infos: list[ScheduleInfo] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box", id="schedules-box"):
+            yield Label("[b]schedules[/b] (fired by every engine; each tick once)")
+            yield DataTable(id="schedules", cursor_type="row")
+            yield Label("[dim]p pause or resume the schedule · R reload · esc close[/]"
+                        if not self.read_only else "[dim]read-only · esc close[/]")
+
+    def on_mount(self) -> None:
+        self.query_one("#schedules", DataTable).add_columns(
+            "schedule", "when", "last tick", "next due", "ticks", "pipelines", "skipped",
+            "state")
+        self.action_reload()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def action_reload(self) -> None:
+        self.infos = await report(self.store, self.config)
+        table = self.query_one("#schedules", DataTable)
+        table.clear()
+        for s in self.infos:
+            state = Text("paused", style="bold yellow") if s["paused"] else Text("active")
+            due = _at(s["next_due"]) + (" (overdue)" if s["overdue"] else "")
+            table.add_row(s["name"], s["when"], _at(s["last_tick"]), due, str(s["ticks"]),
+                          str(s["pipelines"]), str(s["skipped"]), state, key=s["name"])
+        if not self.infos:
+            table.add_row("", Text("no [[schedules]] in the config", style="dim"),
+                          "", "", "", "", "", "")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause_resume" and self.read_only:
+            return False
+        return True
+
+    def action_pause_resume(self) -> None:
+        table = self.query_one("#schedules", DataTable)
+        if not self.infos or table.cursor_row >= len(self.infos):
+            return
+        chosen = self.infos[table.cursor_row]
+        self.dismiss((chosen["name"], chosen["paused"]))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -34,14 +34,16 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> StoreStatus
         by_type.setdefault(job_type, empty_state_counts())[state] += n
         by_dealer.setdefault(dealer_id, empty_state_counts())[state] += n
     pauses = await conn.execute(select(controls).where(controls.c.paused == 1))
-    paused: Paused = {"global": False, "dealers": [], "types": []}
+    paused: Paused = {"global": False, "dealers": [], "types": [], "schedules": []}
+    lists = {"dealer": paused["dealers"], "type": paused["types"],
+             "schedule": paused["schedules"]}
     for p in pauses:
         if p.scope == "global":
             paused["global"] = True
-        else:
-            paused["dealers" if p.scope == "dealer" else "types"].append(p.key)
-    paused["dealers"].sort()
-    paused["types"].sort()
+        elif p.scope in lists:
+            lists[p.scope].append(p.key)
+    for names in lists.values():
+        names.sort()
     worker_rows = await conn.execute(
         select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
     )
