@@ -37,6 +37,7 @@ from dealertui.tui.widgets import BreakersTable, LanesTable, ThroughputPanel
 
 GRAPH_DEBOUNCE_S = 0.15
 REFRESH_S = 0.5  # 2 Hz: live enough, and bounded whatever the event rate
+FULL_READ_EVERY = 120  # refreshes; a whole read of 1,000 dealers' lanes is ~100 ms
 NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 
 
@@ -170,9 +171,9 @@ class DealerConsole(OperatorKeys):
         self._refreshing = True
         read_at = time.monotonic()
         try:
-            # lanes and counts are reused while no job event was written; every 10th read
-            # (5 s) is whole, should anything change a job without writing its event
-            previous = self.snapshot if self.refreshes % 10 else None
+            # lanes and counts are reused while the fingerprint holds (console_snapshot); every
+            # 120th read (a minute) is whole, should anything change a job past it
+            previous = self.snapshot if self.refreshes % FULL_READ_EVERY else None
             snap = await console_snapshot(self.store, after_event_id=self._event_cursor,
                                           previous=previous)
         except DealertuiError as exc:

@@ -22,13 +22,15 @@ class GraphPane(Static):
         #: the dealer and its lanes last drawn: redrawn only when one of them changes
         self._drawn: tuple[Any, ...] | None = None
 
-    @work(exclusive=True, exit_on_error=False, group="graph")
+    # a description of its own: without one Textual names the worker by the repr of its
+    # arguments, the whole snapshot (10,000 lanes), twice a second
+    @work(exclusive=True, exit_on_error=False, group="graph", description="graph")
     async def show(
         self, store: JobStore, config: Config, snapshot: ConsoleSnapshot, dealer: str | None
     ) -> None:
         lanes = tuple(
-            (t, c.job_id, c.state) for (d, t), c in sorted(snapshot.lanes.items())
-            if d == dealer
+            (t, c.job_id, c.state) for t in sorted(config.job_types)
+            if (c := snapshot.lanes.get((dealer or "", t))) is not None
         )
         key = (dealer, lanes)
         if key == self._drawn:

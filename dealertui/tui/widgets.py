@@ -70,6 +70,8 @@ class LanesTable(DataTable[Any]):
         self._plain: dict[str, tuple[Any, ...]] = {}
         self._ordered: list[str] = []  # dealer ids in row order (sorted by id)
         self.rebuilds = 0  # full clears: the load test asserts this stays at zero per tick
+        self._seen: tuple[Any, ...] | None = None  # what the last apply was given
+        self._rotate = 0  # where the idle check of off-screen rows resumes
 
     def on_mount(self) -> None:
         # no name column: at 100 columns the lanes must fit beside the graph; the name is in
@@ -140,6 +142,16 @@ class LanesTable(DataTable[Any]):
         on_screen = set(self._ordered[top:top + self.size.height + 2])
         order = sorted(visible, key=lambda v: v[0] not in on_screen)
         budget = ROW_BUDGET
+        same = (snap.lanes, snap.paused, snap.oldest_ready, snap.disabled, keys)
+        if self._seen is not None and all(a is b or a == b for a, b in zip(
+                same, self._seen, strict=True)):
+            # nothing but the clock moved (an idle console): only the ages can differ, so
+            # the rows on screen and a rotating slice of the rest are checked, not all 1,000
+            self._rotate = (self._rotate + ROW_BUDGET) % max(len(order), 1)
+            rest = order[len(on_screen):]
+            order = [*order[:len(on_screen)],
+                     *(rest[self._rotate:] + rest[:self._rotate])[:ROW_BUDGET]]
+        self._seen = same
         for dealer_id, _name in order:
             plain = self.row_key(snap, dealer_id)
             if self._plain.get(dealer_id) == plain and dealer_id in self._shown:
@@ -217,6 +229,8 @@ class ThroughputPanel(Static):
     60 s, counts, workers, engine: read from outcome_tallies, so every console on one database
     shows the same numbers."""
 
+    _shown: tuple[str, list[Any]] | None = None
+
     def compose(self) -> Any:
         yield Sparkline([0.0], id="spark")
         yield Static(id="numbers")
@@ -224,7 +238,10 @@ class ThroughputPanel(Static):
     def apply(self, snap: ConsoleSnapshot, dt: float, engine_state: str) -> None:
         t = snap.throughput
         rate = t.rate
-        self.query_one("#spark", Sparkline).data = [float(n) for n in snap.spark] or [0.0]
+        spark = self.query_one("#spark", Sparkline)
+        data = [float(n) for n in snap.spark] or [0.0]
+        if spark.data != data:
+            spark.data = data
         success = f"{100 * t.succeeded / t.outcomes:.0f}%" if t.outcomes else "–"
         items = [
             Text.assemble((f"{rate:.1f} jobs/s", "bold"), f" ({t.window_s:.0f} s)"),
@@ -240,7 +257,12 @@ class ThroughputPanel(Static):
         if ("global", "") in snap.paused:
             items.append(Text("⏸ ALL PAUSED", style="bold yellow"))
         numbers = self.query_one("#numbers", Static)
-        numbers.update(keep_together(items, numbers.content_size.width))
+        line = keep_together(items, numbers.content_size.width)
+        # Static.update lays the whole screen out again: an idle console repainted every
+        # pane twice a second for a line that had not changed
+        if (line.plain, line.spans) != self._shown:
+            self._shown = (line.plain, line.spans)
+            numbers.update(line)
 
 
 def keep_together(items: list[Text], width: int) -> Text:

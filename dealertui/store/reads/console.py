@@ -54,6 +54,8 @@ class ConsoleSnapshot:
     last_event_id: int = 0
     #: what changes whenever a lane or a count may have: see _fingerprint
     fingerprint: tuple[Any, ...] = ()
+    #: what changes whenever a dealer is added, removed, renamed, disabled or enabled
+    dealers_mark: tuple[Any, ...] = ()
     #: outcomes over the last THROUGHPUT_WINDOW_S, and per bucket over SPARK_WINDOW_S
     throughput: Tally = field(default_factory=lambda: Tally(THROUGHPUT_WINDOW_S, 0, 0, 0, 0, ()))
     spark: tuple[int, ...] = ()
@@ -75,14 +77,18 @@ async def console_snapshot(
     now = store.clock()
 
     async def tx(conn: AsyncConnection) -> ConsoleSnapshot:
-        rows = await conn.execute(
-            select(dealers.c.id, dealers.c.name, dealers.c.disabled_at).order_by(dealers.c.id)
-        )
-        dealer_rows, disabled = [], set()
-        for r in rows:
-            dealer_rows.append((r.id, r.name))
-            if r.disabled_at is not None:
-                disabled.add(r.id)
+        # 1,000 dealer rows through the driver were most of an idle refresh: one row of
+        # aggregates (in SQL, no rows out) says whether they can have changed
+        dealers_mark = tuple((await conn.execute(_DEALERS_MARK)).one())
+        if previous is not None and previous.dealers_mark == dealers_mark:
+            dealer_rows, disabled = previous.dealers, previous.disabled
+        else:
+            dealer_rows, disabled = [], set()
+            for r in await conn.execute(select(dealers.c.id, dealers.c.name,
+                                               dealers.c.disabled_at).order_by(dealers.c.id)):
+                dealer_rows.append((r.id, r.name))
+                if r.disabled_at is not None:
+                    disabled.add(r.id)
         top = (await conn.execute(select(func.max(job_events.c.id)))).scalar() or 0
         mark = await _fingerprint(conn, top)
         if previous is not None and previous.fingerprint == mark:
@@ -105,10 +111,18 @@ async def console_snapshot(
                 select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
             )
         ]
-        oldest = await oldest_claimable(conn, now)
+        # the fairness meter's wait is read again when a job, a pause or a breaker moved
+        # (most of an idle refresh otherwise: every ready job, each checked against them)
+        if previous is not None and previous.fingerprint == mark and (
+            previous.paused == paused and previous.breakers == breaker_rows
+        ):
+            oldest = previous.oldest_ready
+        else:
+            oldest = await oldest_claimable(conn, now)
         spark = await tallies.read(conn, window_s=SPARK_WINDOW_S, now=now)
         snap = ConsoleSnapshot(now, dealer_rows, lanes, by_state, breaker_rows, paused,
                                worker_rows, last_event_id=top, fingerprint=mark,
+                               dealers_mark=dealers_mark,
                                throughput=await tallies.read(
                                    conn, window_s=THROUGHPUT_WINDOW_S, now=now),
                                spark=spark.per_bucket, oldest_ready=oldest, disabled=disabled)
@@ -134,6 +148,12 @@ _FINGERPRINT = text(
     "(SELECT count(*) FROM jobs WHERE state = 'running'), "
     "(SELECT sum(claim_seq) FROM jobs WHERE state = 'running'), "
     "(SELECT sum(succeeded + failed + retried) FROM outcome_tallies)"
+)
+
+
+_DEALERS_MARK = text(
+    "SELECT count(*), max(id), sum(length(id) + coalesce(length(name), 0)), "
+    "count(disabled_at), sum(disabled_at) FROM dealers"
 )
 
 
