@@ -12,6 +12,7 @@ from typing import Any
 import networkx as nx
 
 from dealertui.config.handler_spec import HandlerSpec
+from dealertui.config.retention import RetentionConfig
 from dealertui.masking import mask_url
 
 
@@ -86,6 +87,7 @@ class Config:
     job_types: Mapping[str, JobTypeConfig] = field(hash=False)  # a mapping is not hashable
     dealers: tuple[DealerConfig, ...]
     demo: DemoConfig
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def __post_init__(self) -> None:
         # Always a read-only view ordered by priority then name, however the config was built.

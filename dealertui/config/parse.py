@@ -23,6 +23,8 @@ from dealertui.config.model import (
     RetryPolicy,
     type_graph,
 )
+from dealertui.config.retention import KEYS as RETENTION_KEYS
+from dealertui.config.retention import parse_retention
 from dealertui.config.urls import default_database_url, normalize_database_url
 from dealertui.config.validate import KeyProblem, Table, fail, field_names, parse_policy, show
 from dealertui.errors import ConfigError
@@ -37,7 +39,8 @@ _OLD_BREAKER_KEYS = {
 }
 
 
-_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types", "retry")
+_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types",
+             "retention", "retry")
 _JOB_KEYS = ("priority", "depends_on", "handler", "timeout_s", "retry_exit_codes")
 
 
@@ -74,6 +77,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None) -> Config:
         job_types=_job_types(where, top.data.get("job_types"), retry),
         dealers=_dealers(top),
         demo=_demo(section("demo", field_names(DemoConfig))),
+        retention=parse_retention(section("retention", RETENTION_KEYS)),
     )
 
 

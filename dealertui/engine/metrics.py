@@ -27,6 +27,7 @@ from prometheus_client import (
 from dealertui.engine.events import (
     EngineEvent,
     EventBus,
+    HistoryPruned,
     JobBlocked,
     JobFailed,
     JobRetrying,
@@ -122,6 +123,8 @@ class EngineMetrics:
         if isinstance(event, LeasesRescued):
             self.record_rescues(event.count)
             return
+        if isinstance(event, HistoryPruned):
+            return  # history, not throughput
         job_type = event.job_type or UNKNOWN_TYPE
         if isinstance(event, JobStarted):
             self.started.labels(job_type).inc()
