@@ -115,14 +115,24 @@ class _Pipeline:
     settled: tuple[float | None, str | None]
     jobs: list[tuple[int, str, float]]
 
-    def truth(self) -> tuple[float | None, str | None]:
-        """(settled_at, outcome) as its jobs say now: (None, None) while one will run."""
+    def mark(self) -> tuple[float | None, str | None]:
+        """(settled_at, outcome) as store/pending.settle gives them: (None, None) while a job
+        will still run, else when its newest job finished and its worst state."""
         states = {s for _, s, _ in self.jobs}
         if states & set(UNFINISHED_STATES):
             return None, None
         at = max((a for _, _, a in self.jobs), default=0.0)
         return at, next((s.value for s in OUTCOME_ORDER if s.value in states),
                         JobState.SUCCEEDED.value)
+
+    def due(self, limits: Limits, now: float) -> bool:
+        """Every job finished (a blocked one waits for an operator), and the newest longer
+        ago than the limit of the worst outcome."""
+        if any(s not in TERMINAL_STATES for _, s, _ in self.jobs):
+            return False
+        at, outcome = self.mark()
+        cutoff = limits.cutoff(outcome, now) if outcome is not None else None
+        return at is not None and cutoff is not None and at < cutoff
 
 
 class Pruner:
@@ -168,18 +178,20 @@ class Pruner:
                     walk.after = after
                 return False
 
-            async def tx(conn: AsyncConnection, after: tuple[float, int] = after
-                         ) -> tuple[list[Any], Tally]:
+            page = PAGE if left is None else min(PAGE, -(-left // _rows_each(tally)))
+
+            async def tx(conn: AsyncConnection, after: tuple[float, int] = after,
+                         page: int = page) -> tuple[list[Any], Tally]:
                 await self._lock(conn, dry_run)
                 rows = list((await conn.execute(text(query), {
-                    **params, "a": after[0], "i": after[1], "n": PAGE})).all())
+                    **params, "a": after[0], "i": after[1], "n": page})).all())
                 return rows, await _settle_or_delete(conn, [r.id for r in rows], self.limits,
                                                      now, dry_run)
 
             rows, done = await self._timed(tx, tally, write=not dry_run)
             tally.add(done)
             reads += len(rows)
-            if len(rows) < PAGE:
+            if len(rows) < page:
                 walk.after = (-1.0, -1)  # the next pass starts this walk over
                 return True
             after = (float(rows[-1].k), int(rows[-1].id))
@@ -254,6 +266,13 @@ class Pruner:
         return await self.db.sqlite_script(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
 
 
+def _rows_each(tally: Tally) -> int:
+    """Rows a deleted pipeline took so far this pass (20 before the first: four jobs, their
+    events and edges), so the last page of a pass is cut to fit the pass's bound."""
+    pipelines = sum(tally.pipelines.values())
+    return max(1, round((tally.rows - tally.audit) / pipelines)) if pipelines else 20
+
+
 async def _settle_or_delete(conn: AsyncConnection, pipeline_ids: Sequence[int],
                             limits: Limits, now: float, dry_run: bool) -> Tally:
     """Delete the pipelines of *pipeline_ids* that may go (see the module docstring); give
@@ -263,26 +282,23 @@ async def _settle_or_delete(conn: AsyncConnection, pipeline_ids: Sequence[int],
         return tally
     found = await _read(conn, pipeline_ids)
     newest = await _newest(conn, sorted({p.dealer_id for p in found}))
-    going: list[_Pipeline] = []
-    fixes: list[dict[str, Any]] = []
+    going = await _without_dependents(conn, [
+        p for p in found
+        if p.due(limits, now) and not any(j in newest for j, _, _ in p.jobs)])
+    gone = {p.id for p in going}
+    fixes = []
     for p in found:
-        at, outcome = p.truth()
-        cutoff = (limits.cutoff(outcome, now)
-                  if outcome is not None and outcome in TERMINAL_STATES else None)
-        if (at is not None and cutoff is not None and at < cutoff
-                and not any(j in newest for j, _, _ in p.jobs)):
-            going.append(p)
-        elif (at, outcome) != p.settled:
+        at, outcome = p.mark()
+        if p.id not in gone and (at, outcome) != p.settled:
             fixes.append({"pid": p.id, "at": at, "outcome": outcome})
     if fixes and not dry_run:
         await conn.execute(text(
             "UPDATE pipelines SET settled_at = :at, outcome = :outcome WHERE id = :pid"), fixes)
-    going = await _without_dependents(conn, going)
     if not going:
         return tally
     job_ids = [j for p in going for j, _, _ in p.jobs]
     for p in going:
-        outcome = p.truth()[1] or JobState.SUCCEEDED.value
+        outcome = p.mark()[1] or JobState.SUCCEEDED.value
         tally.pipelines[outcome] += 1
         tally.jobs[outcome] += len(p.jobs)
     ids = {"ids": list_value(conn, job_ids)}
