@@ -42,7 +42,8 @@ NEW_DEALER = '[[dealers]]\nid = "d009"\n'
 READS: list[list[str]] = [
     ["status"], ["status", "--json"], ["graph"], ["graph", "--dealer", "d001"],
     ["dealers", "list"], ["health"], ["health", "--detailed"], ["why", "--job", "2"],
-    ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"],
+    ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"], ["prune", "--dry-run"],
+    ["prune", "--dry-run", "--older-than", "0s", "--json"], ["health", "--detailed", "--json"],
 ]
 
 
