@@ -15,7 +15,6 @@ from dealertui.config import Config, RetentionConfig
 from dealertui.engine.events import EventBus, HistoryPruned
 from dealertui.model import TERMINAL_STATES
 from dealertui.store import audit
-from dealertui.store.reads.storage import free_pages
 from dealertui.store.retention import Limits, Pruner, Tally
 from dealertui.text import plural
 
@@ -68,8 +67,8 @@ async def prune_all(store: JobStore, lim: Limits, *, dry_run: bool, by: str,
         # complete, or another process holds the pruning lock (Postgres) and does the rest
         if tally.complete or not tally.transactions:
             break
-    while total.rows and await pruner.vacuum() and await free_pages(store):
-        pass
+    while total.rows and await pruner.vacuum(keep_share=0.0):
+        pass  # each call bounded, as the engines' own
     now = store.clock()
     await store.db.run(lambda c: audit.record(
         c, by=by, action="prune", target=f"{describe(total)}, {what}", job_ids=(),

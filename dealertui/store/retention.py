@@ -31,17 +31,23 @@ from dealertui.model import TERMINAL_STATES, UNFINISHED_STATES, JobState
 from dealertui.store.db import Database
 from dealertui.store.idlists import in_list, list_value
 from dealertui.store.pending import OUTCOME_ORDER
+from dealertui.store.reads.storage import free_pages
 from dealertui.store.states import as_sql
 
-#: pipelines read per transaction: ~4 jobs and ~3 events each, about 2,000 rows deleted,
-#: which SQLite does in well under 50 ms (design.md, "Retention", has the numbers)
-PAGE = 100
+#: pipelines read per transaction: ~4 jobs and ~3 events each, about 500 rows deleted,
+#: ~8 ms on SQLite (design.md, "Retention", has the numbers)
+PAGE = 25
 #: rows a pass deletes, about (it stops at the first page past it)
 PASS_ROWS = 10_000
 #: pipelines a pass reads at most, kept or not
 PASS_READS = 5_000
-#: free pages a pass hands back to the file system (SQLite, incremental auto-vacuum)
-VACUUM_PAGES = 1_000
+#: free pages a pass hands back to the file system at most (SQLite, incremental
+#: auto-vacuum): moving the live pages at the end of a big file into the holes costs ~0.1 ms
+#: a page, so 200 keep the write lock under ~25 ms
+VACUUM_PAGES = 200
+#: the share of a file left free for new rows to reuse: the engines give back only what is
+#: above it, so a steady state does not shrink the file each minute to grow it again
+VACUUM_KEEP = 0.1
 #: Postgres: the advisory lock a pruning transaction holds, so one process prunes at a time
 _PG_LOCK = 7262003
 
@@ -260,9 +266,13 @@ class Pruner:
         tally.longest_tx_ms = max(tally.longest_tx_ms, (time.perf_counter() - t0) * 1000)
         return result
 
-    async def vacuum(self) -> bool:
-        """SQLite: hand up to VACUUM_PAGES free pages back to the file system (a no-op on a
-        file without incremental auto-vacuum). False when the file was busy."""
+    async def vacuum(self, *, keep_share: float = VACUUM_KEEP) -> bool:
+        """SQLite with incremental auto-vacuum: hand up to VACUUM_PAGES free pages back to
+        the file system once more than *keep_share* of the file is free. False when there
+        was nothing to do (or the file was busy): a loop of calls empties the free list."""
+        free, total = await free_pages(self.db)
+        if not free or free <= total * keep_share:
+            return False
         return await self.db.sqlite_script(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
 
 

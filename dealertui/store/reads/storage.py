@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import TERMINAL_STATES, OldestFinished, Storage
+from dealertui.store.db import Database
 from dealertui.store.engines import sqlite_path
 from dealertui.store.schema import metadata
 from dealertui.store.states import as_sql
@@ -61,18 +62,21 @@ async def storage(store: JobStore) -> Storage:
     return await store.db.run(tx, write=False)
 
 
-async def free_pages(store: JobStore) -> int:
-    """SQLite pages an incremental vacuum can still hand back (0 on any other file)."""
-    if not store.db.is_sqlite:
-        return 0
+async def free_pages(store_or_db: JobStore | Database) -> tuple[int, int]:
+    """(free pages, all pages) of a SQLite file with incremental auto-vacuum: what a vacuum
+    can still hand back. (0, 0) for any other file or database."""
+    db = store_or_db if isinstance(store_or_db, Database) else store_or_db.db
+    if not db.is_sqlite:
+        return 0, 0
 
-    async def tx(conn: AsyncConnection) -> int:
+    async def tx(conn: AsyncConnection) -> tuple[int, int]:
         mode = (await conn.execute(text("PRAGMA auto_vacuum"))).scalar_one()
         if _AUTO_VACUUM.get(mode) != "incremental":
-            return 0
-        return int((await conn.execute(text("PRAGMA freelist_count"))).scalar_one())
+            return 0, 0
+        free = (await conn.execute(text("PRAGMA freelist_count"))).scalar_one()
+        return int(free), int((await conn.execute(text("PRAGMA page_count"))).scalar_one())
 
-    return await store.db.run(tx, write=False)
+    return await db.run(tx, write=False)
 
 
 def _file_size(path: str | None) -> int:
