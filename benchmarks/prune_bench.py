@@ -6,7 +6,10 @@ newest pipeline of every dealer kept), then runs the engines' prune passes (stor
 until nothing is due, and prints the longest transaction, the rows per pass and the file's
 size before and after, as JSON.
 
-    python benchmarks/prune_bench.py [JOBS]        (default 400,000, the issue's figure)
+    python benchmarks/prune_bench.py [JOBS] [POSTGRES_URL]   (default 400,000 jobs, the
+                                                             issue's figure, on SQLite)
+
+With a Postgres URL (an empty database) the same history is made there by SQL instead.
 """
 
 from __future__ import annotations
@@ -77,6 +80,42 @@ def fill(path: str, jobs: int, now: float) -> None:
     conn.close()
 
 
+#: the history of `fill`, made by Postgres itself (generate_series) in a few statements
+_PG_FILL = [
+    "INSERT INTO dealers (id, created_at, last_served_at) SELECT 'd' || lpad(i::text, 4, '0'), "
+    "0, 0 FROM generate_series(0, :dealers - 1) i",
+    "INSERT INTO pipelines (id, dealer_id, types, first_job_id, last_job_id, jobs, created_at) "
+    "SELECT p * 4 + 1, 'd' || lpad((p % :dealers)::text, 4, '0'), "
+    "'dealer_com,homenet,product_scrape,url_shorten', p * 4 + 1, p * 4 + 4, 4, "
+    ":now - 60 * 86400 + (p::float / :pipelines) * 59 * 86400 "
+    "FROM generate_series(0, :pipelines - 1) p",
+    "INSERT INTO jobs (id, dealer_id, job_type, state, priority, attempts, max_attempts, "
+    "run_after, created_at, updated_at, finished_at, pipeline_id, claim_seq, worker) "
+    "SELECT p.id + t.n, p.dealer_id, t.name, 'succeeded', t.n + 1, 1, 5, p.created_at, "
+    "p.created_at, p.created_at, p.created_at, p.id, 1, 'w1' FROM pipelines p CROSS JOIN "
+    "(VALUES (0, 'homenet'), (1, 'dealer_com'), (2, 'product_scrape'), (3, 'url_shorten')) "
+    "AS t(n, name)",
+    "INSERT INTO job_events (job_id, dealer_id, job_type, at, from_state, to_state) "
+    "SELECT j.id, j.dealer_id, j.job_type, j.finished_at, e.f, e.t FROM jobs j CROSS JOIN "
+    "(VALUES (NULL, 'ready'), ('ready', 'running'), ('running', 'succeeded')) AS e(f, t)",
+    "INSERT INTO job_deps (child_id, parent_id) SELECT p.id + d.c, p.id + d.p FROM "
+    "pipelines p CROSS JOIN (VALUES (1, 0), (2, 0), (3, 2)) AS d(c, p)",
+    "INSERT INTO newest_jobs (dealer_id, job_type, job_id) SELECT dealer_id, job_type, "
+    "max(id) FROM jobs GROUP BY dealer_id, job_type",
+    "SELECT setval(pg_get_serial_sequence('jobs', 'id'), (SELECT max(id) FROM jobs))",
+    "ANALYZE",
+]
+
+
+async def fill_postgres(store: JobStore, jobs: int, now: float) -> None:
+    from sqlalchemy import text
+
+    async with store.db.engine.begin() as conn:
+        for sql in _PG_FILL:
+            await conn.execute(text(sql), {"dealers": DEALERS, "pipelines": jobs // 4,
+                                           "now": now})
+
+
 def quantiles(ms: list[float]) -> dict[str, float]:
     ms = sorted(ms) or [0.0]
     return {"p50": round(ms[len(ms) // 2], 1), "p99": round(ms[int(len(ms) * 0.99)], 1),
@@ -87,15 +126,18 @@ def size(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
 
-async def main(jobs: int) -> None:
+async def main(jobs: int, pg_url: str | None) -> None:
     directory = tempfile.mkdtemp(prefix="prune-bench-")
     path = os.path.join(directory, "history.db")
-    url = f"sqlite+aiosqlite:///{path}"
+    url = pg_url or f"sqlite+aiosqlite:///{path}"
     now = time.time()
     store = await JobStore.open(url, RULES)
-    await store.close()
     t0 = time.perf_counter()
-    fill(path, jobs, now)
+    if pg_url:
+        await fill_postgres(store, jobs, now)
+    await store.close()
+    if not pg_url:
+        fill(path, jobs, now)
     filled_s = time.perf_counter() - t0
     before = size(path)
     store = await JobStore.open(url, RULES, create=False)
@@ -142,8 +184,9 @@ async def main(jobs: int) -> None:
     shutil.rmtree(directory)
     deleting = [p for p in passes if p["rows"]]
     print(json.dumps({
-        "jobs": jobs, "fill_s": round(filled_s, 1), "size_before_mb": round(before / 1e6, 1),
-        "size_after_mb": round(after / 1e6, 1), "passes": len(passes),
+        "jobs": jobs, "fill_s": round(filled_s, 1),
+        "size_before_mb": None if pg_url else round(before / 1e6, 1),
+        "size_after_mb": None if pg_url else round(after / 1e6, 1), "passes": len(passes),
         "pipelines_deleted": sum(total.pipelines.values()),
         "rows_deleted": total.rows,
         "rows_per_pass_max": max((p["rows"] for p in passes), default=0),
@@ -157,4 +200,5 @@ async def main(jobs: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 400_000))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 400_000,
+                     sys.argv[2] if len(sys.argv) > 2 else None))
