@@ -231,3 +231,22 @@ async def test_postgres_prunes_in_one_process_at_a_time(postgres_url: str) -> No
             await other.execute(text("SELECT pg_advisory_unlock(7262003)"))
         assert (await prune(store)).pipelines["succeeded"] == 1
 
+
+
+async def test_sqlite_counts_a_big_table_by_its_rowids(tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dealertui.store.reads import storage as storage_reads
+
+    monkeypatch.setattr(storage_reads, "COUNT_CAP", 5)
+    clock = Clock(T0)
+    async with opened(f"sqlite+aiosqlite:///{tmp_path}/c.db", clock=clock) as store:
+        for _ in range(3):
+            await finished_pipeline(store)
+        clock.advance(8 * DAY)
+        await prune(store)  # ids 1-8 gone: 4 jobs left, ids 9-12
+        facts = await storage_reads.storage(store)
+        assert facts["rows"]["jobs"] == 4 and "jobs" not in facts["rows_estimated"]
+        assert facts["rows"]["job_events"] > 5 and "job_events" in facts["rows_estimated"]
+        assert not facts["rows_exact"]
+        events = await rows(store, "SELECT min(id), max(id), count(*) FROM job_events")
+        assert facts["rows"]["job_events"] == events[0][1] - events[0][0] + 1

@@ -55,9 +55,12 @@ def print_storage(facts: Storage, *, file: TextIO | None = None,
                  f"auto-vacuum {facts.get('auto_vacuum', 'unknown')})")
     print(f"database size: {size}", file=out)
     shown = sorted(((n, t) for t, n in facts["rows"].items() if n), reverse=True)
-    about = "" if facts["rows_exact"] else "about "
-    print(f"rows per table ({about.strip() or 'exact'}): "
-          + (", ".join(f"{t} {about}{n:,}" for n, t in shown) or "none"), file=out)
+    about = set(facts["rows_estimated"])
+    what = "exact" if not about else "about" if facts["dialect"] != "sqlite" else (
+        "exact, or about where marked ~")
+    mark = "about " if facts["dialect"] != "sqlite" else "~"
+    print(f"rows per table ({what}): " + (", ".join(
+        f"{t} {mark if t in about else ''}{n:,}" for n, t in shown) or "none"), file=out)
     oldest = facts["oldest_finished_job"]
     if oldest is None:
         print("oldest finished job: none", file=out)

@@ -205,9 +205,11 @@ class Storage(TypedDict):
 
     dialect: str
     size_bytes: int  # SQLite: the file with its -wal; Postgres: pg_database_size
-    #: table -> rows; exact on SQLite, Postgres's estimate (pg_class.reltuples) there
+    #: table -> rows: exact on SQLite up to 100,000 rows, else estimates (Postgres:
+    #: pg_class.reltuples; SQLite: the span of the rowids), named in rows_estimated
     rows: dict[str, int]
     rows_exact: bool
+    rows_estimated: list[str]
     oldest_finished_job: OldestFinished | None
     #: SQLite: pages free inside the file, and whether incremental auto-vacuum hands them back
     free_pages: NotRequired[int]

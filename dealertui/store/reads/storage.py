@@ -1,7 +1,8 @@
 """`health --detailed`: how much history the database holds, read cheaply and read-only.
 
-SQLite: the file's size with its -wal, exact row counts (a count of even a million rows
-takes a fraction of a second there), the pages free inside the file and the auto-vacuum mode.
+SQLite: the file's size with its -wal, row counts (exact up to COUNT_CAP rows, then the
+span of the table's rowids: a count reads every row), the pages free inside the file and
+the auto-vacuum mode.
 Postgres: pg_database_size and the planner's row estimates (pg_class.reltuples, kept by
 autovacuum), since an exact count reads every row. The oldest finished job is the first one
 enqueued that has finished: the primary key finds it past the unfinished ones only.
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from dealertui.store.jobstore import JobStore
 
 _AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
+#: rows counted exactly in a SQLite table (~10 ms); beyond, the count is estimated
+COUNT_CAP = 100_000
 
 
 async def storage(store: JobStore) -> Storage:
@@ -49,13 +52,25 @@ async def storage(store: JobStore) -> Storage:
             # -1: never analysed yet (a new table): say 0, it is an estimate anyway
             rows = {t: max(int(estimates.get(t, 0)), 0) for t in metadata.tables}
             return Storage(dialect="postgresql", size_bytes=int(size), rows=rows,
-                           rows_exact=False, oldest_finished_job=found)
-        rows = {t: int((await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one())
-                for t in metadata.tables}
+                           rows_exact=False, rows_estimated=list(rows),
+                           oldest_finished_job=found)
+        rows, estimated = {}, []
+        for name, table in metadata.tables.items():
+            rows[name] = int((await conn.execute(text(
+                f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {COUNT_CAP + 1})"))
+            ).scalar_one())
+            if rows[name] > COUNT_CAP:
+                estimated.append(name)
+                if table.kwargs.get("sqlite_with_rowid", True):
+                    # ids only grow; the gaps are what retention deleted, so this is an upper
+                    # bound
+                    rows[name] = int((await conn.execute(text(
+                        f"SELECT max(rowid) - min(rowid) + 1 FROM {name}"))).scalar_one())
         pragma = {name: int((await conn.execute(text(f"PRAGMA {name}"))).scalar_one())
                   for name in ("freelist_count", "page_size", "auto_vacuum")}
         return Storage(dialect="sqlite", size_bytes=_file_size(path), rows=rows,
-                       rows_exact=True, oldest_finished_job=found,
+                       rows_exact=not estimated, rows_estimated=estimated,
+                       oldest_finished_job=found,
                        free_pages=pragma["freelist_count"], page_size=pragma["page_size"],
                        auto_vacuum=_AUTO_VACUUM.get(pragma["auto_vacuum"], "unknown"))
 
