@@ -250,3 +250,20 @@ async def test_sqlite_counts_a_big_table_by_its_rowids(tmp_path: Any,
         assert not facts["rows_exact"]
         events = await rows(store, "SELECT min(id), max(id), count(*) FROM job_events")
         assert facts["rows"]["job_events"] == events[0][1] - events[0][0] + 1
+
+
+async def test_a_version_6_database_gains_the_retention_indexes_on_upgrade(db_url: str) -> None:
+    from sqlalchemy import inspect
+
+    async def indexes(store: JobStore) -> set[str]:
+        async with store.db.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: {ix["name"] for ix in inspect(sync).get_indexes("pipelines")})
+
+    async with opened(db_url, dealers=()) as store, store.db.engine.begin() as conn:
+        for name in ("ix_pipelines_unsettled", "ix_pipelines_settled"):
+            await conn.execute(text(f"DROP INDEX {name}"))
+        await conn.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
+    async with opened(db_url, dealers=()) as store:
+        assert {"ix_pipelines_unsettled", "ix_pipelines_settled"} <= await indexes(store)
+        assert await storeops.schema_version(store) == 7
