@@ -47,6 +47,8 @@ class Tally:
     deps: int = 0
     audit: int = 0
     transactions: int = 0
+    #: candidate pipelines read (kept or not)
+    read: int = 0
     longest_tx_ms: float = 0.0
     #: every walk reached its end (False: a bound stopped the pass; the next one resumes)
     complete: bool = True
@@ -64,6 +66,7 @@ class Tally:
         self.deps += other.deps
         self.audit += other.audit
         self.transactions += other.transactions
+        self.read += other.read
         self.longest_tx_ms = max(self.longest_tx_ms, other.longest_tx_ms)
         self.complete = other.complete
 

@@ -108,11 +108,11 @@ class Pruner:
         query, params = self._candidates(walk.name, now)
         if query is None:
             return True
-        reads = 0
         after = walk.after if not dry_run else _START
         while True:
             left = self._left(tally, max_rows)
-            if (left is not None and left <= 0) or (max_reads is not None and reads >= max_reads):
+            if (left is not None and left <= 0) or (max_reads is not None
+                                                    and tally.read >= max_reads):
                 if not dry_run:
                     walk.after = after
                 return False
@@ -121,14 +121,14 @@ class Pruner:
                            ) -> tuple[list[Any], list[int], Tally]:
                 rows = list((await conn.execute(text(query), {
                     **params, "a": after[0], "i": after[1], "n": READ_PAGE})).all())
-                going, fixes = await prunable.plan(conn, [r.id for r in rows], self.limits, now,
-                                           lock=False)
+                going, fixes = await prunable.plan(conn, [r.id for r in rows], self.limits,
+                                                   now, lock=False)
                 touched = {p.id for p in going} | {f["pid"] for f in fixes}
                 counted = await prunable.count(conn, going) if dry_run else Tally()
                 return rows, [r.id for r in rows if r.id in touched], counted
 
             rows, touched, counted = await self._timed(look, tally, write=False)
-            reads += len(rows)
+            tally.read += len(rows)
             tally.add(counted)
             if touched and not dry_run:
                 undone = await self._apply(touched, now, tally, max_rows)
