@@ -227,7 +227,7 @@ async def test_postgres_prunes_in_one_process_at_a_time(postgres_url: str) -> No
         async with store.db.engine.connect() as other:  # another pruner's lock, held
             await other.execute(text("SELECT pg_advisory_lock(7262003)"))
             busy = await prune(store)
-            assert (busy.rows, busy.complete) == (0, False)
+            assert (busy.rows, busy.complete, busy.busy) == (0, False, True)
             await other.execute(text("SELECT pg_advisory_unlock(7262003)"))
         assert (await prune(store)).pipelines["succeeded"] == 1
 

@@ -56,6 +56,8 @@ async def cmd_prune(config: Config, args: argparse.Namespace) -> int:
             f"   ({kept})")
     audit_kept = f"kept {span(lim.audit_s)}" if lim.audit_s is not None else "kept for ever"
     out(f"  {'audit':<10} {tally.audit:>7} rows{'':>23}({audit_kept})")
+    if not tally.complete:
+        out("another process kept the pruning lock: the engines' own passes delete the rest")
     if vacuumed is not None:
         out(f"vacuumed: the file went from {_mb(vacuumed['before_bytes'])} to "
             f"{_mb(vacuumed['after_bytes'])}; incremental auto-vacuum is on")

@@ -11,6 +11,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+import anyio
+
 from dealertui.config import Config, RetentionConfig
 from dealertui.engine.events import EventBus, HistoryPruned
 from dealertui.model import TERMINAL_STATES
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from dealertui.store import JobStore
 
 PRUNE_EVERY_S = 60.0
+#: `prune` waits this long when another process is pruning, up to BUSY_TRIES times in a row
+BUSY_WAIT_S = 0.2
+BUSY_TRIES = 50
 
 #: per store: its pruner (whose walks resume where the last pass stopped) and when it ran
 _pruners: weakref.WeakKeyDictionary[JobStore, tuple[Pruner, float]] = (
@@ -61,12 +66,19 @@ async def prune_all(store: JobStore, lim: Limits, *, dry_run: bool, by: str,
     if dry_run:
         return await pruner.prune(dry_run=True, max_rows=None, max_reads=None)
     total = Tally()
+    busy = 0
     while True:
         tally = await pruner.prune()
         total.add(tally)
-        # complete, or another process holds the pruning lock (Postgres) and does the rest
-        if tally.complete or not tally.transactions:
+        if tally.complete:
             break
+        # Postgres: another process's pass holds the lock for a second or so; after
+        # BUSY_TRIES in a row, leave the rest to the engines' passes
+        busy = busy + 1 if tally.busy else 0
+        if busy >= BUSY_TRIES:
+            break
+        if tally.busy:
+            await anyio.sleep(BUSY_WAIT_S)
     while total.rows and await pruner.vacuum(keep_share=0.0):
         pass  # each call bounded, as the engines' own
     now = store.clock()

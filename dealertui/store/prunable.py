@@ -52,6 +52,8 @@ class Tally:
     longest_tx_ms: float = 0.0
     #: every walk reached its end (False: a bound stopped the pass; the next one resumes)
     complete: bool = True
+    #: the pass ended because another process held the pruning lock (Postgres)
+    busy: bool = False
 
     @property
     def rows(self) -> int:
@@ -69,6 +71,7 @@ class Tally:
         self.read += other.read
         self.longest_tx_ms = max(self.longest_tx_ms, other.longest_tx_ms)
         self.complete = other.complete
+        self.busy = other.busy
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class Pruner:
                     return tally
             await self._audit(now, tally, dry_run, max_rows)
         except _Busy:
-            tally.complete = False
+            tally.complete, tally.busy = False, True
         return tally
 
     def _left(self, tally: Tally, max_rows: int | None) -> int | None:
