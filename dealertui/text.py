@@ -3,10 +3,23 @@ the CLI, the console and the engine's checks can all use it."""
 
 from __future__ import annotations
 
+import re
+
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     """'1 job', '2 jobs', '0 jobs' (or *many* for the plural)."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(text: str) -> float | None:
+    """'15m' -> 900.0: a number with s, m, h or d (or none: seconds); None when *text* is no
+    such duration. The one duration syntax of flags and config keys alike."""
+    m = _SPAN.match(text)
+    return float(m.group(1)) * _UNIT_S[m.group(2)] if m else None
 
 
 #: (unit, its seconds, first value it does not show): each fits three cells

@@ -30,6 +30,7 @@ from dealertui.config import (
     default_database_url,
     load_config,
 )
+from dealertui.config.retention import KEYS as RETENTION_KEYS
 
 EXAMPLE = ROOT / "config.example.toml"
 
@@ -61,6 +62,7 @@ def test_example_file_shows_every_key() -> None:
     keys = {"url", "priority", "depends_on", "handler", "timeout_s", "retry_exit_codes"}
     keys |= {"exec", "env", "method", "headers", "id", "name"}
     keys |= {"cron", "every", "timezone", "dealers", "types", "payload", "overlap"}
+    keys |= set(RETENTION_KEYS)
     for cls in (RetryPolicy, BreakerConfig, ConcurrencyConfig, DemoConfig):
         keys |= {f.name for f in dataclasses.fields(cls)}
     for key in sorted(keys):

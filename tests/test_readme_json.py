@@ -40,6 +40,8 @@ ARGV = {
     "audit --json": ["audit", "--json"],
     "schedules --json": ["schedules", "--json"],
     "health --json": ["health", "--json"],
+    "health --detailed --json": ["health", "--detailed", "--json"],
+    "prune --dry-run --json": ["prune", "--dry-run", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],
     # last: it adds pipelines the reads above would count

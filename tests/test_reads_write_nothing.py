@@ -49,7 +49,8 @@ READS: list[list[str]] = [
     ["status"], ["status", "--json"], ["graph"], ["graph", "--dealer", "d001"],
     ["dealers", "list"], ["health"], ["health", "--detailed"], ["why", "--job", "2"],
     ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"], ["schedules"],
-    ["schedules", "--json"],
+    ["schedules", "--json"], ["prune", "--dry-run"],
+    ["prune", "--dry-run", "--older-than", "0s", "--json"], ["health", "--detailed", "--json"],
 ]
 
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+from dealertui.text import seconds
 
 
 def parse_duration(value: str) -> float:
     """'15m' -> 900.0; accepts s, m, h, d or a bare number of seconds."""
-    m = _DURATION.match(value)
-    if not m:
+    parsed = seconds(value)
+    if parsed is None:
         raise argparse.ArgumentTypeError(
             f"invalid duration {value!r}: use a number with s, m, h or d, such as 15m"
         )
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    return parsed
 
 
 def positive_int(value: str) -> int:

@@ -22,6 +22,7 @@ from dealertui.cli.jobs import (
     cmd_skip,
 )
 from dealertui.cli.parser import ArgumentProblem, argument_error, build_parser
+from dealertui.cli.prune import cmd_prune
 from dealertui.cli.reads import (
     cmd_analyze_errors,
     cmd_audit,
@@ -55,6 +56,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "why": cmd_why,
     "analyze-errors": cmd_analyze_errors,
     "bench": cmd_bench,
+    "prune": cmd_prune,
 }
 
 

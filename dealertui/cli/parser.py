@@ -315,6 +315,19 @@ def _reset_stuck(sub: _Sub) -> None:
     rs.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
 
+def _prune(sub: _Sub) -> None:
+    pr = sub.add_parser("prune", help="delete finished pipelines and audit rows past [retention]")
+    pr.add_argument("--older-than", type=parse_duration, metavar="DURATION",
+                    help="finished pipelines older than this, whatever their outcome (instead "
+                         "of each outcome's [retention] limit)")
+    pr.add_argument("--dry-run", action="store_true",
+                    help="say what it would delete, per outcome; change nothing")
+    pr.add_argument("--vacuum", action="store_true",
+                    help="SQLite: turn on incremental auto-vacuum for a file made without it "
+                         "(rewrites the file; writers wait until it is done)")
+    pr.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 _COMMANDS = (_dealers, _enqueue, _status, _retry, _cancel, _skip, _rerun, _why, _audit,
              _pause_resume, _schedules, _health, _analyze_errors, _worker, _graph, _bench,
-             _reset_stuck)
+             _reset_stuck, _prune)

@@ -61,14 +61,24 @@ async def cmd_health(config: Config, args: argparse.Namespace) -> int:
     try:
         code, checks = await check_health(store, config,
                                           heartbeat_within_s=args.heartbeat_within)
+        if args.detailed:
+            from dealertui.store.reads.storage import storage
+
+            held = await storage(store)
     finally:
         await store.close()
     if args.json:
-        out(json.dumps(health_json(code, checks), indent=2))
+        report = health_json(code, checks)
+        if args.detailed:
+            report["storage"] = held
+        out(json.dumps(report, indent=2))
     else:
         from dealertui.headless import print_health
+        from dealertui.headless.insights import print_storage
 
         print_health(code, checks, args.detailed)
+        if args.detailed:
+            print_storage(held)
     return code
 
 

@@ -4,8 +4,8 @@ Every problem a user can cause raises `ConfigError` with one sentence that names
 key and the bad value. Reading the file is the only I/O; nothing is created or written here.
 
 model: the dataclasses and the built-in job types; handler_spec: what runs a job type;
-urls: database URLs; validate: key-by-key checks of a TOML table; parse: a table -> Config;
-load: finding and reading the file.
+urls: database URLs; validate: key-by-key checks of a TOML table; retention: how long
+history is kept; parse: a table -> Config; load: finding and reading the file.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from dealertui.config.model import (
     RetryPolicy,
 )
 from dealertui.config.parse import JOB_TYPE_NAME_RE, parse_config
+from dealertui.config.retention import RetentionConfig
 from dealertui.config.schedules import ScheduleConfig
 from dealertui.config.urls import default_database_url, normalize_database_url
 from dealertui.errors import ConfigError
@@ -58,6 +59,7 @@ __all__ = [
     "HandlerSpec",
     "HttpHandler",
     "JobTypeConfig",
+    "RetentionConfig",
     "RetryPolicy",
     "ScheduleConfig",
     "config_search_paths",

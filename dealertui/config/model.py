@@ -12,6 +12,7 @@ from typing import Any
 import networkx as nx
 
 from dealertui.config.handler_spec import HandlerSpec
+from dealertui.config.retention import RetentionConfig
 from dealertui.config.schedules import ScheduleConfig
 from dealertui.masking import mask_url
 
@@ -88,6 +89,7 @@ class Config:
     dealers: tuple[DealerConfig, ...]
     demo: DemoConfig
     schedules: tuple[ScheduleConfig, ...] = ()
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def __post_init__(self) -> None:
         # Always a read-only view ordered by priority then name, however the config was built.

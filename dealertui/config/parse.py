@@ -23,6 +23,8 @@ from dealertui.config.model import (
     RetryPolicy,
     type_graph,
 )
+from dealertui.config.retention import KEYS as RETENTION_KEYS
+from dealertui.config.retention import parse_retention
 from dealertui.config.schedules import parse_schedules
 from dealertui.config.urls import default_database_url, normalize_database_url
 from dealertui.config.validate import KeyProblem, Table, fail, field_names, parse_policy, show
@@ -38,8 +40,8 @@ _OLD_BREAKER_KEYS = {
 }
 
 
-_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types", "retry",
-             "schedules")
+_TOP_KEYS = ("circuit_breaker", "concurrency", "database", "dealers", "demo", "job_types",
+             "retention", "retry", "schedules")
 _JOB_KEYS = ("priority", "depends_on", "handler", "timeout_s", "retry_exit_codes")
 
 
@@ -80,6 +82,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None) -> Config:
         demo=_demo(section("demo", field_names(DemoConfig))),
         schedules=parse_schedules(where, top.data.get("schedules"), [d.id for d in dealers],
                                   list(job_types)),
+        retention=parse_retention(section("retention", RETENTION_KEYS)),
     )
 
 

@@ -73,9 +73,18 @@ class ScheduleFired:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPruned:
+    """A retention pass deleted finished history (engine/pruning.py): what, in one phrase."""
+
+    rows: int
+    summary: str
+    at: float
+
+
 EngineEvent = (
     JobStarted | JobSucceeded | JobFailed | JobRetrying | JobBlocked | StatsTick | LeasesRescued
-    | ScheduleFired
+    | ScheduleFired | HistoryPruned
 )
 Subscriber = Callable[[EngineEvent], None]
 

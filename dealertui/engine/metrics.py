@@ -27,6 +27,7 @@ from prometheus_client import (
 from dealertui.engine.events import (
     EngineEvent,
     EventBus,
+    HistoryPruned,
     JobBlocked,
     JobFailed,
     JobRetrying,
@@ -125,6 +126,8 @@ class EngineMetrics:
             return
         if isinstance(event, ScheduleFired):
             return  # its pipelines' jobs are counted as they run
+        if isinstance(event, HistoryPruned):
+            return  # history, not throughput
         job_type = event.job_type or UNKNOWN_TYPE
         if isinstance(event, JobStarted):
             self.started.labels(job_type).inc()

@@ -31,7 +31,9 @@ Step = Callable[[JobStore, Config, str, EventBus], Awaitable[None]]
 
 def steps() -> Sequence[Step]:
     """The upkeep steps, in the order they run."""
-    return (fire_due,)
+    from dealertui.engine.pruning import prune_step
+
+    return (fire_due, prune_step)
 
 
 async def run_once(store: JobStore, config: Config, worker_id: str, bus: EventBus) -> None:

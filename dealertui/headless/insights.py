@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dealertui.engine.health import Check
-from dealertui.model import ErrorGroup
+from dealertui.model import ErrorGroup, Storage
 from dealertui.text import ago
 
 _CLASS_STYLE = {"transient": "yellow", "permanent": "red", "timeout": "magenta"}
@@ -38,6 +38,37 @@ def print_health(
         good, bad = ("✔", "✖") if _can_encode(out, "✔✖") else ("OK  ", "FAIL")
         for c in checks:
             print(f"{good if c.ok else bad} {c.name}: {c.detail}", file=out)
+    out.flush()
+
+
+def print_storage(facts: Storage, *, file: TextIO | None = None,
+                  now: float | None = None) -> None:
+    """`health --detailed`'s last lines: the database's size, rows per table (largest
+    first; "about" where they are Postgres's estimates) and the oldest finished job."""
+    out = file if file is not None else sys.stdout
+    now = time.time() if now is None else now
+    size = f"{facts['size_bytes'] / 1e6:.1f} MB"
+    if facts["dialect"] == "sqlite":
+        page = facts.get("page_size", 0)
+        free = facts.get("free_pages", 0)
+        size += (f" (the file with its -wal; {free * page / 1e6:.1f} MB of it free, "
+                 f"auto-vacuum {facts.get('auto_vacuum', 'unknown')})")
+    print(f"database size: {size}", file=out)
+    shown = sorted(((n, t) for t, n in facts["rows"].items() if n), reverse=True)
+    about = set(facts["rows_estimated"])
+    what = "exact" if not about else "about" if facts["dialect"] != "sqlite" else (
+        "exact, or about where marked ~")
+    mark = "about " if facts["dialect"] != "sqlite" else "~"
+    print(f"rows per table ({what}): " + (", ".join(
+        f"{t} {mark if t in about else ''}{n:,}" for n, t in shown) or "none"), file=out)
+    oldest = facts["oldest_finished_job"]
+    if oldest is None:
+        print("oldest finished job: none", file=out)
+    else:
+        when = (f", finished {ago(now - oldest['finished_at'])} ago"
+                if oldest["finished_at"] is not None else "")
+        print(f"oldest finished job: #{oldest['id']} {oldest['dealer_id']} "
+              f"{oldest['job_type']} {oldest['state']}{when}", file=out)
     out.flush()
 
 

@@ -24,10 +24,18 @@ class PlainLog:
                                markup=False, emoji=False)
 
     def __call__(self, event: Any) -> None:
-        from dealertui.engine.events import JobFailed, JobRetrying, LeasesRescued, ScheduleFired
+        from dealertui.engine.events import (
+            HistoryPruned,
+            JobFailed,
+            JobRetrying,
+            LeasesRescued,
+            ScheduleFired,
+        )
 
         if isinstance(event, LeasesRescued):
             self.console.print(f"rescued  {event.count} jobs whose worker's lease expired")
+        if isinstance(event, HistoryPruned):
+            self.console.print(f"pruned   {event.summary}")
         if isinstance(event, ScheduleFired):
             tick = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.tick))
             self.console.print(

@@ -5,7 +5,7 @@ checks every front end that reads them."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # `global` is a keyword: the functional form names the key as the JSON has it
 Paused = TypedDict("Paused", {"global": bool, "dealers": list[str], "types": list[str],
@@ -193,9 +193,35 @@ class HealthCheck(TypedDict):
     detail: str
 
 
+class OldestFinished(TypedDict):
+    id: int
+    dealer_id: str
+    job_type: str
+    state: str
+    finished_at: float | None
+
+
+class Storage(TypedDict):
+    """`health --detailed`: how big the history is (store/reads/storage.py)."""
+
+    dialect: str
+    size_bytes: int  # SQLite: the file with its -wal; Postgres: pg_database_size
+    #: table -> rows: exact on SQLite up to 100,000 rows, else estimates (Postgres:
+    #: pg_class.reltuples; SQLite: the span of the rowids), named in rows_estimated
+    rows: dict[str, int]
+    rows_exact: bool
+    rows_estimated: list[str]
+    oldest_finished_job: OldestFinished | None
+    #: SQLite: pages free inside the file, and whether incremental auto-vacuum hands them back
+    free_pages: NotRequired[int]
+    page_size: NotRequired[int]
+    auto_vacuum: NotRequired[str]  # none | full | incremental
+
+
 class HealthReport(TypedDict):
     """`health --json`."""
 
     status: str  # healthy | degraded
     exit_code: int
     checks: list[HealthCheck]
+    storage: NotRequired[Storage]  # with --detailed

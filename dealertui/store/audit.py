@@ -53,14 +53,16 @@ async def record(
     job_ids: Sequence[int],
     reason: str | None,
     at: float,
+    count: int | None = None,
 ) -> None:
-    """One audit_log row for an operator action, in the action's own transaction."""
+    """One audit_log row for an operator action, in the action's own transaction. *count*
+    instead of the ids: an action on more jobs than a row should list (a prune)."""
     if by is None:
         return  # the engine acting on its own (lease rescue, retries) is not an operator
     await conn.execute(
         insert(audit_log).values(
-            at=at, who=by, action=action, target=target,
-            job_ids=json.dumps(sorted(job_ids)), count=len(job_ids), reason=reason,
+            at=at, who=by, action=action, target=target, job_ids=json.dumps(sorted(job_ids)),
+            count=len(job_ids) if count is None else count, reason=reason,
         )
     )
 

@@ -171,6 +171,33 @@ class Database:
                 return  # busy: the retried transactions will wait for it
             raise self.unavailable(exc) from None
 
+    async def sqlite_script(self, script: str) -> bool:
+        """Run *script* to its end on a SQLite connection of its own, holding this process's
+        write lock: pysqlite steps a statement without result columns once, and `PRAGMA
+        incremental_vacuum(N)` frees one page per step, so through the pool it would free
+        one page, not N; executescript steps each statement until it is done. False when
+        another process held the database past busy_timeout (nothing done; try later)."""
+        path = sqlite_path(self.url)
+        if path is None or self._write_lock is None or self.preview:
+            return False
+
+        def run() -> None:
+            conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+            try:
+                conn.executescript(script)
+            finally:
+                conn.close()
+
+        try:
+            async with self._write_lock:
+                await anyio.to_thread.run_sync(run)
+        except sqlite3.Error as exc:
+            if is_transient(exc):
+                return False
+            raise self.unavailable(exc) from None
+        return True
+
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"

@@ -116,6 +116,10 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, journal: bool = True) -> None:
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
         if journal:  # a reader must not switch another application's file to WAL
+            # Before WAL, whose switch writes the file's header: a new file then gives the
+            # pages retention frees back (store/retention.py); on a file with tables it is
+            # a no-op (only VACUUM changes it there, see `prune --vacuum`).
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -16,6 +16,7 @@ from dealertui.errors import StoreUnavailable
 from dealertui.store.db import Database
 from dealertui.store.schema import (
     ADDED_COLUMNS,
+    ADDED_INDEXES,
     DROPPED_INDEXES,
     SCHEMA_VERSION,
     jobs,
@@ -42,6 +43,7 @@ async def init_schema(db: Database) -> bool:
                         await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
                 await _add_missing_columns(conn)
                 await conn.run_sync(metadata.create_all)
+                await conn.run_sync(_add_missing_indexes)
                 if version < 6:
                     await _backfill_pipelines(conn)
                 await conn.execute(
@@ -87,6 +89,15 @@ async def _backfill_pipelines(conn: AsyncConnection) -> None:
         "INSERT INTO newest_jobs (dealer_id, job_type, job_id) SELECT dealer_id, job_type, "
         "max(id) FROM jobs WHERE true GROUP BY dealer_id, job_type "
         "ON CONFLICT (dealer_id, job_type) DO NOTHING"))
+
+
+def _add_missing_indexes(sync: Any) -> None:
+    """CREATE INDEX for each of ADDED_INDEXES an older schema lacks (create_all makes the
+    indexes of the tables it creates, not new ones of a table that exists)."""
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            if index.name in ADDED_INDEXES:
+                index.create(sync, checkfirst=True)
 
 
 async def _add_missing_columns(conn: AsyncConnection) -> None:

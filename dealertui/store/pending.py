@@ -56,7 +56,7 @@ async def pending(
 
 
 #: the worst outcome names a settled pipeline (retention keeps it as long as that state says)
-_OUTCOME_ORDER = (JobState.FAILED, JobState.BLOCKED, JobState.CANCELLED, JobState.SKIPPED,
+OUTCOME_ORDER = (JobState.FAILED, JobState.BLOCKED, JobState.CANCELLED, JobState.SKIPPED,
                   JobState.SUCCEEDED)
 
 
@@ -83,7 +83,7 @@ async def settle(
         last[pid] = max(last.get(pid, 0.0), at or 0.0)
     done = [
         {"pid": pid, "at": last.get(pid, now),
-         "outcome": next((s.value for s in _OUTCOME_ORDER if s in states.get(pid, ())),
+         "outcome": next((s.value for s in OUTCOME_ORDER if s in states.get(pid, ())),
                          JobState.SUCCEEDED.value)}
         for pid, n in left.items() if n == 0
     ]

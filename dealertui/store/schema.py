@@ -30,6 +30,10 @@ SCHEMA_VERSION = 7  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_typ
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
                    "ix_jobs_dealer_type": ("postgresql",)}
 
+#: Indexes a later version added to an existing table; an upgrade creates the ones missing
+#: (a new table gets its indexes with it).
+ADDED_INDEXES = ("ix_pipelines_unsettled", "ix_pipelines_settled")
+
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
 ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
@@ -170,6 +174,23 @@ pipelines = Table(
         "types",
         sqlite_where=text("settled_at IS NULL"),
         postgresql_where=text("settled_at IS NULL"),
+    ),
+    # Retention (store/retention.py) walks the pipelines not yet settled oldest first, and
+    # the settled ones per outcome from the longest settled: a pass reads what is past its
+    # limit, never the history it keeps.
+    Index(
+        "ix_pipelines_unsettled",
+        "id",
+        sqlite_where=text("settled_at IS NULL"),
+        postgresql_where=text("settled_at IS NULL"),
+    ),
+    Index(
+        "ix_pipelines_settled",
+        "outcome",
+        "settled_at",
+        "id",
+        sqlite_where=text("settled_at IS NOT NULL"),
+        postgresql_where=text("settled_at IS NOT NULL"),
     ),
 )
 
