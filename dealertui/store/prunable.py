@@ -21,6 +21,11 @@ from dealertui.store.pending import OUTCOME_ORDER
 from dealertui.store.states import as_sql
 
 _FINISHED_SQL = as_sql(TERMINAL_STATES)
+_WILL_RUN_SQL = as_sql(UNFINISHED_STATES)
+
+#: the limit a pipeline's worst outcome is kept under, where it is not a finished state
+#: itself: blocked (by a failed or cancelled job upstream) keeps as long as a failure
+KEPT_AS = {JobState.BLOCKED.value: JobState.FAILED.value}
 
 
 @dataclass(frozen=True)
@@ -94,12 +99,14 @@ class Pipeline:
                         JobState.SUCCEEDED.value)
 
     def due(self, limits: Limits, now: float) -> bool:
-        """Every job finished (a blocked one waits for an operator), and the newest longer
-        ago than the limit of the worst outcome."""
-        if any(s not in TERMINAL_STATES for _, s, _ in self.jobs):
+        """No job left that will run, and the newest longer ago than the limit of the worst
+        outcome. Blocked jobs count as their failure does (KEPT_AS): an install left alone
+        for a year would otherwise keep every failed pipeline for ever, as blocked jobs
+        wait for an operator who may never come."""
+        if any(s in UNFINISHED_STATES for _, s, _ in self.jobs):
             return False
         at, outcome = self.mark()
-        cutoff = limits.cutoff(outcome, now) if outcome is not None else None
+        cutoff = limits.cutoff(KEPT_AS.get(outcome, outcome), now) if outcome else None
         return at is not None and cutoff is not None and at < cutoff
 
 
@@ -128,6 +135,7 @@ def _tally(going: list[Pipeline]) -> Tally:
     tally = Tally()
     for p in going:
         outcome = p.mark()[1] or JobState.SUCCEEDED.value
+        outcome = KEPT_AS.get(outcome, outcome)
         tally.pipelines[outcome] += 1
         tally.jobs[outcome] += len(p.jobs)
     return tally
@@ -222,9 +230,17 @@ async def _without_dependents(conn: AsyncConnection, going: list[Pipeline], *,
             f"SELECT id FROM jobs WHERE {in_list(conn, 'id')} ORDER BY id FOR UPDATE"), ids)
         stay |= set((await conn.execute(text(
             f"SELECT id FROM jobs WHERE {in_list(conn, 'id')} "
-            f"AND state NOT IN {_FINISHED_SQL}"), ids)).scalars())
-    stay |= set((await conn.execute(text(
-        f"SELECT d.parent_id FROM job_deps d JOIN jobs c ON c.id = d.child_id "
+            f"AND state IN {_WILL_RUN_SQL}"), ids)).scalars())
+    edges = (await conn.execute(text(
+        f"SELECT d.parent_id, d.child_id FROM job_deps d JOIN jobs c ON c.id = d.child_id "
         f"WHERE {in_list(conn, 'd.parent_id')} AND c.state NOT IN {_FINISHED_SQL}"), ids)
-    ).scalars())
-    return [p for p in going if not any(j in stay for j, _, _ in p.jobs)]
+    ).all()
+    # a blocked child that goes in the same pass (its own pipeline's) holds nothing back;
+    # until no pipeline more is kept, as one kept keeps its blocked jobs' parents too
+    while True:
+        leaving = {j for p in going for j, _, _ in p.jobs}
+        held = stay | {parent for parent, child in edges if child not in leaving}
+        kept = [p for p in going if not any(j in held for j, _, _ in p.jobs)]
+        if len(kept) == len(going):
+            return kept
+        going = kept
