@@ -39,6 +39,7 @@ ARGV = {
     "dealers list --json": ["dealers", "list", "--json"],
     "why --job ID --json": ["why", "--job", JOB, "--json"],
     "audit --json": ["audit", "--json"],
+    "jobs --json": ["jobs", "--json"],
     "health --json": ["health", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],

@@ -21,6 +21,7 @@ from dealertui.cli.jobs import (
     cmd_retry,
     cmd_skip,
 )
+from dealertui.cli.lists import cmd_jobs
 from dealertui.cli.parser import ArgumentProblem, argument_error, build_parser
 from dealertui.cli.reads import (
     cmd_analyze_errors,
@@ -39,6 +40,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "dealers": cmd_dealers,
     "enqueue": cmd_enqueue,
     "status": cmd_status,
+    "jobs": cmd_jobs,
     "retry": cmd_retry,
     "cancel": cmd_cancel,
     "pause": cmd_pause,

@@ -219,6 +219,23 @@ def _audit(sub: _Sub) -> None:
 
 
 
+def _jobs(sub: _Sub) -> None:
+    jb = sub.add_parser("jobs", help="list jobs, newest first, filtered")
+    jb.add_argument("--dealer", metavar="ID", help="only this dealer's jobs")
+    jb.add_argument("--type", action="append", metavar="T", dest="types",
+                    help="only jobs of this type (repeat for more)")
+    jb.add_argument("--state", action="append", metavar="S", dest="states",
+                    help="only jobs in this state (repeat for more)")
+    jb.add_argument("--where", action="append", metavar="KEY=VALUE", default=[],
+                    help="only jobs whose payload has KEY equal to VALUE (repeat: all of them)")
+    jb.add_argument("--since", type=parse_duration, metavar="DURATION",
+                    help="only jobs enqueued in this recent period (e.g. 1h)")
+    jb.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                    help="the N newest that match (50)")
+    jb.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
 def _pause_resume(sub: _Sub) -> None:
     for name in ("pause", "resume"):
         pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
@@ -297,5 +314,5 @@ def _reset_stuck(sub: _Sub) -> None:
     rs.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
 
-_COMMANDS = (_dealers, _enqueue, _status, _retry, _cancel, _skip, _rerun, _why, _audit,
+_COMMANDS = (_dealers, _enqueue, _status, _jobs, _retry, _cancel, _skip, _rerun, _why, _audit,
              _pause_resume, _health, _analyze_errors, _worker, _graph, _bench, _reset_stuck)

@@ -38,6 +38,9 @@ SKIPPABLE_STATES: tuple[str, ...] = tuple(
 )
 #: what cancel leaves alone
 UNCANCELLABLE_STATES: tuple[str, ...] = (*SATISFIED_STATES, JobState.CANCELLED.value)
+#: finished without succeeding: rare in a long history, so indexed apart (ix_jobs_unhappy)
+UNHAPPY_STATES: tuple[str, ...] = tuple(s for s in TERMINAL_STATES if s not in SATISFIED_STATES
+                                        or s == JobState.SKIPPED)
 #: job_events.to_state values that end one attempt
 OUTCOME_STATES: tuple[str, ...] = (
     JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.RETRYING.value,

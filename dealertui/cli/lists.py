@@ -1,0 +1,54 @@
+"""Commands that list history, newest first: jobs.
+
+The queries live in store/reads (an HTTP endpoint will ask them too); this file only turns
+arguments into a query and rows into lines or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dealertui.cli.common import out, read_store
+from dealertui.config import Config
+from dealertui.text import ago
+
+PAYLOAD_SHOWN = 28
+ERROR_SHOWN = 60
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+async def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.store.reads.joblist import JobQuery, job_list
+
+    store = await read_store(config)
+    try:
+        now = store.clock()
+        query = JobQuery.of(dealer_id=args.dealer, types=args.types or (),
+                            states=args.states or (), where=args.where,
+                            since=now - args.since if args.since is not None else None,
+                            limit=args.limit)
+        listed = await job_list(store, query)
+    finally:
+        await store.close()
+    if args.json:
+        out(json.dumps([j.as_json() for j in listed], indent=2))
+        return 0
+    if not listed:
+        out("no jobs match")
+        return 0
+    width = max(len(j.dealer_id) for j in listed)
+    type_width = max(len(j.job_type) for j in listed)
+    out(f"{'id':>8}  {'dealer':<{width}}  {'type':<{type_width}}  {'state':<9}  try  "
+        f"{'age':>6}  {'payload':<{PAYLOAD_SHOWN}}  last error")
+    for j in listed:
+        payload = _clip(j.payload or "", PAYLOAD_SHOWN)
+        error = _clip((j.last_error or "").replace("\n", " "), ERROR_SHOWN)
+        out(f"{j.id:>8}  {j.dealer_id:<{width}}  {j.job_type:<{type_width}}  {j.state:<9}  "
+            f"{j.attempts:>3}  {ago(now - j.updated_at):>6}  {payload:<{PAYLOAD_SHOWN}}  "
+            f"{error}".rstrip())
+    if len(listed) == args.limit:
+        out(f"(the {args.limit} newest; --limit N shows more)")
+    return 0
