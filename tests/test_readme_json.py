@@ -40,6 +40,7 @@ ARGV = {
     "why --job ID --json": ["why", "--job", JOB, "--json"],
     "audit --json": ["audit", "--json"],
     "jobs --json": ["jobs", "--json"],
+    "runs --json": ["runs", "--json"],
     "health --json": ["health", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],

@@ -182,9 +182,9 @@ async def test_version_3_database_gains_the_new_columns_on_upgrade(db_url: str) 
 
 
 async def test_version_6_database_gains_the_job_list_indexes_on_upgrade(db_url: str) -> None:
-    """Version 7 added ix_jobs_unhappy and ix_pipelines_created to tables version 6 had
-    (create_all makes only new tables' indexes); a version 6 database gets them on first use,
-    and its job list still answers."""
+    """Version 7 added ix_jobs_unhappy, ix_pipelines_created and ix_runs_started to tables
+    version 6 had (create_all makes only new tables' indexes); a version 6 database gets them
+    on first use, and its job list still answers."""
     from sqlalchemy import inspect, text
 
     from dealertui.store.reads.joblist import JobQuery, job_list
@@ -193,7 +193,8 @@ async def test_version_6_database_gains_the_job_list_indexes_on_upgrade(db_url: 
     async def indexes(store: JobStore) -> set[str]:
         async with store.db.engine.connect() as conn:
             return await conn.run_sync(lambda sync: {
-                ix["name"] for t in ("jobs", "pipelines") for ix in inspect(sync).get_indexes(t)})
+                ix["name"] for t in ("jobs", "pipelines", "runs")
+                for ix in inspect(sync).get_indexes(t)})
 
     store = await JobStore.open(db_url, DEFAULT_RULES)
     try:

@@ -1,4 +1,4 @@
-"""Commands that list history, newest first: jobs.
+"""Commands that list history, newest first: jobs, runs.
 
 The queries live in store/reads (an HTTP endpoint will ask them too); this file only turns
 arguments into a query and rows into lines or JSON."""
@@ -51,4 +51,23 @@ async def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
             f"{error}".rstrip())
     if len(listed) == args.limit:
         out(f"(the {args.limit} newest; --limit N shows more)")
+    return 0
+
+
+async def cmd_runs(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.headless.runlog import run_line
+    from dealertui.store.reads.runs import run_history
+
+    store = await read_store(config)
+    try:
+        listed = await run_history(store, args.limit)
+    finally:
+        await store.close()
+    if args.json:
+        out(json.dumps(listed, indent=2))
+        return 0
+    if not listed:
+        out("no runs recorded yet (a run is recorded when it ends)")
+    for run in listed:
+        out(run_line(run))
     return 0

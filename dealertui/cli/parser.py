@@ -236,6 +236,14 @@ def _jobs(sub: _Sub) -> None:
 
 
 
+def _runs(sub: _Sub) -> None:
+    rn = sub.add_parser("runs", help="past engine runs (run-once, worker, console), newest first")
+    rn.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                    help="the N that started last (20)")
+    rn.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
 def _pause_resume(sub: _Sub) -> None:
     for name in ("pause", "resume"):
         pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
@@ -314,5 +322,5 @@ def _reset_stuck(sub: _Sub) -> None:
     rs.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
 
-_COMMANDS = (_dealers, _enqueue, _status, _jobs, _retry, _cancel, _skip, _rerun, _why, _audit,
-             _pause_resume, _health, _analyze_errors, _worker, _graph, _bench, _reset_stuck)
+_COMMANDS = (_dealers, _enqueue, _status, _jobs, _runs, _retry, _cancel, _skip, _rerun, _why,
+             _audit, _pause_resume, _health, _analyze_errors, _worker, _graph, _bench, _reset_stuck)

@@ -35,11 +35,12 @@ DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
 ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
-                 ("jobs", "pipeline_id"), ("workers", "job_types"), ("jobs", "worker"))
+                 ("jobs", "pipeline_id"), ("workers", "job_types"), ("jobs", "worker"),
+                 ("runs", "host"), ("runs", "exit_code"))
 
 #: Indexes a later version added to a table an older one already had; an upgrade creates the
 #: ones missing (create_all makes the indexes of new tables only).
-ADDED_INDEXES = ("ix_jobs_unhappy", "ix_pipelines_created")
+ADDED_INDEXES = ("ix_jobs_unhappy", "ix_pipelines_created", "ix_runs_started")
 
 #: ix_jobs_unhappy's predicate. SQLite uses a partial index only for a query that repeats its
 #: WHERE term exactly: the jobs list (store/reads/joblist.py) reads the terms off these indexes.
@@ -305,6 +306,12 @@ runs = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("stats", Text),
+    Column("host", Text),  # the machine it ran on (NULL: recorded before schema 7)
+    # what the process exited with (run-once: 0, 1 some job failed, 128 + a signal); NULL
+    # for the console, and for a run recorded before schema 7
+    Column("exit_code", Integer),
+    # `runs` and `status` list runs by when they started (a row is written when one ends)
+    Index("ix_runs_started", "started_at"),
 )
 
 audit_log = Table(
