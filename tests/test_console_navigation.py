@@ -54,6 +54,7 @@ PALETTE = {
     "detail": "Job detail",
     "failures": "Failure groups",
     "audit": "Audit log",
+    "history": "Dealer history",
     "help": "Help",
 }
 #: the key of each action that changes state

@@ -41,6 +41,7 @@ ARGV = {
     "audit --json": ["audit", "--json"],
     "jobs --json": ["jobs", "--json"],
     "runs --json": ["runs", "--json"],
+    "history --dealer ID --json": ["history", "--dealer", "d001", "--json"],
     "health --json": ["health", "--json"],
     "analyze-errors --json": ["analyze-errors", "--json"],
     "bench --json": ["bench", "--dealers", "2", "--json"],

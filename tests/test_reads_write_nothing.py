@@ -43,7 +43,8 @@ READS: list[list[str]] = [
     ["status"], ["status", "--json"], ["graph"], ["graph", "--dealer", "d001"],
     ["dealers", "list"], ["health"], ["health", "--detailed"], ["why", "--job", "2"],
     ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"],
-    ["runs"], ["runs", "--json", "--limit", "1"], ["jobs"], ["jobs", "--dealer", "d001", "--state", "failed", "--where", "x=1", "--since", "1h",
+    ["runs"], ["runs", "--json", "--limit", "1"], ["history", "--dealer", "d001"],
+    ["history", "--dealer", "d001", "--json"], ["graph", "--pipeline", "1"], ["jobs"], ["jobs", "--dealer", "d001", "--state", "failed", "--where", "x=1", "--since", "1h",
                "--json"],
 ]
 

@@ -21,7 +21,7 @@ from dealertui.cli.jobs import (
     cmd_retry,
     cmd_skip,
 )
-from dealertui.cli.lists import cmd_jobs, cmd_runs
+from dealertui.cli.lists import cmd_history, cmd_jobs, cmd_runs
 from dealertui.cli.parser import ArgumentProblem, argument_error, build_parser
 from dealertui.cli.reads import (
     cmd_analyze_errors,
@@ -42,6 +42,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "status": cmd_status,
     "jobs": cmd_jobs,
     "runs": cmd_runs,
+    "history": cmd_history,
     "retry": cmd_retry,
     "cancel": cmd_cancel,
     "pause": cmd_pause,

@@ -1,4 +1,4 @@
-"""Commands that list history, newest first: jobs, runs.
+"""Commands that list history, newest first: jobs, runs, history.
 
 The queries live in store/reads (an HTTP endpoint will ask them too); this file only turns
 arguments into a query and rows into lines or JSON."""
@@ -10,7 +10,7 @@ import json
 
 from dealertui.cli.common import out, read_store
 from dealertui.config import Config
-from dealertui.text import ago
+from dealertui.text import ago, span
 
 PAYLOAD_SHOWN = 28
 ERROR_SHOWN = 60
@@ -70,4 +70,37 @@ async def cmd_runs(config: Config, args: argparse.Namespace) -> int:
         out("no runs recorded yet (a run is recorded when it ends)")
     for run in listed:
         out(run_line(run))
+    return 0
+
+
+async def cmd_history(config: Config, args: argparse.Namespace) -> int:
+    from dealertui.headless.runlog import when
+    from dealertui.store.reads.history import dealer_history, duration
+
+    store = await read_store(config)
+    try:
+        past = await dealer_history(store, args.dealer, args.limit)
+    finally:
+        await store.close()
+    if args.json:
+        out(json.dumps([p.as_json() for p in past], indent=2))
+        return 0
+    if not past:
+        out(f"{args.dealer} has no pipelines yet")
+    for p in past:
+        start, end = p.started_at, p.finished_at
+        took = f" ({span(end - start)})" if start is not None and end is not None else ""
+        ran = (f"started {when(start)}" if start is not None else "not started") + (
+            f", finished {when(end)}{took}" if end is not None else "")
+        who = f"schedule {p.schedule}" if p.schedule else (p.by or "the engine")
+        out(f"pipeline {p.id}  {p.outcome or 'unfinished'}  enqueued {when(p.created_at)} by "
+            f"{who}; {ran}")
+        for j in p.jobs:
+            d = duration(j)
+            extra = f" in {d:.1f}s" if d is not None else ""
+            tries = f" (attempt {j.attempts})" if j.attempts > 1 else ""
+            error = f": {_clip(j.last_error, ERROR_SHOWN)}" if j.last_error else ""
+            out(f"  {j.job_type:<16} #{j.id:<8} {j.state}{extra}{tries}{error}")
+    if len(past) == args.limit:
+        out(f"(the {args.limit} newest; --limit N shows more; graph --pipeline ID draws one)")
     return 0

@@ -244,6 +244,15 @@ def _runs(sub: _Sub) -> None:
 
 
 
+def _history(sub: _Sub) -> None:
+    hs = sub.add_parser("history", help="a dealer's past pipelines, newest first")
+    hs.add_argument("--dealer", metavar="ID", required=True, help="the dealer")
+    hs.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                    help="the N newest pipelines (20)")
+    hs.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
 def _pause_resume(sub: _Sub) -> None:
     for name in ("pause", "resume"):
         pr = sub.add_parser(name, help=f"{name} a dealer, a job type, or everything")
@@ -297,7 +306,11 @@ def _worker(sub: _Sub) -> None:
 
 def _graph(sub: _Sub) -> None:
     gr = sub.add_parser("graph", help="print the dependency graph")
-    gr.add_argument("--dealer", metavar="ID", help="only this dealer's jobs")
+    which = gr.add_mutually_exclusive_group()
+    which.add_argument("--dealer", metavar="ID",
+                       help="this dealer's current (newest) pipeline")
+    which.add_argument("--pipeline", type=positive_int, metavar="ID",
+                       help="one pipeline, older ones too (ids: dealertui history)")
 
 
 
@@ -322,5 +335,6 @@ def _reset_stuck(sub: _Sub) -> None:
     rs.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
 
 
-_COMMANDS = (_dealers, _enqueue, _status, _jobs, _runs, _retry, _cancel, _skip, _rerun, _why,
-             _audit, _pause_resume, _health, _analyze_errors, _worker, _graph, _bench, _reset_stuck)
+_COMMANDS = (_dealers, _enqueue, _status, _jobs, _runs, _history, _retry, _cancel, _skip,
+             _rerun, _why, _audit, _pause_resume, _health, _analyze_errors, _worker, _graph,
+             _bench, _reset_stuck)

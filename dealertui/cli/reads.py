@@ -40,6 +40,13 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Operator) -> int:
         from dealertui.engine import graph
 
+        if args.pipeline is not None:
+            one = await graph.one_pipeline(op.store, args.pipeline)
+            if one is None:
+                raise UsageError(f"there is no pipeline {args.pipeline} (dealertui history "
+                                 "--dealer ID lists a dealer's).")
+            out(graph.render(one))
+            return 0
         if args.dealer is not None:
             await op.check_dealers([args.dealer])
         drawing = graph.render(
