@@ -281,7 +281,9 @@ def ok(p: subprocess.CompletedProcess[str]) -> str:
     return p.stdout
 
 
-_HEADER = re.compile(r"^(\S+ )?dealertui (run-once|run-once --dry-run|worker): "
+#: a run's lines: `2026-12-04 18:31:54 dealertui run-once[3f9a2c]: …` (the dry run is no run)
+RUN_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d dealertui (run-once|worker)\[[0-9a-f]{6}\]: "
+_HEADER = re.compile(rf"^({RUN_LINE}|dealertui run-once --dry-run: )"
                      r"(config .+|no config file), database ")
 
 

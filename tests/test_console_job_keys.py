@@ -308,3 +308,28 @@ async def test_a_shows_the_audit_log(db_url: str) -> None:
         await until(pilot, lambda: any("cancel" in r for r in rows()), "the cancel listed")
         await pilot.press("escape")
         await until(pilot, lambda: type(app.screen).__name__ != "AuditScreen", "closed")
+
+
+async def test_h_lists_the_dealers_older_pipelines(db_url: str) -> None:
+    """The lanes show d2's newest pipeline; `h` lists all three, newest first, with what
+    became of each; the graph pane keeps to the newest."""
+
+    async def three(store: JobStore) -> None:
+        for _ in range(3):
+            await store.enqueue(["d2"])
+        await store.enqueue(["d1"])
+
+    async with console(db_url, three) as (app, pilot, store):
+        d2 = sorted({j.pipeline_id for j in await store.list_jobs(dealer_id="d2")}, reverse=True)
+        assert len(d2) == 3
+        await move_to(pilot, app, "d2", "homenet")
+        await pilot.press("h")
+        await until(pilot, lambda: type(app.screen).__name__ == "HistoryScreen", "the history")
+        screen = app.screen
+        table = screen.query_one("#history")
+        await until(pilot, lambda: table.row_count == 3, "three pipelines")
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(3)]
+        assert [int(r[0]) for r in rows] == d2, rows
+        assert all(r[3] == "unfinished" and "homenet" in r[5] for r in rows), rows
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ != "HistoryScreen", "closed")

@@ -55,6 +55,7 @@ PALETTE = {
     "failures": "Failure groups",
     "audit": "Audit log",
     "schedules": "Schedules",
+    "history": "Dealer history",
     "help": "Help",
 }
 #: the key of each action that changes state

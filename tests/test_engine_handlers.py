@@ -8,9 +8,11 @@ from __future__ import annotations
 import http.server
 import importlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,3 +175,40 @@ async def test_http_handlers(db_url: str, http_server: _Server) -> None:
     assert "timed out" in (slow.last_error or "")
     assert elapsed < 2.9, f"the run waited for /slow ({elapsed:.1f}s), not its 0.5 s timeout"
     assert (stats.successful_jobs, stats.failed_jobs, stats.retried_jobs) == (1, 1, 2)
+
+
+# -- payloads ---------------------------------------------------------------------------------
+
+
+async def test_every_kind_of_handler_gets_the_payload(
+    db_url: str, http_server: _Server, tmp_path: Path,
+) -> None:
+    """`enqueue --payload`: a python handler's ctx.payload (decoded), an exec handler's
+    $DEALERTUI_PAYLOAD (a real subprocess), an http handler's body (a real server); `{}` for
+    a pipeline enqueued without one."""
+    handlers = importlib.import_module(FIXTURE_HANDLERS)
+    handlers.CALLS.clear()
+    seen = tmp_path / "payloads.txt"
+    write_env = ("import os, sys; open(sys.argv[1], 'a').write("
+                 "os.environ['DEALERTUI_DEALER_ID'] + ' ' + os.environ['DEALERTUI_PAYLOAD'] "
+                 "+ '\\n')")
+    job_types = {
+        "py": {"priority": 1, "handler": f"{FIXTURE_HANDLERS}:ok"},
+        "ex": {"priority": 2, "handler": {"exec": [sys.executable, "-c", write_env, str(seen)]}},
+        "hook": {"priority": 3, "handler": {"url": http_server.url("/ok"), "method": "POST"}},
+    }
+    cfg = make_config(db_url, job_types, dealers=("d1", "d2"))
+    payload = {"feed": "full", "n": 2, "deep": {"list": [1, "[b]x[/b]"]}}
+    async with opened(cfg) as store:
+        await store.enqueue(["d1"], payload=payload)
+        await store.enqueue(["d2"])
+        stats = await run_all(store, cfg)
+    assert stats.successful_jobs == 6, stats
+
+    got = {ctx.dealer_id: ctx.payload for ctx in handlers.CALLS}
+    assert got == {"d1": payload, "d2": {}}
+    lines = sorted(seen.read_text(encoding="utf-8").splitlines())
+    assert [(ln.split(" ", 1)[0], json.loads(ln.split(" ", 1)[1])) for ln in lines] == [
+        ("d1", payload), ("d2", {})]
+    bodies = {b["dealer_id"]: b["payload"] for m, _p, b in http_server.received if m == "POST"}
+    assert bodies == {"d1": payload, "d2": {}}

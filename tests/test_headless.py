@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import without_header
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 90
@@ -123,8 +124,7 @@ def one_error_line(p: subprocess.CompletedProcess[str], code: int, *needles: str
     expect(p, code)
     assert p.stdout == "", show(p)
     lines = p.stderr.strip().splitlines()
-    if lines and lines[0].startswith("dealertui run-once: "):
-        lines = lines[1:]  # which config and database it uses (test_no_silent_defaults.py)
+    lines = without_header(lines)  # which config and database (test_no_silent_defaults.py)
     assert len(lines) == 1, show(p)
     for needle in needles:
         assert needle in lines[0], show(p)

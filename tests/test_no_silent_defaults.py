@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEMO_CONFIG, run_cli, show, without_header
+from helpers import DEMO_CONFIG, RUN_LINE, run_cli, show, without_header
 
 from dealertui.config import EXEC_PLACEHOLDERS, ExecHandler, load_config
 from dealertui.demo import demo_config
@@ -134,14 +134,14 @@ def test_every_run_names_its_config_and_database_first(tmp_path: Path, pipeline:
     first = p.stderr.splitlines()[0]
     shown = (str(tmp_path / "t.db") if masked.startswith("sqlite")
              else masked.replace("+asyncpg", ""))
-    assert first == f"dealertui run-once: config {cfg}, database {shown}", show(p)
+    assert re.fullmatch(RUN_LINE + re.escape(f"config {cfg}, database {shown}"), first), show(p)
     assert "hunter2" not in p.stderr + p.stdout
     # without a config file, and for the worker (refused here: a typo'd database)
     p = run(tmp_path, "--run-once", url=pipeline)
-    assert p.stderr.splitlines()[0] == f"dealertui run-once: no config file, database {shown}"
+    assert re.fullmatch(RUN_LINE + re.escape(f"no config file, database {shown}"),
+                        p.stderr.splitlines()[0]), show(p)
     p = run(tmp_path, "worker", config=cfg, url=f"sqlite:///{tmp_path}/typo.db")
-    assert re.fullmatch(rf"\S+ dealertui worker: config {re.escape(str(cfg))}, database "
-                        rf"{re.escape(str(tmp_path / 'typo.db'))}",
+    assert re.fullmatch(RUN_LINE + re.escape(f"config {cfg}, database {tmp_path / 'typo.db'}"),
                         p.stderr.splitlines()[0]), show(p)
 
 

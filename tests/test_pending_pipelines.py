@@ -81,3 +81,14 @@ def test_a_payload_must_be_a_json_object(cli: Cli, payload: str) -> None:
     last = p.stderr.strip().splitlines()[-1]  # argparse's usage line, then one sentence
     assert "argument --payload:" in last and "{\"feed\": \"full\"}" in last, show(p)
     assert cli.status()["total"] == 0
+
+
+def test_the_payload_is_stored_with_every_job_and_shown_by_why(cli: Cli) -> None:
+    cli.add_dealers("d001")
+    made = _enqueue_json(cli, "--dealer", "d001", "--payload", '{"feed": "full", "n": 2}')
+    (pipeline,) = made["enqueued"]
+    for job in pipeline["jobs"]:  # type: ignore[attr-defined]
+        text = ok(cli("why", "--job", str(job))).stdout.splitlines()
+        assert text[1] == '  payload: {"feed": "full", "n": 2}', text
+        got = json.loads(ok(cli("why", "--job", str(job), "--json")).stdout)
+        assert got["job"]["payload"] == {"feed": "full", "n": 2}

@@ -133,7 +133,7 @@ def one_sentence(p: subprocess.CompletedProcess[str], code: int, *needles: str) 
     assert "Traceback" not in p.stderr + p.stdout, show(p)
     # a worker's log lines may come first ("started"); the error is one line
     lines = [ln for ln in without_header(p.stderr.strip().splitlines())
-             if " dealertui worker: " not in ln]
+             if " dealertui worker[" not in ln]
     assert len(lines) == 1, show(p)
     for needle in needles:
         assert needle in lines[0], show(p)

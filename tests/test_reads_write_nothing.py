@@ -51,6 +51,10 @@ READS: list[list[str]] = [
     ["audit"], ["analyze-errors"], ["--run-once", "--dry-run"], ["schedules"],
     ["schedules", "--json"], ["prune", "--dry-run"],
     ["prune", "--dry-run", "--older-than", "0s", "--json"], ["health", "--detailed", "--json"],
+    ["runs"], ["runs", "--json", "--limit", "1"], ["history", "--dealer", "d001"],
+    ["history", "--dealer", "d001", "--json"], ["graph", "--pipeline", "1"], ["jobs"],
+    ["jobs", "--dealer", "d001", "--state", "failed", "--where", "x=1", "--since", "1h",
+     "--json"],
 ]
 
 

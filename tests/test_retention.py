@@ -15,6 +15,7 @@ from sqlalchemy import text
 from dealertui.model import TERMINAL_STATES, JobOutcome
 from dealertui.store import JobStore, JobTypeRule
 from dealertui.store.retention import Limits, Pruner, Tally
+from dealertui.store.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -280,4 +281,4 @@ async def test_a_version_6_database_gains_the_retention_indexes_on_upgrade(db_ur
         await conn.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
     async with opened(db_url, dealers=()) as store:
         assert {"ix_pipelines_unsettled", "ix_pipelines_settled"} <= await indexes(store)
-        assert await storeops.schema_version(store) == 7
+        assert await storeops.schema_version(store) == SCHEMA_VERSION

@@ -183,6 +183,43 @@ async def test_version_3_database_gains_the_new_columns_on_upgrade(db_url: str) 
         await store.close()
 
 
+async def test_version_6_database_gains_the_job_list_indexes_on_upgrade(db_url: str) -> None:
+    """Version 7 added ix_jobs_unhappy, ix_pipelines_created and ix_runs_started to tables
+    version 6 had (create_all makes only new tables' indexes); a version 6 database gets them
+    on first use, and its job list still answers."""
+    from sqlalchemy import inspect, text
+
+    from dealertui.store.reads.joblist import JobQuery, job_list
+    from dealertui.store.schema import ADDED_INDEXES
+
+    async def indexes(store: JobStore) -> set[str]:
+        async with store.db.engine.connect() as conn:
+            return await conn.run_sync(lambda sync: {
+                ix["name"] for t in ("jobs", "pipelines", "runs")
+                for ix in inspect(sync).get_indexes(t)})
+
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        await store.add_dealers([("d1", None)])
+        await store.enqueue(["d1"])
+        async with store.db.engine.begin() as conn:
+            for name in ADDED_INDEXES:
+                await conn.execute(text(f"DROP INDEX {name}"))
+            await conn.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema_version'"))
+        assert not set(ADDED_INDEXES) & await indexes(store)
+    finally:
+        await store.close()
+    store = await JobStore.open(db_url, DEFAULT_RULES)
+    try:
+        assert await storeops.schema_version(store) == SCHEMA_VERSION
+        assert set(ADDED_INDEXES) <= await indexes(store)
+        listed = await job_list(store, JobQuery(dealer_id="d1"))
+        assert [j.job_type for j in listed] == ["url_shorten", "product_scrape", "dealer_com",
+                                                "homenet"]
+    finally:
+        await store.close()
+
+
 async def test_forty_thousand_dealers_in_one_call(db_url: str) -> None:
     """A dealers file or `enqueue` of every dealer is one call with the whole list; an
     expanding IN of one parameter per dealer stopped at 32,767 on both backends (Postgres

@@ -29,7 +29,7 @@ async def test_explain_json_shape(db_url: str) -> None:
         assert got is not None
         assert got["job"] == {"id": ids["dealer_com"], "dealer_id": "d1",
                               "job_type": "dealer_com", "state": "waiting", "attempts": 0,
-                              "max_attempts": 5}
+                              "max_attempts": 5, "payload": {}}
         assert [r["code"] for r in got["reasons"]] == ["waiting_on_parents"]
         assert set(got["reasons"][0]) == {"code", "text", "data"}
         json.dumps(got)  # serialisable as is

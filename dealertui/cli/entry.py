@@ -21,6 +21,7 @@ from dealertui.cli.jobs import (
     cmd_retry,
     cmd_skip,
 )
+from dealertui.cli.lists import cmd_history, cmd_jobs, cmd_runs
 from dealertui.cli.parser import ArgumentProblem, argument_error, build_parser
 from dealertui.cli.prune import cmd_prune
 from dealertui.cli.reads import (
@@ -41,6 +42,9 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "dealers": cmd_dealers,
     "enqueue": cmd_enqueue,
     "status": cmd_status,
+    "jobs": cmd_jobs,
+    "runs": cmd_runs,
+    "history": cmd_history,
     "retry": cmd_retry,
     "cancel": cmd_cancel,
     "pause": cmd_pause,

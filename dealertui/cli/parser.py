@@ -225,6 +225,40 @@ def _audit(sub: _Sub) -> None:
 
 
 
+def _jobs(sub: _Sub) -> None:
+    jb = sub.add_parser("jobs", help="list jobs, newest first, filtered")
+    jb.add_argument("--dealer", metavar="ID", help="only this dealer's jobs")
+    jb.add_argument("--type", action="append", metavar="T", dest="types",
+                    help="only jobs of this type (repeat for more)")
+    jb.add_argument("--state", action="append", metavar="S", dest="states",
+                    help="only jobs in this state (repeat for more)")
+    jb.add_argument("--where", action="append", metavar="KEY=VALUE", default=[],
+                    help="only jobs whose payload has KEY equal to VALUE (repeat: all of them)")
+    jb.add_argument("--since", type=parse_duration, metavar="DURATION",
+                    help="only jobs enqueued in this recent period (e.g. 1h)")
+    jb.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                    help="the N newest that match (50)")
+    jb.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
+def _runs(sub: _Sub) -> None:
+    rn = sub.add_parser("runs", help="past engine runs (run-once, worker, console), newest first")
+    rn.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                    help="the N that started last (20)")
+    rn.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
+def _history(sub: _Sub) -> None:
+    hs = sub.add_parser("history", help="a dealer's past pipelines, newest first")
+    hs.add_argument("--dealer", metavar="ID", required=True, help="the dealer")
+    hs.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                    help="the N newest pipelines (20)")
+    hs.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+
 def _pause_resume(sub: _Sub) -> None:
     for name in ("pause", "resume"):
         pr = sub.add_parser(name, help=f"{name} a dealer, a job type, a schedule, or everything")
@@ -288,7 +322,11 @@ def _worker(sub: _Sub) -> None:
 
 def _graph(sub: _Sub) -> None:
     gr = sub.add_parser("graph", help="print the dependency graph")
-    gr.add_argument("--dealer", metavar="ID", help="only this dealer's jobs")
+    which = gr.add_mutually_exclusive_group()
+    which.add_argument("--dealer", metavar="ID",
+                       help="this dealer's current (newest) pipeline")
+    which.add_argument("--pipeline", type=positive_int, metavar="ID",
+                       help="one pipeline, older ones too (ids: dealertui history)")
 
 
 
@@ -328,6 +366,6 @@ def _prune(sub: _Sub) -> None:
     pr.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
-_COMMANDS = (_dealers, _enqueue, _status, _retry, _cancel, _skip, _rerun, _why, _audit,
-             _pause_resume, _schedules, _health, _analyze_errors, _worker, _graph, _bench,
-             _reset_stuck, _prune)
+_COMMANDS = (_dealers, _enqueue, _status, _jobs, _runs, _history, _retry, _cancel, _skip,
+             _rerun, _why, _audit, _pause_resume, _schedules, _health, _analyze_errors,
+             _worker, _graph, _bench, _reset_stuck, _prune)

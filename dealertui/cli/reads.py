@@ -40,6 +40,13 @@ async def cmd_graph(config: Config, args: argparse.Namespace) -> int:
     async def run(op: Operator) -> int:
         from dealertui.engine import graph
 
+        if args.pipeline is not None:
+            one = await graph.one_pipeline(op.store, args.pipeline)
+            if one is None:
+                raise UsageError(f"there is no pipeline {args.pipeline} (dealertui history "
+                                 "--dealer ID lists a dealer's).")
+            out(graph.render(one))
+            return 0
         if args.dealer is not None:
             await op.check_dealers([args.dealer])
         drawing = graph.render(
@@ -103,21 +110,24 @@ async def cmd_analyze_errors(config: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_why(config: Config, args: argparse.Namespace) -> int:
-    from dealertui.engine.detail import explain
+    from dealertui.engine.detail import job_report
 
     store = await read_store(config)
     try:
-        answer = await explain(store, config, args.job)
+        report = await job_report(store, config, args.job)
     finally:
         await store.close()
-    if answer is None:
+    if report is None:
         raise UsageError(f"there is no job {args.job}.")
+    answer = report.why_json()
     if args.json:
         out(json.dumps(answer, indent=2))
         return 0
     j = answer["job"]
     out(f"job {j['id']}: {j['dealer_id']} {j['job_type']}, {j['state']} "
         f"(attempt {j['attempts']} of {j['max_attempts']})")
+    if j["payload"]:
+        out(f"  payload: {json.dumps(j['payload'])}")
     for r in answer["reasons"]:
         out(f"  - {r['text']}")
     return 0

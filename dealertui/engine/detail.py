@@ -4,6 +4,7 @@ the same object, so they cannot disagree about a job."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,12 +20,25 @@ class JobReport:
     reasons: list[Reason]
     now: float
 
+    @property
+    def payload(self) -> Any:
+        """The job's `enqueue --payload`, decoded ({} for none): what its handler is given.
+        A row that is not JSON (written by hand) is shown as its text, not hidden."""
+        stored = self.detail.job.payload
+        if not stored:
+            return {}
+        try:
+            return json.loads(stored)
+        except ValueError:
+            return stored
+
     def why_json(self) -> dict[str, Any]:
         """The `why --json` object: the job, and every reason that holds."""
         j = self.detail.job
         return {
             "job": {"id": j.id, "dealer_id": j.dealer_id, "job_type": j.job_type,
-                    "state": j.state, "attempts": j.attempts, "max_attempts": j.max_attempts},
+                    "state": j.state, "attempts": j.attempts, "max_attempts": j.max_attempts,
+                    "payload": self.payload},
             "reasons": [asdict(r) for r in self.reasons],
         }
 

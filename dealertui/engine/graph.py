@@ -4,13 +4,15 @@ types when there are no jobs; cycles detected; rendered as text with states mark
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import TypeVar
 
 import networkx as nx
 
 from dealertui.config import Config
-from dealertui.model import STATE_GLYPH, DependencyGraph, GraphNode
+from dealertui.model import STATE_GLYPH, DependencyGraph, GraphNode, Job
 from dealertui.store import JobStore
+from dealertui.store.reads.history import pipeline_jobs
 
 MAX_CYCLES = 20
 N = TypeVar("N", int, str)
@@ -38,10 +40,15 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
     jobs = await store.list_jobs(dealer_id=dealer_id)
     if not jobs:
         return from_config(config)
+    return _of_jobs(jobs, await store.edges(dealer_id=dealer_id), with_dealer=dealer_id is None)
+
+
+def _of_jobs(jobs: Sequence[Job], edges: Sequence[tuple[int, int]], *, with_dealer: bool
+             ) -> DependencyGraph:
     nodes = {
         str(j.id): GraphNode(
             str(j.id),
-            f"{j.dealer_id} {j.job_type} #{j.id}" if dealer_id is None else f"{j.job_type} #{j.id}",
+            f"{j.dealer_id} {j.job_type} #{j.id}" if with_dealer else f"{j.job_type} #{j.id}",
             j.state,
             j.dealer_id,
             j.job_type,
@@ -49,28 +56,28 @@ async def build(store: JobStore, config: Config, dealer_id: str | None = None) -
         )
         for j in jobs
     }
-    edges = [
-        (str(p), str(c))
-        for p, c in await store.edges(dealer_id=dealer_id)
-        if str(p) in nodes and str(c) in nodes
-    ]
-    g: nx.DiGraph[str] = nx.DiGraph(edges)
+    kept = [(str(p), str(c)) for p, c in edges if str(p) in nodes and str(c) in nodes]
+    g: nx.DiGraph[str] = nx.DiGraph(kept)
     g.add_nodes_from(nodes)
-    return DependencyGraph(nodes, edges, first_cycles(g))
+    return DependencyGraph(nodes, kept, first_cycles(g))
 
 
 async def current_pipeline(store: JobStore, config: Config, dealer_id: str) -> DependencyGraph:
-    """The dealer's newest pipeline (the console's graph pane and `graph --dealer`): its
-    older pipelines would crowd the drawing; the job types when it has none."""
-    graph = await build(store, config, dealer_id)
-    pipelines = {n.pipeline_id for n in graph.nodes.values() if n.pipeline_id is not None}
-    if not pipelines:
-        return graph
-    newest = max(pipelines)
-    keep = {k for k, n in graph.nodes.items() if n.pipeline_id == newest}
-    return DependencyGraph({k: n for k, n in graph.nodes.items() if k in keep},
-                           [(a, b) for a, b in graph.edges if a in keep and b in keep],
-                           [c for c in graph.cycles if set(c) <= keep])
+    """The dealer's newest pipeline (the console's graph pane and `graph --dealer`), read
+    alone: its older ones would crowd the drawing and cost a read of the whole history
+    (`graph --pipeline ID` and `history` show them); the job types when it has none."""
+    found = await pipeline_jobs(store, dealer_id=dealer_id)
+    if found is None:
+        return from_config(config)
+    return _of_jobs(found.pipeline.jobs, found.edges, with_dealer=False)
+
+
+async def one_pipeline(store: JobStore, pipeline_id: int) -> DependencyGraph | None:
+    """Pipeline *pipeline_id* (`graph --pipeline ID`); None when there is none."""
+    found = await pipeline_jobs(store, pipeline_id=pipeline_id)
+    if found is None:
+        return None
+    return _of_jobs(found.pipeline.jobs, found.edges, with_dealer=False)
 
 
 def to_networkx(graph: DependencyGraph) -> nx.DiGraph[str]:

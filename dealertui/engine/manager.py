@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -80,6 +80,9 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
         self.bus = bus or EventBus()
         self.kind = kind
         self.worker_id = worker_id or make_worker_id(kind)
+        #: what the front end will exit with after this run, recorded with it (`runs`); a
+        #: run-once sets it (it knows its signals), the console leaves None
+        self.exit_code_of: Callable[[ProcessingStats], int | None] = lambda _stats: None
         self.only_dealers = only_dealers
         self.handlers = handlers or HandlerRegistry(dict(config.job_types))
         # Only the job types of this worker's config are claimed: a job of a type it does not
@@ -270,7 +273,8 @@ class MultiDealerDependencyManager(LeaseKeeping, OutcomeRecording):
                         await self.store.unregister_worker(self.worker_id)
                         await self.store.record_run(
                             self.worker_id, self.kind, self._started_at,
-                            self._stats.to_dict(),
+                            self._stats.to_dict(), host=socket.gethostname(),
+                            exit_code=self.exit_code_of(self._stats),
                         )
                 except StoreUnavailable:
                     pass  # the database is what went away; the error that brought us here says so

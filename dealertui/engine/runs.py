@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from dealertui.engine.events import JobStarted
 from dealertui.engine.runstate import Claim, Outcome, RunState
-from dealertui.handlers import JobContext, PermanentError, TransientError
+from dealertui.handlers import JobContext, PermanentError, TransientError, payload_of
 from dealertui.model import ClaimedJob
 
 DEFAULT_TIMEOUT_S = 300.0  # a job type missing from the config (its handler fails anyway)
@@ -133,17 +133,17 @@ class RunSupervision(RunState):
         try:
             if before is not None:
                 await asyncio.wait([before])
-            ctx = JobContext(
-                job_id=job.id,
-                dealer_id=job.dealer_id,
-                job_type=job.job_type,
-                attempt=job.attempt,
-                payload=job.payload,
-                demo=self.config.demo,
-            )
             t0 = time.perf_counter()
             kind, error = "ok", None
             try:
+                ctx = JobContext(
+                    job_id=job.id,
+                    dealer_id=job.dealer_id,
+                    job_type=job.job_type,
+                    attempt=job.attempt,
+                    payload=payload_of(job.payload),
+                    demo=self.config.demo,
+                )
                 await self.handlers.get(job.job_type)(ctx)
             except PermanentError as exc:
                 kind, error = "failed", str(exc) or type(exc).__name__

@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 
 from dealertui.config import ExecHandler, HttpHandler, JobTypeConfig
-from dealertui.handlers.base import Handler, JobContext, PermanentError, TransientError
+from dealertui.handlers.base import (
+    Handler,
+    JobContext,
+    PermanentError,
+    TransientError,
+    payload_of,
+)
 from dealertui.handlers.exec import make_exec_handler
 from dealertui.handlers.http import make_http_handler
 from dealertui.handlers.python import load_callable
@@ -57,4 +63,5 @@ def _failing(message: str) -> Handler:
     return fail
 
 
-__all__ = ["Handler", "HandlerRegistry", "JobContext", "PermanentError", "TransientError"]
+__all__ = ["Handler", "HandlerRegistry", "JobContext", "PermanentError", "TransientError",
+           "payload_of"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import json
 import os
 import re
 import signal
@@ -50,6 +51,7 @@ def make_exec_handler(spec: ExecHandler, retry_exit_codes: Sequence[int] = ()) -
         argv = [expand(a, values) for a in spec.argv]
         env = {**os.environ, **dict(spec.env)}
         env.update({f"DEALERTUI_{k.upper()}": v for k, v in values.items()})
+        env["DEALERTUI_PAYLOAD"] = json.dumps(ctx.payload)
         # stderr goes to an unlinked temp file, read once the handler has exited, not to a
         # pipe: a child left running in the background (`cmd &`, or one that escaped with
         # setsid) holds a pipe open, so the job would stay running until its timeout after

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dealertui.config import Config
+from dealertui.headless.runlog import run_line
 from dealertui.model import (
     ALL_STATES,
     BlastRadius,
@@ -107,15 +108,7 @@ def print_status(status: StatusReport, config: Config, *, max_dealers: int = 50)
         out.print()
         out.print("[bold]Last runs[/] (newest first)")
         for run in status["last_runs"]:
-            st = run["stats"] or {}
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
-            out.print(
-                f"  {when} {run['kind']:<8} {st.get('processed_jobs', 0)} processed, "
-                f"{st.get('successful_jobs', 0)} ok, {st.get('failed_jobs', 0)} failed, "
-                f"{st.get('retried_jobs', 0)} retrying, {st.get('blocked_jobs', 0)} blocked "
-                f"in {st.get('processing_time_ms', 0) / 1000:.1f}s "
-                f"({st.get('throughput_jobs_per_s', 0):g} jobs/s)"
-            )
+            out.print(f"  {run_line(run)}", markup=False, highlight=False)
     fair = status["fairness"]
     starved = sorted(d for d, f in fair.items() if f["starved"])
     most_served = sorted(fair.items(), key=lambda kv: -kv[1]["share"])[:5]

@@ -12,8 +12,9 @@ from rich.console import Console
 from dealertui.config import Config
 from dealertui.errors import StoreUnavailable, UsageError
 from dealertui.headless.render import stdout_console
-from dealertui.headless.runlog import PlainLog, held_line, summary_line, using
+from dealertui.headless.runlog import PlainLog, RunLog, held_line, summary_line, using
 from dealertui.headless.signals import run_until_signalled
+from dealertui.model import ProcessingStats
 
 
 async def run_once(
@@ -42,10 +43,13 @@ async def run_once(
     from dealertui.engine.actions import Operator
     from dealertui.engine.events import EventBus, StatsTick
     from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.engine.process import make_worker_id
     from dealertui.handlers.check import check_runnable
     from dealertui.store import Intent, open_store
 
-    print(f"dealertui run-once: {using(config)}", file=sys.stderr, flush=True)
+    worker_id = make_worker_id("run-once")
+    say = RunLog("run-once", worker_id)
+    say(using(config))
     check_runnable(config)
     if metrics_textfile is not None:
         _check_writable_dir(metrics_textfile, "--metrics-textfile")
@@ -57,8 +61,9 @@ async def run_once(
         bus = EventBus()
         manager = MultiDealerDependencyManager(
             store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="run-once",
-            only_dealers=dealers,
+            worker_id=worker_id, only_dealers=dealers,
         )
+        manager.exit_code_of = lambda s: _exit_code(s, interrupted)
         metrics = None
         if metrics_textfile is not None:
             from dealertui.engine.metrics import EngineMetrics
@@ -82,10 +87,10 @@ async def run_once(
                         ))
 
                 bus.subscribe(on_event)
-                stats = await run_until_signalled(manager, limit, interrupted)
+                stats = await run_until_signalled(manager, limit, interrupted, say)
         else:
-            bus.subscribe(PlainLog())
-            stats = await run_until_signalled(manager, limit, interrupted)
+            bus.subscribe(PlainLog(say))
+            stats = await run_until_signalled(manager, limit, interrupted, say)
         if metrics is not None and metrics_textfile is not None:
             metrics.observe_stats(stats, in_flight=0)
             await metrics.refresh(store)
@@ -105,12 +110,18 @@ async def run_once(
             held = {}
     finally:
         await store.close()
-    print(summary_line(stats), file=sys.stderr)
+    say(summary_line(stats))
     if (line := held_line(held)) is not None:
-        print(line, file=sys.stderr)
+        say(line)
     if json_out:
         print(json.dumps({**stats.summary(), "held_jobs": sum(held.values()), "held": held}),
               flush=True)
+    return _exit_code(stats, interrupted)
+
+
+def _exit_code(stats: ProcessingStats, interrupted: list[int]) -> int:
+    """0 when no job failed or was blocked in this run, else 1; 128 + the signal that
+    stopped it (the run records this too, before the process exits with it)."""
     if interrupted:
         return 128 + interrupted[0]
     return 0 if not (stats.failed_jobs or stats.blocked_jobs) else 1

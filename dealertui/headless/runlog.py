@@ -7,21 +7,49 @@ import sys
 import time
 from typing import Any
 
-from rich.console import Console
-
 from dealertui.config import Config
-from dealertui.model import ProcessingStats
+from dealertui.model import ProcessingStats, RunSummary
 from dealertui.text import plural
 
 
-class PlainLog:
-    """Cron output: one line per failure or retry, then the summary (no escape codes)."""
+def when(at: float | None = None) -> str:
+    """A time as every run line, `runs` and `status` show it: local, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
-    def __init__(self) -> None:
-        # no markup or emoji: errors are handlers' own text ("[/x]" would raise MarkupError,
-        # and a host name in a worker id would turn ":x:" into an emoji)
-        self.console = Console(file=sys.stderr, highlight=False, no_color=True, soft_wrap=True,
-                               markup=False, emoji=False)
+
+def run_line(run: RunSummary) -> str:
+    """One past run as `runs` and `status` list it, by its start, shown as its log lines
+    show times: `2026-12-04 18:31:54 run-once[3f9a2c] on box1, 2.1s: 12 processed, 1 failed,
+    exit 1`."""
+    st = run["stats"] or {}
+    took = (f", {run['finished_at'] - run['started_at']:.1f}s"
+            if run["finished_at"] is not None else ", unfinished")
+    code = "" if run["exit_code"] is None else f", exit {run['exit_code']}"
+    return (f"{when(run['started_at'])} {run['kind']}[{run['run']}] on {run['host'] or '?'}"
+            f"{took}: {st.get('processed_jobs', 0)} processed, {st.get('failed_jobs', 0)} "
+            f"failed{code}")
+
+
+class RunLog:
+    """A run's stderr lines: `2026-12-04 18:31:54 dealertui run-once[3f9a2c]: …`. The time
+    and the run's id (the one `runs` lists) tell apart the lines of two cron runs that
+    overlap in one log file."""
+
+    def __init__(self, kind: str, worker_id: str) -> None:
+        from dealertui.store.reads.runs import run_id_of
+
+        self.prefix = f"dealertui {kind}[{run_id_of(worker_id)}]: "
+
+    def __call__(self, message: str) -> None:
+        print(f"{when()} {self.prefix}{message}", file=sys.stderr, flush=True)
+
+
+class PlainLog:
+    """Cron output: one line per failure or retry (the summary is the front end's). Plain
+    print, not rich: errors are handlers' own text ("[/x]" would be markup)."""
+
+    def __init__(self, say: RunLog) -> None:
+        self.say = say
 
     def __call__(self, event: Any) -> None:
         from dealertui.engine.events import (
@@ -33,24 +61,24 @@ class PlainLog:
         )
 
         if isinstance(event, LeasesRescued):
-            self.console.print(f"rescued  {event.count} jobs whose worker's lease expired")
+            self.say(f"rescued  {event.count} jobs whose worker's lease expired")
         if isinstance(event, HistoryPruned):
-            self.console.print(f"pruned   {event.summary}")
+            self.say(f"pruned   {event.summary}")
         if isinstance(event, ScheduleFired):
             tick = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.tick))
-            self.console.print(
+            self.say(
                 f"schedule {event.schedule} fired its {tick} tick: "
                 f"{plural(event.enqueued, 'pipeline')} enqueued"
                 + (f", {plural(event.skipped, 'dealer')} skipped (pipeline unfinished)"
                    if event.skipped else ""))
 
         if isinstance(event, JobFailed):
-            self.console.print(
+            self.say(
                 f"failed   {event.dealer_id} {event.job_type} #{event.job_id} "
                 f"(attempt {event.attempt}): {event.error}"
             )
         elif isinstance(event, JobRetrying):
-            self.console.print(
+            self.say(
                 f"retrying {event.dealer_id} {event.job_type} #{event.job_id} "
                 f"in {event.delay_s:.0f}s (attempt {event.attempt}): {event.error}"
             )
@@ -90,8 +118,3 @@ def held_line(held: dict[str, int], shown: int = 5) -> str | None:
     why = ", ".join(list(held)[:shown]) + (f" and {len(held) - shown} more"
                                            if len(held) > shown else "")
     return f"{plural(sum(held.values()), 'job')} held: {why}"
-
-
-def log(message: str, who: str = "worker") -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    print(f"{stamp} dealertui {who}: {message}", file=sys.stderr, flush=True)

@@ -7,12 +7,12 @@ from typing import Any
 
 import anyio
 
-from dealertui.headless.runlog import log
+from dealertui.headless.runlog import RunLog
 from dealertui.model import ProcessingStats
 
 
-async def run_until_signalled(manager: Any, limit: int | None, interrupted: list[int]
-                               ) -> ProcessingStats:
+async def run_until_signalled(manager: Any, limit: int | None, interrupted: list[int],
+                              say: RunLog) -> ProcessingStats:
     """manager.process_multi_dealer_jobs(limit), aborted by SIGTERM or SIGINT (whose numbers
     are appended to *interrupted*)."""
     import signal
@@ -22,8 +22,7 @@ async def run_until_signalled(manager: Any, limit: int | None, interrupted: list
             async for signum in signals:
                 if not interrupted:
                     name = signal.Signals(signum).name
-                    log(f"{name}: stopping now; releasing {manager.in_flight} running jobs",
-                         "run-once")
+                    say(f"{name}: stopping now; releasing {manager.in_flight} running jobs")
                     manager.abort(f"run-once stopped by {name}")
                 interrupted.append(signum)
 

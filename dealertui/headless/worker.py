@@ -8,7 +8,7 @@ import time
 import anyio
 
 from dealertui.config import Config
-from dealertui.headless.runlog import PlainLog, log, summary_line, using
+from dealertui.headless.runlog import PlainLog, RunLog, summary_line, using
 from dealertui.headless.signals import bare_error
 
 DB_RETRY_PAUSE_S = (1.0, 2.0, 5.0, 10.0)
@@ -36,14 +36,17 @@ async def run_worker(
 
     from dealertui.engine.events import EventBus
     from dealertui.engine.manager import MultiDealerDependencyManager
+    from dealertui.engine.process import make_worker_id
     from dealertui.errors import StoreUnavailable
     from dealertui.handlers.check import check_runnable
     from dealertui.store import Intent, open_store
 
+    worker_id = make_worker_id("worker")
+    log = RunLog("worker", worker_id)
     log(using(config))
     check_runnable(config)
     bus = EventBus()
-    bus.subscribe(PlainLog())
+    bus.subscribe(PlainLog(log))
     server = None
     if metrics_port is not None:  # first: a port in use is refused before anything is opened
         from dealertui.engine.metrics import EngineMetrics
@@ -61,8 +64,10 @@ async def run_worker(
         raise
     store.db.on_outage = log  # an outage shorter than the retry budget is logged too
     manager = MultiDealerDependencyManager(
-        store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker"
+        store, config, max_dealers, max_jobs_per_dealer, bus=bus, kind="worker",
+        worker_id=worker_id,
     )
+    manager.exit_code_of = lambda _stats: 0  # a worker that stops exits 0 (README)
     stopping = anyio.Event()
     aborted = anyio.Event()
     run_scope = [anyio.CancelScope()]  # the current run's (a scope is entered only once)

@@ -28,10 +28,13 @@ class WorkerReport(WorkerStatus):
 
 
 class RunSummary(TypedDict):
+    run: str  # the run's id, as its log lines show it (the worker id's last part)
     worker_id: str
     kind: str
+    host: str | None
     started_at: float
     finished_at: float | None
+    exit_code: int | None
     stats: dict[str, Any] | None  # ProcessingStats as JSON
 
 

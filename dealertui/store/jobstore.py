@@ -140,11 +140,13 @@ class JobStore:
         await self.db.run(lambda c: registry.unregister_worker(c, worker_id, now=now))
 
     async def record_run(
-        self, worker_id: str, kind: str, started_at: float, stats: Mapping[str, Any]
+        self, worker_id: str, kind: str, started_at: float, stats: Mapping[str, Any], *,
+        host: str | None = None, exit_code: int | None = None,
     ) -> None:
         now = self.clock()
         await self.db.run(lambda c: registry.record_run(c, worker_id, kind, started_at, stats,
-                                                        now=now))
+                                                        now=now, host=host,
+                                                        exit_code=exit_code))
 
     # -- enqueue (pipelines) ------------------------------------------------------------------
 

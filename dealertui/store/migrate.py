@@ -43,7 +43,7 @@ async def init_schema(db: Database) -> bool:
                         await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
                 await _add_missing_columns(conn)
                 await conn.run_sync(metadata.create_all)
-                await conn.run_sync(_add_missing_indexes)
+                await conn.run_sync(_create_added_indexes)
                 if version < 6:
                     await _backfill_pipelines(conn)
                 await conn.execute(
@@ -91,13 +91,15 @@ async def _backfill_pipelines(conn: AsyncConnection) -> None:
         "ON CONFLICT (dealer_id, job_type) DO NOTHING"))
 
 
-def _add_missing_indexes(sync: Any) -> None:
-    """CREATE INDEX for each of ADDED_INDEXES an older schema lacks (create_all makes the
-    indexes of the tables it creates, not new ones of a table that exists)."""
+def _create_added_indexes(sync: Any) -> None:
+    """CREATE INDEX for each of ADDED_INDEXES an older schema lacks (create_all, which ran
+    just before, made those of tables that are new)."""
+    insp = inspect(sync)
     for table in metadata.tables.values():
+        have = {i["name"] for i in insp.get_indexes(table.name)}
         for index in table.indexes:
-            if index.name in ADDED_INDEXES:
-                index.create(sync, checkfirst=True)
+            if index.name in ADDED_INDEXES and index.name not in have:
+                index.create(sync)
 
 
 async def _add_missing_columns(conn: AsyncConnection) -> None:

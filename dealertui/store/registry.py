@@ -83,11 +83,12 @@ async def unregister_worker(conn: AsyncConnection, worker_id: str, *, now: float
 
 async def record_run(
     conn: AsyncConnection, worker_id: str, kind: str, started_at: float,
-    stats: Mapping[str, Any], *, now: float,
+    stats: Mapping[str, Any], *, now: float, host: str | None = None,
+    exit_code: int | None = None,
 ) -> None:
     await conn.execute(
         insert(runs).values(
             worker_id=worker_id, kind=kind, started_at=started_at, finished_at=now,
-            stats=json.dumps(dict(stats)),
+            stats=json.dumps(dict(stats)), host=host, exit_code=exit_code,
         )
     )

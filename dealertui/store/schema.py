@@ -20,24 +20,35 @@ from sqlalchemy import (
     text,
 )
 
+from dealertui.store.states import UNHAPPY_STATES, as_sql
+
 #: Bumped whenever a table changes; `meta.schema_version` lets a later release migrate.
-SCHEMA_VERSION = 7  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
+SCHEMA_VERSION = 8  # 2: audit_log; 3: no ix_jobs_state_type, ix_jobs_dealer_type on SQLite only;
 # 4: jobs.claim_seq (fencing token), dealers.disabled_at; 5: breakers.calls, breaker_calls,
 # jobs.pipeline_id, workers.job_types; 6: pipelines, newest_jobs, jobs.worker, ix_jobs_held;
-# 7: schedules (schedule_ticks), retention, job lists, run history (see each table's comment)
+# 7: schedules (schedule_ticks), retention, job lists, run history (see each table's comment);
+# 8: the same, again: a development build had written 7 before those tables existed, and an
+# upgrade runs only from an older version (outcome_tallies, schedules, runs.host, ...)
 
 #: Indexes a later version dropped, and from which dialects; an upgrade removes them.
 DROPPED_INDEXES = {"ix_jobs_state_type": ("sqlite", "postgresql"),
                    "ix_jobs_dealer_type": ("postgresql",)}
 
-#: Indexes a later version added to an existing table; an upgrade creates the ones missing
-#: (a new table gets its indexes with it).
-ADDED_INDEXES = ("ix_pipelines_unsettled", "ix_pipelines_settled")
 
 #: Columns a later version added to an existing table, as (table, column); an upgrade adds the
 #: ones missing with the column's definition below (each must be nullable or have a default).
 ADDED_COLUMNS = (("jobs", "claim_seq"), ("dealers", "disabled_at"), ("breakers", "calls"),
-                 ("jobs", "pipeline_id"), ("workers", "job_types"), ("jobs", "worker"))
+                 ("jobs", "pipeline_id"), ("workers", "job_types"), ("jobs", "worker"),
+                 ("runs", "host"), ("runs", "exit_code"))
+
+#: Indexes a later version added to a table an older one already had; an upgrade creates the
+#: ones missing (create_all makes the indexes of new tables only).
+ADDED_INDEXES = ("ix_jobs_held", "ix_pipelines_unsettled", "ix_pipelines_settled",
+                 "ix_jobs_unhappy", "ix_pipelines_created", "ix_runs_started")
+
+#: ix_jobs_unhappy's predicate. SQLite uses a partial index only for a query that repeats its
+#: WHERE term exactly: the jobs list (store/reads/joblist.py) reads the terms off these indexes.
+UNHAPPY_SQL = f"state IN {as_sql(UNHAPPY_STATES)}"
 
 metadata = MetaData()
 
@@ -140,6 +151,16 @@ jobs = Table(
     # time of `dealertui bench` there (1,307 -> 1,050 ms). SQLite updates only the indexes
     # whose columns change, so it costs nothing on the hot path there.
     Index("ix_jobs_dealer_type", "dealer_id", "job_type", "id").ddl_if(dialect="sqlite"),
+    # `jobs --state failed` over a long history: newest failures without reading the
+    # successes. Rows enter it only when they fail, are cancelled or skipped, so the claim's
+    # hot path (ready -> running -> succeeded) never writes to it, on Postgres either (a
+    # partial index gets an entry only for a row version that matches it).
+    Index(
+        "ix_jobs_unhappy",
+        "id",
+        sqlite_where=text(UNHAPPY_SQL),
+        postgresql_where=text(UNHAPPY_SQL),
+    ),
     # No index on state alone: every transition would have to move the job in it (the
     # partial indexes above only see the few states they cover), ~10-25% of `dealertui
     # bench` on SQLite; the reads it would serve (counts by state) scan the table instead.
@@ -168,6 +189,9 @@ pipelines = Table(
     Column("settled_at", Float),
     Column("outcome", String(16)),
     Index("ix_pipelines_dealer", "dealer_id", "id"),
+    # `jobs --since D`: the first pipeline enqueued since then bounds the newest-first walk
+    # (a job's created_at is its pipeline's)
+    Index("ix_pipelines_created", "created_at"),
     Index(
         "ix_pipelines_open",
         "dealer_id",
@@ -304,6 +328,12 @@ runs = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("stats", Text),
+    Column("host", Text),  # the machine it ran on (NULL: recorded before schema 7)
+    # what the process exited with (run-once: 0, 1 some job failed, 128 + a signal); NULL
+    # for the console, and for a run recorded before schema 7
+    Column("exit_code", Integer),
+    # `runs` and `status` list runs by when they started (a row is written when one ends)
+    Index("ix_runs_started", "started_at"),
 )
 
 outcome_tallies = Table(

@@ -47,6 +47,9 @@ QUIET_STATES: tuple[str, ...] = (
 #: not finished: will run, or blocked until an operator acts (what status and the lanes count
 #: across the whole history; the finished ones they count are the newest per dealer and type)
 OPEN_STATES: tuple[str, ...] = tuple(s for s in ALL_STATES if s not in TERMINAL_STATES)
+#: finished without succeeding: rare in a long history, so indexed apart (ix_jobs_unhappy)
+UNHAPPY_STATES: tuple[str, ...] = tuple(s for s in TERMINAL_STATES if s not in SATISFIED_STATES
+                                        or s == JobState.SKIPPED)
 #: job_events.to_state values that end one attempt
 OUTCOME_STATES: tuple[str, ...] = (
     JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.RETRYING.value,

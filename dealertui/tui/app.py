@@ -30,7 +30,7 @@ from dealertui.tui.event_log import EventLog
 from dealertui.tui.flow import ActionFlow
 from dealertui.tui.graph_pane import GraphPane
 from dealertui.tui.operations import OperatorKeys
-from dealertui.tui.panels import AuditScreen, FailureGroupsScreen, SchedulesScreen
+from dealertui.tui.panels import AuditScreen, FailureGroupsScreen, HistoryScreen, SchedulesScreen
 from dealertui.tui.pauses import PauseToggles
 from dealertui.tui.screens import ConfirmScreen, HelpScreen, JobDetailScreen
 from dealertui.tui.widgets import BreakersTable, LanesTable, ThroughputPanel
@@ -281,6 +281,14 @@ class DealerConsole(OperatorKeys):
                                              why=[r.text for r in report.reasons]))
 
         self.run_worker(show(), group="action", exit_on_error=False)
+
+    def action_history(self) -> None:
+        dealer, _ = self._selected()
+        if dealer is None:
+            self._no_dealer("to see its past pipelines")
+            return
+        assert self.store is not None
+        self.push_screen(HistoryScreen(self.store, dealer))
 
     def action_audit(self) -> None:
         assert self.store is not None

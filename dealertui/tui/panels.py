@@ -16,10 +16,11 @@ from textual.widgets import DataTable, Label
 
 from dealertui.config import Config
 from dealertui.engine.schedules import ScheduleInfo, report
-from dealertui.model import ErrorGroup
+from dealertui.model import STATE_GLYPH, ErrorGroup
 from dealertui.store import JobStore
 from dealertui.store.reads import error_groups
-from dealertui.text import ago
+from dealertui.store.reads.history import PastPipeline, dealer_history, duration
+from dealertui.text import ago, span
 
 
 class FailureGroupsScreen(ModalScreen[tuple[str, str] | None]):
@@ -175,6 +176,48 @@ class SchedulesScreen(ModalScreen[tuple[str, bool] | None]):
             return
         chosen = self.infos[table.cursor_row]
         self.dismiss((chosen["name"], chosen["paused"]))
+
+
+class HistoryScreen(ModalScreen[None]):
+    """One dealer's past pipelines, newest first: when, who, outcome, each job's state and
+    time (the lanes and the graph show only the newest; `graph --pipeline ID` draws one)."""
+
+    BINDINGS = [Binding("escape,q,h", "close", "close")]
+    SHOWN = 100
+
+    def __init__(self, store: JobStore, dealer_id: str) -> None:
+        super().__init__()
+        self.store = store
+        self.dealer_id = dealer_id
+        self.past: list[PastPipeline] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box", id="history-box"):
+            yield Label(f"[b]history of {self.dealer_id}[/b] (pipelines, newest first)",
+                        markup=True)
+            yield DataTable(id="history", cursor_type="row")
+
+    def on_mount(self) -> None:
+        self.query_one("#history", DataTable).add_columns(
+            "pipeline", "enqueued", "by", "outcome", "took", "jobs")
+        self.reload()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def reload(self) -> None:
+        self.past = await dealer_history(self.store, self.dealer_id, self.SHOWN)
+        table = self.query_one("#history", DataTable)
+        table.clear()
+        for p in self.past:
+            start, end = p.started_at, p.finished_at
+            took = span(end - start) if start is not None and end is not None else ""
+            jobs = " · ".join(
+                f"{j.job_type} {STATE_GLYPH.get(j.state, '')}"
+                + (f" {d:.1f}s" if (d := duration(j)) is not None else "") for j in p.jobs)
+            table.add_row(str(p.id), time.strftime("%m-%d %H:%M:%S", time.localtime(
+                p.created_at)), p.schedule or p.by or "", p.outcome or "unfinished", took,
+                Text(jobs))
+        if not self.past:
+            table.add_row("", "", "", Text("no pipelines yet", style="dim"), "", "")
 
     def action_close(self) -> None:
         self.dismiss(None)

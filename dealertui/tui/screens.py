@@ -103,6 +103,8 @@ class JobDetailScreen(ModalScreen[None]):
             facts.append(f"blocked: {j.blocked_reason}")
         if j.last_error:
             facts.append(f"last error: {j.last_error}")
+        if j.payload:
+            facts.append(f"payload: {j.payload}")
         timeline = Table(box=None, padding=(0, 1), expand=True)
         timeline.add_column("time", no_wrap=True)
         timeline.add_column("transition", no_wrap=True)
@@ -121,7 +123,7 @@ class JobDetailScreen(ModalScreen[None]):
         errors = [e for e in d.events if e["error"]]
         with Vertical(id="detail-box", classes="modal-box"):
             yield Static(head)
-            yield Static("\n".join(facts))
+            yield Static(Text("\n".join(facts)))  # errors and payloads are not markup
             yield Static(_jobs_line("parents", d.parents))
             yield Static(_jobs_line("children", d.children))
             if self.why:

@@ -4,15 +4,15 @@ JSON contract of `dealertui status --json`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dealertui.model import JobState, Paused, RunSummary, StoreStatus, empty_state_counts
+from dealertui.model import JobState, Paused, StoreStatus, empty_state_counts
 from dealertui.store.reads.current import current_counts
-from dealertui.store.schema import controls, dealers, jobs, runs, workers
+from dealertui.store.reads.runs import last_runs
+from dealertui.store.schema import controls, dealers, jobs, workers
 
 #: how many engine runs `status` reports, newest first
 LAST_RUNS_SHOWN = 5
@@ -56,24 +56,13 @@ async def status(conn: AsyncConnection, job_types: Iterable[str]) -> StoreStatus
             )
         ).all()
     )
-    last_runs: list[RunSummary] = [
-        {
-            "worker_id": r.worker_id,
-            "kind": r.kind,
-            "started_at": r.started_at,
-            "finished_at": r.finished_at,
-            "stats": json.loads(r.stats) if r.stats else None,
-        }
-        for r in await conn.execute(
-            select(runs).order_by(runs.c.id.desc()).limit(LAST_RUNS_SHOWN)
-        )
-    ]
+    recent = await last_runs(conn, LAST_RUNS_SHOWN)
     disabled = (await conn.execute(
         select(dealers.c.id).where(dealers.c.disabled_at.is_not(None))
         .order_by(dealers.c.id)
     )).scalars().all()
     return {
-        "last_runs": last_runs,
+        "last_runs": recent,
         "disabled_dealers": list(disabled),
         "total": sum(by_state.values()),
         "by_state": by_state,
