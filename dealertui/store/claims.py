@@ -131,9 +131,13 @@ def _claim_sql(dialect: str, *, job_filter: str) -> str:
     if dialect == "postgresql":
         sql = f"""
             WITH {ranked},
+            -- the chosen ids as one array: as `id IN (pick)`, or joined, the planner (which
+            -- thinks few jobs are ready: they are few of a long history, and ANALYZE does
+            -- not come for a few thousand rows of a million) compared every ready job with
+            -- every chosen one (310 ms a claim at 2,500 dealers and 1,000,000 jobs)
             picked AS MATERIALIZED (
                 SELECT j.id FROM jobs j
-                WHERE j.id IN ({pick}) AND j.state = 'ready'
+                WHERE j.id = ANY(ARRAY({pick})) AND j.state = 'ready'
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE jobs SET {_SETS}
