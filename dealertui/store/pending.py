@@ -60,6 +60,18 @@ OUTCOME_ORDER = (JobState.FAILED, JobState.BLOCKED, JobState.CANCELLED, JobState
                   JobState.SUCCEEDED)
 
 
+def jobs_of(dialect: str) -> str:
+    """`JOIN <a pipeline's jobs, as j> ...` of the pipelines p, by the primary key's range.
+    Postgres must be told to scan that range per pipeline (LATERAL, kept a subquery by
+    OFFSET 0): left to itself it hash-joins the pipelines with a sequential scan of every
+    job (25 ms a page of 200 at 100,000 jobs, growing with the history)."""
+    if dialect == "postgresql":
+        return ("JOIN LATERAL (SELECT id, state, finished_at, updated_at FROM jobs "
+                "WHERE id BETWEEN p.first_job_id AND p.last_job_id "
+                "AND pipeline_id = p.id OFFSET 0) j ON true")
+    return "JOIN jobs j ON j.id BETWEEN p.first_job_id AND p.last_job_id AND j.pipeline_id = p.id"
+
+
 async def settle(
     conn: AsyncConnection, pipeline_ids: Sequence[int], *, now: float
 ) -> dict[int, int]:
@@ -69,8 +81,7 @@ async def settle(
         return {}
     rows = await conn.execute(text(
         "SELECT p.id, j.state, count(*) AS n, max(coalesce(j.finished_at, j.updated_at)) AS at "
-        "FROM pipelines p JOIN jobs j ON j.id BETWEEN p.first_job_id AND p.last_job_id "
-        f"AND j.pipeline_id = p.id WHERE {in_list(conn, 'p.id', 'pids')} "
+        f"FROM pipelines p {jobs_of(conn.dialect.name)} WHERE {in_list(conn, 'p.id', 'pids')} "
         "GROUP BY p.id, j.state"
     ), {"pids": list_value(conn, pipeline_ids)})
     left: dict[int, int] = dict.fromkeys(pipeline_ids, 0)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dealertui.model import TERMINAL_STATES, UNFINISHED_STATES, JobState
 from dealertui.store.idlists import in_list, list_value
-from dealertui.store.pending import OUTCOME_ORDER
+from dealertui.store.pending import OUTCOME_ORDER, jobs_of
 from dealertui.store.states import as_sql
 
 _FINISHED_SQL = as_sql(TERMINAL_STATES)
@@ -179,24 +179,11 @@ async def settle_or_delete(conn: AsyncConnection, pipeline_ids: Sequence[int],
     return tally
 
 
-#: A pipeline's jobs by the primary key's range. Postgres must be told to scan that range
-#: per pipeline (LATERAL, kept a subquery by OFFSET 0): left to itself it hash-joins the
-#: pipelines with a sequential scan of every job (25 ms a page at 100,000 jobs, growing with
-#: the history).
-_JOBS_OF = {
-    "sqlite": "LEFT JOIN jobs j ON j.id BETWEEN p.first_job_id AND p.last_job_id "
-              "AND j.pipeline_id = p.id",
-    "postgresql": "LEFT JOIN LATERAL (SELECT id, state, finished_at, updated_at FROM jobs "
-                  "WHERE id BETWEEN p.first_job_id AND p.last_job_id "
-                  "AND pipeline_id = p.id OFFSET 0) j ON true",
-}
-
-
 async def _read(conn: AsyncConnection, pipeline_ids: Sequence[int]) -> list[Pipeline]:
     rows = await conn.execute(text(
         "SELECT p.id AS pid, p.dealer_id, p.settled_at, p.outcome, j.id, j.state, "
         f"coalesce(j.finished_at, j.updated_at) AS at FROM pipelines p "
-        f"{_JOBS_OF[conn.dialect.name]} "
+        f"LEFT {jobs_of(conn.dialect.name)} "
         f"WHERE {in_list(conn, 'p.id', 'pids')} ORDER BY p.id, j.id"),
         {"pids": list_value(conn, pipeline_ids)})
     found: dict[int, Pipeline] = {}
