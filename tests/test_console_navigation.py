@@ -68,6 +68,24 @@ MUTATING_KEYS = {
 # -- /: filter ----------------------------------------------------------------------------------
 
 
+async def _d2_full_feed(store: JobStore) -> None:
+    """Three dealers' pipelines; d2's was enqueued with {"feed": "full"}."""
+    await store.enqueue(["d1", "d3"])
+    await store.enqueue(["d2"], payload={"feed": "full"})
+
+
+async def test_slash_filters_by_payload_text(sqlite_url: str) -> None:
+    async with console(sqlite_url, _d2_full_feed) as (app, pilot, _store):
+        table = lanes(app)
+        await until(pilot, lambda: table.row_count == 3, "three dealers")
+        await pilot.press("slash", *"full")
+        await until(pilot, lambda: table.row_count == 1 and table.selected()[0] == "d2", "d2")
+        await pilot.press(*["backspace"] * 4, *'"feed"')
+        await until(pilot, lambda: table.row_count == 1, "d2 by its payload key")
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == 3, "every dealer back")
+
+
 async def test_slash_filters_by_id_name_and_state_and_escape_clears(sqlite_url: str) -> None:
     async with console(sqlite_url, _d1_homenet_failed) as (app, pilot, _store):
         table = lanes(app)

@@ -61,7 +61,7 @@ ACTIONS: tuple[ConsoleAction, ...] = (
                   mutating=True, palette="Enqueue pipeline",
                   palette_help="enqueue a pipeline for the selected dealer"),
     ConsoleAction("slash", "filter", "filter",
-                  "filter dealers by id, name or state (esc clears)",
+                  "filter dealers by id, name, state or payload text (esc clears)",
                   palette="Filter dealers", palette_help="filter by id, name or state"),
     ConsoleAction("enter", "detail", "detail",
                   "job detail: attempts, errors, timeline, parents and children",
