@@ -4,12 +4,12 @@ the same object, so they cannot disagree about a job."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from dealertui.config import Config
 from dealertui.engine.explain import Reason, reasons
+from dealertui.model.jobs import shown_payload
 from dealertui.store import JobStore
 from dealertui.store.reads import JobDetail, job_detail, why_facts
 
@@ -24,13 +24,7 @@ class JobReport:
     def payload(self) -> Any:
         """The job's `enqueue --payload`, decoded ({} for none): what its handler is given.
         A row that is not JSON (written by hand) is shown as its text, not hidden."""
-        stored = self.detail.job.payload
-        if not stored:
-            return {}
-        try:
-            return json.loads(stored)
-        except ValueError:
-            return stored
+        return shown_payload(self.detail.job.payload)
 
     def why_json(self) -> dict[str, Any]:
         """The `why --json` object: the job, and every reason that holds."""

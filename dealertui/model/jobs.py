@@ -3,9 +3,10 @@ each other. No I/O here."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Intent(StrEnum):
@@ -269,3 +270,15 @@ class EnqueueResult:
     @property
     def job_ids(self) -> list[int]:
         return [i for e in self.enqueued for i in e.job_ids]
+
+
+def shown_payload(stored: str | None) -> Any:
+    """A job's stored `enqueue --payload` as a reader shows it: decoded, {} for none, and a
+    row that is not JSON (written by hand) as its text rather than hidden. (Its handler is
+    stricter: handlers/base.payload_of.)"""
+    if not stored:
+        return {}
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return stored

@@ -17,7 +17,6 @@ Every filter is answered without reading the whole history:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from dealertui.errors import UsageError
 from dealertui.model import ALL_STATES
+from dealertui.model.jobs import shown_payload
 from dealertui.store.schema import jobs, pipelines
 
 if TYPE_CHECKING:
@@ -105,17 +105,10 @@ class ListedJob:
     def as_json(self) -> dict[str, Any]:
         """One element of `jobs --json` (the README lists the keys)."""
         row = {k: getattr(self, k) for k in self.__slots__}
-        row["payload"] = _decoded(self.payload)
+        row["payload"] = shown_payload(self.payload)
         return row
 
 
-def _decoded(stored: str | None) -> Any:
-    if not stored:
-        return {}
-    try:
-        return json.loads(stored)
-    except ValueError:
-        return stored
 
 
 #: (states a partial index of jobs covers, its predicate), read off the schema itself
