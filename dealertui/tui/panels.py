@@ -177,6 +177,9 @@ class SchedulesScreen(ModalScreen[tuple[str, bool] | None]):
         chosen = self.infos[table.cursor_row]
         self.dismiss((chosen["name"], chosen["paused"]))
 
+    def action_close(self) -> None:
+        self.dismiss(None)
+
 
 class HistoryScreen(ModalScreen[None]):
     """One dealer's past pipelines, newest first: when, who, outcome, each job's state and
