@@ -110,7 +110,7 @@ async def test_pause_group_pauses_exactly_its_dealers(db_url: str) -> None:
         assert [(p.scope, p.key) for p in got] == [("dealer", d) for d in paused]
         assert all(p.by == WHO and p.reason == "feed host down" for p in got)
         st = await store.status()
-        assert st["paused"] == {"global": False, "dealers": paused, "types": []}
+        assert st["paused"] == {"global": False, "dealers": paused, "types": [], "schedules": []}
         pauses_audited = [a for a in await store.audit_entries() if a["action"] == "pause"]
         assert sorted(a["target"] for a in pauses_audited) == [f"dealer {d}" for d in paused]
 
